@@ -1,0 +1,45 @@
+"""Sanity bounds of a result: what must hold at every scale, and the learned floors a case
+declares (in the matrix) for the reduced and paper scales."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .data import expected_train_counts
+from .matrix import Case
+from .metrics import SCALAR_METRICS
+
+
+def check(row: dict[str, Any], case: Case, scale: str) -> list[str]:
+    """Every violated bound of ``row``, each as "metric=value violates bound"; empty when sane."""
+    problems: list[str] = []
+    metrics = row.get("metrics") or {}
+    for name in SCALAR_METRICS:
+        value = metrics.get(name)
+        if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append(f"{name}={value} is not a finite number")
+        elif not 0.0 <= value <= 1.0:
+            problems.append(f"{name}={value:.4f} lies outside [0, 1]")
+    matrix = metrics.get("confusion_matrix")
+    if matrix is not None:
+        total = sum(map(sum, matrix))
+        if total != row["test_samples"]:
+            problems.append(f"confusion matrix sums to {total}, test size is {row['test_samples']}")
+    if sum(row["test_counts"]) != row["test_samples"]:
+        problems.append(f"test counts {row['test_counts']} do not sum to {row['test_samples']}")
+    expected = expected_train_counts(row["counts_before_imbalance"],
+                                     tuple(row["reduced_classes"]), row["removal_fraction"])
+    if row["train_counts"] != expected:
+        problems.append(f"train class counts {row['train_counts']} differ from the variant's "
+                        f"spec {expected}")
+    if case.imbalanced and not row["reduced_classes"]:
+        problems.append("imbalanced case has no reduced classes")
+    if not case.imbalanced and max(row["train_counts"]) - min(row["train_counts"]) > 1 and (
+            max(row["counts_before_imbalance"]) - min(row["counts_before_imbalance"]) <= 1):
+        problems.append(f"balanced case has unequal train counts {row['train_counts']}")
+    for name, floor in case.bounds.floors(scale).items():
+        value = metrics.get(name)
+        if isinstance(value, (int, float)) and math.isfinite(value) and value < floor:
+            problems.append(f"{name}={value:.4f} is below its {scale}-scale floor {floor}")
+    return problems

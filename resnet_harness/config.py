@@ -1,0 +1,257 @@
+"""Run configuration: scales, the paper's contested readings, and validators for every option.
+
+A :class:`RunConfig` is built once per pytest session from the command line, ini file and
+environment; :meth:`RunConfig.for_case` turns one matrix row into the concrete settings of one run.
+Validators are small ``parse_*`` functions that raise ``argparse.ArgumentTypeError`` so that pytest
+turns bad input into a one-line usage error before anything trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .matrix import DATASETS, NUM_CLASSES, Case
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of a case to run. ``None`` keeps what the case (the paper) says."""
+
+    name: str
+    weights: str | None  # "none" forces random init; None keeps the case's "imagenet"
+    epochs: int | None
+    max_train_samples: int | None
+    max_test_samples: int | None
+
+
+SCALES = {
+    # The whole matrix in minutes on 2 CPU cores: random init, a few hundred images, one epoch.
+    "smoke": Scale("smoke", weights="none", epochs=1, max_train_samples=320,
+                   max_test_samples=160),
+    # A real-data subset that learns something in a few epochs on a CPU (random init so that it
+    # also runs where ImageNet weights cannot be downloaded; --weights imagenet to change it).
+    "reduced": Scale("reduced", weights="none", epochs=3, max_train_samples=3000,
+                     max_test_samples=1000),
+    # The study as published: full data, its epochs, ImageNet weights.
+    "paper": Scale("paper", weights=None, epochs=None, max_train_samples=None,
+                   max_test_samples=None),
+}
+
+
+@dataclass(frozen=True)
+class Imbalance:
+    """How the imbalanced variants are made from the training set.
+
+    Exactly one of ``remove_fraction`` (per reduced class), ``remove_total`` (spread evenly over
+    the reduced classes) or ``keep_per_class`` is set.
+    """
+
+    reading: str
+    classes: tuple[int, ...] = (0, 1, 2)
+    remove_fraction: float | None = None
+    remove_total: int | None = None
+    keep_per_class: dict[str, int] | None = None  # data set -> samples kept per reduced class
+
+
+# The paper gives four incompatible recipes (see README, "Readings of the paper").
+IMBALANCE_READINGS = {
+    "text": Imbalance("text", remove_fraction=0.10),  # "10% of training samples are removed"
+    "table4": Imbalance("table4", remove_total=5000),  # "Number to remove: 5000"
+    "table6": Imbalance("table6", remove_fraction=0.50),  # "Imbalance factor: 0.5"
+    "table2": Imbalance("table2", keep_per_class={"cifar10": 4950, "fashion_mnist": 4500}),
+}
+
+
+def parse_scale(value: str) -> str:
+    """A scale name: smoke, reduced or paper."""
+    if value not in SCALES:
+        raise argparse.ArgumentTypeError(
+            f"unknown scale {value!r}; use one of: {', '.join(SCALES)}")
+    return value
+
+
+def parse_positive_int(value: str) -> int:
+    """An integer >= 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be 1 or more")
+    return number
+
+
+def parse_seed(value: str) -> int:
+    """A non-negative integer seed."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {value!r} is not an integer") from None
+    if not 0 <= number < 2**32:
+        raise argparse.ArgumentTypeError(f"seed {value!r} must be in [0, 2**32)")
+    return number
+
+
+def parse_weights(value: str) -> str:
+    """``imagenet``, ``none`` or the path of a ``.weights.h5`` / ``.h5`` file that exists."""
+    if value in ("imagenet", "none"):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"weights {value!r} is neither 'imagenet', 'none' nor an existing weights file")
+    return str(path)
+
+
+def parse_data_dir(value: str) -> tuple[str | None, Path]:
+    """``PATH`` (one subfolder per data set) or ``NAME=PATH`` for one data set."""
+    name, sep, path = value.partition("=")
+    if sep and name in DATASETS:
+        target = Path(path).expanduser()
+    elif sep and "/" not in name and "\\" not in name:
+        raise argparse.ArgumentTypeError(
+            f"unknown data set {name!r} in --data-dir {value!r}; use one of: {', '.join(DATASETS)}")
+    else:
+        name, target = None, Path(value).expanduser()
+    if not target.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"data dir {str(target)!r} does not exist or is not a folder; "
+            "pass an existing folder (see README, 'Using local data')")
+    return name, target
+
+
+def parse_imbalance(value: str) -> str:
+    """A reading of the paper's imbalance recipe: text, table2, table4 or table6."""
+    if value not in IMBALANCE_READINGS:
+        raise argparse.ArgumentTypeError(
+            f"unknown imbalance reading {value!r}; use one of: {', '.join(IMBALANCE_READINGS)}")
+    return value
+
+
+def parse_classes(value: str) -> tuple[int, ...]:
+    """Comma-separated class indices in [0, 10), e.g. ``0,1,2``."""
+    try:
+        classes = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"classes {value!r} must be comma-separated integers, e.g. 0,1,2") from None
+    bad = [c for c in classes if not 0 <= c < NUM_CLASSES]
+    if not classes or bad or len(set(classes)) != len(classes):
+        raise argparse.ArgumentTypeError(
+            f"classes {value!r} must be distinct integers in [0, {NUM_CLASSES}), e.g. 0,1,2")
+    return classes
+
+
+def parse_fraction(value: str) -> float:
+    """A fraction strictly between 0 and 1."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r} must lie strictly between 0 and 1")
+    return number
+
+
+def parse_on_off(value: str) -> bool:
+    """``on`` or ``off``."""
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"{value!r} must be 'on' or 'off'")
+    return value == "on"
+
+
+def parse_data_source(value: str) -> str:
+    """``auto`` (local folders, then the Keras cache/download) or ``synthetic``."""
+    if value not in ("auto", "synthetic"):
+        raise argparse.ArgumentTypeError(f"unknown data source {value!r}; use auto or synthetic")
+    return value
+
+
+@dataclass(frozen=True)
+class CaseConfig:
+    """Everything one run of one case needs, after scale and overrides are applied."""
+
+    case: Case
+    scale: str
+    seed: int
+    epochs: int
+    weights: str
+    max_train_samples: int | None
+    max_test_samples: int | None
+    imbalance: Imbalance | None
+    augment: bool
+    hflip: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly settings, as stored with the result row."""
+        return {
+            "epochs": self.epochs, "weights": self.weights, "batch_size": self.case.batch_size,
+            "learning_rate": self.case.learning_rate, "max_train_samples": self.max_train_samples,
+            "max_test_samples": self.max_test_samples, "augment": self.augment,
+            "hflip": self.hflip, "head": asdict(self.case.head),
+            "imbalance": asdict(self.imbalance) if self.imbalance else None,
+        }
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Session-wide settings; see ``pytest --help``, group "resnet-harness"."""
+
+    scale: str = "smoke"
+    seed: int = 0
+    epochs: int | None = None
+    max_train_samples: int | None = None
+    max_test_samples: int | None = None
+    weights: str | None = None
+    data_source: str = "auto"
+    data_dirs: dict[str | None, Path] = field(default_factory=dict)
+    imbalance: str = "text"
+    imbalance_classes: tuple[int, ...] | None = None
+    imbalance_fraction: float | None = None
+    hflip: bool = True
+    report_dir: Path = Path("reports")
+    deterministic: bool = False
+
+    def for_case(self, case: Case) -> CaseConfig:
+        """The concrete settings of ``case`` at this scale, overrides applied."""
+        scale = SCALES[self.scale]
+        imbalance = None
+        if case.imbalanced:
+            imbalance = IMBALANCE_READINGS[self.imbalance]
+            if self.imbalance_classes is not None:
+                imbalance = replace(imbalance, classes=self.imbalance_classes)
+            if self.imbalance_fraction is not None:
+                imbalance = replace(imbalance, reading=f"{imbalance.reading}+fraction",
+                                    remove_fraction=self.imbalance_fraction, remove_total=None,
+                                    keep_per_class=None)
+        return CaseConfig(
+            case=case, scale=self.scale, seed=self.seed,
+            epochs=self.epochs or scale.epochs or case.epochs,
+            weights=self.weights or scale.weights or case.weights,
+            max_train_samples=self.max_train_samples or scale.max_train_samples,
+            max_test_samples=self.max_test_samples or scale.max_test_samples,
+            imbalance=imbalance, augment=case.augment, hflip=self.hflip,
+        )
+
+    def data_dir_for(self, dataset: str) -> Path | None:
+        """The local folder given for ``dataset``, if any (``NAME=PATH`` beats ``PATH/NAME``)."""
+        if dataset in self.data_dirs:
+            return self.data_dirs[dataset]
+        if None in self.data_dirs:
+            return self.data_dirs[None] / dataset
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["data_dirs"] = {str(k or "*"): str(v) for k, v in self.data_dirs.items()}
+        out["report_dir"] = str(self.report_dir)
+        return out
+
+
+def env_default(name: str) -> str | None:
+    """The value of environment variable ``RESNET_HARNESS_<NAME>``, if set and not empty."""
+    return os.environ.get(f"RESNET_HARNESS_{name.upper()}") or None

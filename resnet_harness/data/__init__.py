@@ -1,0 +1,30 @@
+"""Data: raw sources (``sources``), the study's variants (``variants``) and the tf.data input
+pipeline (``pipeline``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .sources import (CLASS_NAMES, DEBIAN_FASHION_MNIST, DataError, RawData, load_keras,
+                      load_local, synthetic)
+from .variants import Variant, expected_train_counts, make_variant
+
+__all__ = ["CLASS_NAMES", "DataError", "RawData", "Variant", "expected_train_counts",
+           "load_raw", "make_variant", "synthetic"]
+
+
+def load_raw(dataset: str, *, data_source: str = "auto", data_dir: Path | None = None,
+             cache_dir: Path | None = None, seed: int = 0,
+             synthetic_size: tuple[int, int] = (60, 20)) -> RawData:
+    """Load ``dataset`` from the first source that applies.
+
+    ``synthetic`` makes a small learnable stand-in; ``auto`` uses ``data_dir`` when given (an
+    error if it is unusable), then Debian's Fashion-MNIST package, then Keras (cache, download).
+    """
+    if data_source == "synthetic":
+        return synthetic(dataset, *synthetic_size, seed=seed)
+    if data_dir is not None:
+        return load_local(Path(data_dir), dataset, cache_dir)
+    if dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        return load_local(DEBIAN_FASHION_MNIST, dataset, cache_dir)
+    return load_keras(dataset)

@@ -1,0 +1,123 @@
+"""The study's data variants: subsets per scale, pooled re-splits, and the imbalanced training set.
+
+Everything works on index arrays into the raw data and copies the selected images once, at the
+end, so the full data set is never duplicated. Images stay uint8 at their native size; resizing,
+scaling and augmentation happen per batch in ``pipeline``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from ..config import CaseConfig, Imbalance
+from ..matrix import NUM_CLASSES
+from .sources import RawData
+
+# Training images per class in the full data sets, which scale-free readings of absolute counts
+# (Table 2's "4,950 kept", Table 4's "5000 removed") are taken relative to.
+FULL_TRAIN_PER_CLASS = {"cifar10": 5000, "fashion_mnist": 6000}
+
+
+@dataclass
+class Variant:
+    """The train and test sets one case trains and evaluates on."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    counts_before_imbalance: list[int]
+    reduced_classes: tuple[int, ...]
+    removal_fraction: float  # of each reduced class (0.0 for balanced variants)
+    source: str
+
+    @property
+    def train_counts(self) -> list[int]:
+        return np.bincount(self.y_train, minlength=NUM_CLASSES).tolist()
+
+    @property
+    def test_counts(self) -> list[int]:
+        return np.bincount(self.y_test, minlength=NUM_CLASSES).tolist()
+
+
+def removal_fraction(imbalance: Imbalance, dataset: str) -> float:
+    """The share of each reduced class's training samples that a reading removes."""
+    full = FULL_TRAIN_PER_CLASS[dataset]
+    if imbalance.remove_fraction is not None:
+        return imbalance.remove_fraction
+    if imbalance.remove_total is not None:
+        return min(1.0, imbalance.remove_total / len(imbalance.classes) / full)
+    keep = (imbalance.keep_per_class or {})[dataset]
+    return max(0.0, 1.0 - keep / full)
+
+
+def expected_train_counts(before: list[int], classes: tuple[int, ...],
+                          fraction: float) -> list[int]:
+    """Per-class training counts an imbalanced variant must have, from the counts before."""
+    return [n - int(round(n * fraction)) if c in classes else n for c, n in enumerate(before)]
+
+
+def stratified_subset(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """Indices of a class-stratified random subset of ``n`` samples (all, sorted, when ``n`` is
+    None or not smaller than ``len(y)``)."""
+    index = np.arange(len(y))
+    if n is None or n >= len(y):
+        return index
+    subset, _ = train_test_split(index, train_size=n, stratify=y, random_state=seed)
+    return np.sort(subset)
+
+
+def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
+    """Build the variant of ``cfg.case`` from ``raw`` at ``cfg``'s scale.
+
+    Order: (1) pool train+test and re-split when the case has a split, the pool first capped at
+    ``max_train_samples + max_test_samples`` so the split keeps its meaning at small scales;
+    otherwise cap train and test separately; (2) remove the imbalanced classes' samples from the
+    training set only. Every random choice is seeded by ``cfg.seed``.
+    """
+    case, seed = cfg.case, cfg.seed
+    n_train = len(raw.y_train)
+    if case.split is not None:
+        y_pool = np.concatenate([raw.y_train, raw.y_test])
+        cap = (cfg.max_train_samples + cfg.max_test_samples
+               if cfg.max_train_samples and cfg.max_test_samples else None)
+        pool = stratified_subset(y_pool, cap, seed)
+        train_idx, test_idx = train_test_split(pool, train_size=case.split, stratify=y_pool[pool],
+                                               random_state=seed)
+        take = _pooled_taker(raw, n_train)
+    else:
+        train_idx = stratified_subset(raw.y_train, cfg.max_train_samples, seed)
+        test_idx = stratified_subset(raw.y_test, cfg.max_test_samples, seed) + n_train
+        take = _pooled_taker(raw, n_train)
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    y_train = take(train_idx, labels=True)
+    before = np.bincount(y_train, minlength=NUM_CLASSES).tolist()
+    classes, fraction = (), 0.0
+    if cfg.imbalance is not None:
+        classes = cfg.imbalance.classes
+        fraction = removal_fraction(cfg.imbalance, case.dataset)
+        rng = np.random.default_rng([seed, 1])
+        drop = []
+        for c in classes:
+            members = train_idx[y_train == c]
+            count = int(round(len(members) * fraction))
+            drop.append(rng.choice(members, size=count, replace=False))
+        train_idx = np.setdiff1d(train_idx, np.concatenate(drop) if drop else [])
+        y_train = take(train_idx, labels=True)
+    return Variant(take(train_idx), y_train, take(test_idx), take(test_idx, labels=True),
+                   before, tuple(classes), fraction, raw.source)
+
+
+def _pooled_taker(raw: RawData, n_train: int):
+    """Index into train+test as if concatenated, without concatenating the images."""
+
+    def take(index: np.ndarray, labels: bool = False) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        first, second = index[index < n_train], index[index >= n_train] - n_train
+        a, b = (raw.y_train, raw.y_test) if labels else (raw.x_train, raw.x_test)
+        return np.concatenate([a[first], b[second]])
+
+    return take

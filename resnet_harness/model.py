@@ -1,0 +1,113 @@
+"""ResNet50 with the study's classifier heads, and a cache that reuses a built, traced model.
+
+Keras traces and optimises a new training graph the first time ``fit`` runs on each freshly built
+model (tens of seconds for ResNet50 on a CPU). Cases with the same architecture can reuse one model
+instead: :class:`ModelCache` restores every variable (weights, batch-norm statistics, optimizer
+slots, random-generator states) to the values it had when built, so the reused model computes
+exactly what a fresh one would.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .matrix import NUM_CLASSES, Head
+
+INPUT_SHAPE = (32, 32, 3)
+
+
+class ModelError(Exception):
+    """The model cannot be built as asked; the message is one line with the fix."""
+
+
+def resnet50_backbone(weights: str):
+    """``keras.applications.ResNet50(include_top=False)`` on 32x32x3 inputs.
+
+    ``weights`` is "imagenet", "none" (random init) or the path of a weights file for the base.
+    """
+    import keras
+
+    try:
+        return keras.applications.ResNet50(
+            include_top=False, weights=None if weights == "none" else weights,
+            input_shape=INPUT_SHAPE)
+    except Exception as exc:  # noqa: BLE001 - download and file errors all mean "no weights"
+        if weights == "imagenet":
+            raise ModelError(
+                "cannot load ImageNet weights for ResNet50 (download failed: "
+                f"{type(exc).__name__}); use --weights none for random init, or --weights PATH "
+                "to a local resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5") from None
+        raise ModelError(f"cannot load ResNet50 weights from {weights}: {exc}; pass a ResNet50 "
+                         "'notop' weights file, 'imagenet' or 'none'") from None
+
+
+def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1e-3,
+                backbone: Callable = resnet50_backbone, jit_compile: bool = False):
+    """The backbone plus the head of ``head``, compiled with Adam and cross-entropy.
+
+    Sparse categorical cross-entropy on integer labels equals the paper's categorical
+    cross-entropy on one-hot labels without materialising them.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    base = backbone(weights)
+    base.trainable = not head.freeze_base
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(base.output)
+    if head.dense_units:
+        x = keras.layers.Dense(head.dense_units, activation="relu", name="hidden")(x)
+    if head.dropout:
+        x = keras.layers.Dropout(head.dropout, name="dropout")(x)
+    regularizer = {None: None, "l1": keras.regularizers.L1, "l2": keras.regularizers.L2}
+    if head.regularizer not in regularizer:
+        raise ModelError(f"unknown regularizer {head.regularizer!r}; use l1, l2 or none")
+    kernel_reg = regularizer[head.regularizer]
+    outputs = keras.layers.Dense(
+        NUM_CLASSES, activation="softmax", name="predictions",
+        kernel_regularizer=kernel_reg(head.reg_strength) if kernel_reg else None)(x)
+    model = keras.Model(base.input, outputs, name="resnet50_harness")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile)
+    return model
+
+
+def _state_variables(model) -> list:
+    """Every variable whose value a training run changes, including random-generator states."""
+    seen, out = set(), []
+    candidates = list(model.variables) + list(model.optimizer.variables)
+    for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 - all nested layers
+        for generator in getattr(layer, "_seed_generators", []) or []:
+            candidates.append(generator.state)
+    for variable in candidates:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            out.append(variable)
+    return out
+
+
+class ModelCache:
+    """Built models keyed by everything that shapes their graph; each handed out reset to its
+    just-built state."""
+
+    def __init__(self, build: Callable = build_model):
+        self._build = build
+        self._models: dict = {}
+
+    def get(self, head: Head, *, weights: str, seed: int, learning_rate: float, **kwargs):
+        """A model for this architecture, as freshly built (reused when one exists)."""
+        key = (head, weights, seed, learning_rate, tuple(sorted(kwargs.items())))
+        if key not in self._models:
+            model = self._build(head, weights=weights, seed=seed, learning_rate=learning_rate,
+                                **kwargs)
+            model.optimizer.build(model.trainable_variables)
+            variables = _state_variables(model)
+            self._models[key] = (model, variables, [v.numpy() for v in variables])
+            return model
+        model, variables, values = self._models[key]
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        return model
+
+    def clear(self) -> None:
+        self._models.clear()

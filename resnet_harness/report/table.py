@@ -1,0 +1,251 @@
+"""Result rows as one flat table (``results.csv``) and the summary frames shaped like the paper's.
+
+Everything here is pandas only: no plotting, no HTML, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from resnet_harness import matrix
+from resnet_harness.metrics import PAPER_METRIC, SCALAR_METRICS
+
+NUM_CLASSES = matrix.NUM_CLASSES
+ID_COLUMNS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
+              "seed", "status", "error")
+RESOURCE_COLUMNS = ("train_time_s", "test_time_s", "peak_rss_mb", "peak_gpu_mb")
+PAPER_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "train_time_s", "test_time_s",
+              "memory_mb")
+SCALE_RANK = {"smoke": 0, "reduced": 1, "paper": 2}
+# Lower is better for these paper keys; everything else is a score where higher is better.
+RESOURCE_KEYS = ("train_time_s", "test_time_s", "memory_mb")
+
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def finished_at(row: dict[str, Any]) -> datetime:
+    """When a row's case finished (``provenance.finished_at``); the distant past when unknown."""
+    stamp = (row.get("provenance") or {}).get("finished_at") or row.get("finished_at")
+    return _parse_time(stamp)
+
+
+def _parse_time(stamp: Any) -> datetime:
+    if not stamp:
+        return _EPOCH
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return _EPOCH
+    # Naive stamps are taken as UTC so that they can be compared with aware ones.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def complete_row(row: dict[str, Any], run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of ``row`` with the case's identity and paper figures filled in from the matrix.
+
+    Corrupt or unfinished rows carry little more than a case id; the matrix knows the rest, so
+    such rows still land in the right place of every table.
+    """
+    out = dict(row)
+    case = matrix.CASES_BY_ID.get(str(row.get("case_id")))
+    if case is not None:
+        for key in ("table", "dataset", "balance", "split", "regularization"):
+            out.setdefault(key, getattr(case, key))
+        if not out.get("paper"):
+            out["paper"] = dict(case.paper.as_dict(), source=case.paper.source)
+    for key in ("scale", "seed"):
+        if out.get(key) is None and run_info and run_info.get(key) is not None:
+            out[key] = run_info[key]
+    return out
+
+
+def unfinished_row(case_id: str, run_dir: Path | str, info: dict[str, Any] | None = None,
+                   run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row shown for a case that started and never wrote its result (the process died)."""
+    info = info or {}
+    row = {"case_id": case_id, "status": "unfinished", "run_dir": str(run_dir),
+           "error": "started but never finished (the process died inside this case)",
+           "scale": info.get("scale"), "seed": info.get("seed"),
+           "provenance": {"started_at": info.get("started_at"), "worker": info.get("worker")}}
+    return complete_row(row, run_info)
+
+
+def _list(value: Any, length: int = NUM_CLASSES) -> list[Any]:
+    values = list(value) if isinstance(value, (list, tuple)) else []
+    return (values + [None] * length)[:length]
+
+
+def _number(value: Any) -> float | None:
+    # Non-finite floats were stored as null or as the strings "inf"/"-inf".
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One result row as a flat ``{column: scalar}`` dict (missing values as ``None``)."""
+    metrics = row.get("metrics") or {}
+    per_class = metrics.get("per_class") or {}
+    config = row.get("config") or {}
+    paper = row.get("paper") or {}
+    recall = _list(per_class.get("recall"))
+    train_counts, test_counts = _list(row.get("train_counts")), _list(row.get("test_counts"))
+    reduced = [int(k) for k in row.get("reduced_classes") or []]
+
+    flat: dict[str, Any] = {key: row.get(key) for key in ID_COLUMNS}
+    flat.update({name: _number(metrics.get(name)) for name in SCALAR_METRICS})
+    flat["auc_classes"] = metrics.get("auc_classes")
+    flat.update({f"recall_class_{k}": _number(recall[k]) for k in reduced if k < NUM_CLASSES})
+    flat.update({f"recall_c{k}": _number(recall[k]) for k in range(NUM_CLASSES)})
+    flat.update({name: _number(row.get(name)) for name in RESOURCE_COLUMNS})
+    flat.update({f"train_count_c{k}": train_counts[k] for k in range(NUM_CLASSES)})
+    flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
+    flat["epochs"] = config.get("epochs")
+    flat["weights"] = config.get("weights")
+    flat["train_samples"] = _total(row.get("train_counts"))
+    flat["test_samples"] = _total(row.get("test_counts"))
+    flat.update({f"paper_{key}": _number(paper.get(key)) for key in PAPER_KEYS})
+    flat["paper_source"] = paper.get("source")
+    flat["reduced_classes"] = " ".join(str(k) for k in reduced)
+    flat["bounds_violations"] = "; ".join((row.get("bounds") or {}).get("violations") or [])
+    stamp = finished_at(row)
+    flat["finished_at"] = stamp.isoformat() if stamp != _EPOCH else None
+    flat["run_dir"] = row.get("run_dir")
+    return flat
+
+
+def _total(counts: Any) -> int | None:
+    if not isinstance(counts, (list, tuple)) or not counts:
+        return None
+    return int(sum(int(c) for c in counts))
+
+
+def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One line per case, columns in a fixed order (the ``recall_class_<k>`` ones follow the
+    scalar metrics and exist for every class that any row reduced)."""
+    records = [flatten_row(row) for row in rows]
+    reduced = sorted({int(c[len("recall_class_"):]) for r in records for c in r
+                      if c.startswith("recall_class_")})
+    template = flatten_row({})
+    head = list(ID_COLUMNS) + list(SCALAR_METRICS) + ["auc_classes"]
+    columns = head + [f"recall_class_{k}" for k in reduced] + \
+        [c for c in template if c not in head]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    return frame.sort_values(["table", "case_id", "scale"], kind="stable",
+                             na_position="last").reset_index(drop=True)
+
+
+def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
+    """Write the case frame as ``results.csv`` (readable back with a plain ``pandas.read_csv``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def pick_per_case(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per case id for the summaries: a finished row over an unfinished one, then the
+    largest scale, then the latest finish. Indexed by case id."""
+    if frame.empty:
+        return frame.set_index("case_id")
+    ranked = frame.assign(
+        _done=(frame["status"] != "unfinished").astype(int),
+        _scale=frame["scale"].map(SCALE_RANK).fillna(-1),
+        _when=frame["finished_at"].map(lambda v: v if isinstance(v, str) else ""))
+    ranked = ranked.sort_values(["_done", "_scale", "_when"], kind="stable")
+    ranked = ranked.drop_duplicates("case_id", keep="last")
+    return ranked.drop(columns=["_done", "_scale", "_when"]).set_index("case_id")
+
+
+def measured_and_paper(picked: pd.DataFrame, case: matrix.Case, key: str) -> tuple[float, float]:
+    """The measured value and the paper's figure of one paper metric ``key`` for one case.
+
+    The row's own paper figure wins over the matrix's (the run may have been configured with
+    other figures); NaN where either is missing.
+    """
+    measured = paper = math.nan
+    if case.id in picked.index:
+        line = picked.loc[case.id]
+        measured = _float(line.get(PAPER_METRIC[key]))
+        paper = _float(line.get(f"paper_{key}"))
+    if math.isnan(paper):
+        paper = _float(case.paper.as_dict().get(key))
+    return measured, paper
+
+
+def _float(value: Any) -> float:
+    number = _number(value)
+    return math.nan if number is None else number
+
+
+def _triplet(picked: pd.DataFrame, case: matrix.Case, key: str, prefix: str) -> dict[str, float]:
+    measured, paper = measured_and_paper(picked, case, key)
+    return {f"{prefix}_measured": measured, f"{prefix}_paper": paper,
+            f"{prefix}_diff": measured - paper}
+
+
+def _cases(table: str) -> list[matrix.Case]:
+    return [case for case in matrix.CASES if case.table == table]
+
+
+def _by_balance(picked: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
+    # Tables 7 and 8: data set x metric down, balanced/imbalanced across.
+    lookup = {(c.dataset, c.balance): c for c in _cases("table7")}
+    lines = []
+    for dataset in matrix.DATASETS:
+        for key in keys:
+            line: dict[str, Any] = {"dataset": dataset, "metric": key}
+            for balance in ("balanced", "imbalanced"):
+                line.update(_triplet(picked, lookup[dataset, balance], key, balance))
+            lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def table7_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Table 7: per data set F1, precision, recall, accuracy and ROC AUC, balanced and
+    imbalanced, each as ``<balance>_measured``/``_paper``/``_diff`` (diff = measured - paper)."""
+    return _by_balance(pick_per_case(frame), ("f1", "precision", "recall", "accuracy", "roc_auc"))
+
+
+def table8_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Table 8: training time, testing time and memory (our peak RSS), shaped like Table 7."""
+    return _by_balance(pick_per_case(frame), RESOURCE_KEYS)
+
+
+def table9_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Table 9: per data set and train fraction, test accuracy, train/test time and memory, each
+    as ``<metric>_measured``/``_paper``/``_diff``."""
+    picked = pick_per_case(frame)
+    lines = []
+    for case in _cases("table9"):
+        line: dict[str, Any] = {"dataset": case.dataset, "split": case.split}
+        for key in ("accuracy",) + RESOURCE_KEYS:
+            line.update(_triplet(picked, case, key, key))
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def table10_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Table 10: per regularization, accuracy, AUC, train/test time and memory vs the paper."""
+    picked = pick_per_case(frame)
+    lines = []
+    for case in _cases("table10"):
+        line: dict[str, Any] = {"regularization": case.regularization}
+        for key in ("accuracy", "roc_auc") + RESOURCE_KEYS:
+            line.update(_triplet(picked, case, key, key))
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def paper_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """All four paper-shaped summaries, keyed ``table7`` .. ``table10``."""
+    return {"table7": table7_frame(frame), "table8": table8_frame(frame),
+            "table9": table9_frame(frame), "table10": table10_frame(frame)}

@@ -1,0 +1,147 @@
+"""Result rows on disk: one JSON file and one ``.npz`` of predictions per finished case.
+
+A run folder looks like::
+
+    reports/runs/<run-name>/
+        run.json              # the run's provenance (command line, scale, versions, ...)
+        cases/<case_id>.json  # one result row per finished case
+        cases/<case_id>.npz   # y_true, proba (float64, rows sum to 1), y_pred
+        started/<case_id>.json  # a case that started; removed from the report's "unfinished"
+                                # list once its row exists
+
+Every file is written to a temporary name, flushed, fsynced and renamed, so a run that dies
+(SIGKILL, out of memory, Ctrl-C) leaves either the whole row or none of it. Rows are separate files,
+so xdist workers never write the same file and the controller merges them by reading the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+ROW_SCHEMA_VERSION = 1
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (NumPy values converted, NaN as null)."""
+    atomic_write_bytes(path, json.dumps(_jsonable(obj), indent=1, sort_keys=True).encode())
+
+
+class RunFolder:
+    """One run's folder of result rows; safe to write from several processes at once."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    @property
+    def cases_dir(self) -> Path:
+        return self.path / "cases"
+
+    def create(self, run_info: dict[str, Any] | None = None) -> "RunFolder":
+        """Make the folder (and write ``run.json`` when given)."""
+        self.cases_dir.mkdir(parents=True, exist_ok=True)
+        (self.path / "started").mkdir(exist_ok=True)
+        if run_info is not None:
+            atomic_write_json(self.path / "run.json", run_info)
+        return self
+
+    def mark_started(self, case_id: str, info: dict[str, Any]) -> None:
+        """Record that a case began, so a run that dies can name the cases that never finished."""
+        atomic_write_json(self.path / "started" / f"{case_id}.json", info)
+
+    def write_row(self, row: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> Path:
+        """Persist one finished case: predictions first, then the row that points at them."""
+        case_id = row["case_id"]
+        row = dict(row, schema=ROW_SCHEMA_VERSION)
+        if arrays:
+            import io
+
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **arrays)
+            atomic_write_bytes(self.cases_dir / f"{case_id}.npz", buffer.getvalue())
+            row["predictions_file"] = f"cases/{case_id}.npz"
+        path = self.cases_dir / f"{case_id}.json"
+        atomic_write_json(path, row)
+        return path
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every finished row, sorted by case id; unreadable files are reported, not fatal."""
+        rows = []
+        for path in sorted(self.cases_dir.glob("*.json")):
+            try:
+                rows.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as exc:
+                rows.append({"case_id": path.stem, "status": "corrupt",
+                             "error": f"cannot read {path}: {exc}"})
+        return rows
+
+    def unfinished(self) -> list[str]:
+        """Ids of cases that started but left no row (the process died inside them)."""
+        done = {p.stem for p in self.cases_dir.glob("*.json")}
+        return sorted(p.stem for p in (self.path / "started").glob("*.json") if p.stem not in done)
+
+    def run_info(self) -> dict[str, Any]:
+        path = self.path / "run.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def load_predictions(self, case_id: str) -> dict[str, np.ndarray]:
+        """The saved ``y_true``/``proba``/``y_pred`` arrays of one case."""
+        with np.load(self.cases_dir / f"{case_id}.npz") as data:
+            return {k: data[k] for k in data.files}
+
+
+def find_rows(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
+    """Rows of several run folders, each tagged with the folder it came from."""
+    rows = []
+    for path in paths:
+        folder = RunFolder(path)
+        for row in folder.rows():
+            rows.append(dict(row, run_dir=str(folder.path)))
+    return rows

@@ -1,0 +1,176 @@
+"""One pytest session's harness state: the run folder, loaded data, cached models, and the
+end-of-run report. The plugin's hooks only call into :class:`HarnessSession`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sys
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import provenance
+from .config import CaseConfig, RunConfig
+from .matrix import Case
+from .results import RunFolder
+
+RUN_DIR_KEY = "resnet_harness_run_dir"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("RESNET_HARNESS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "resnet-harness")
+    return Path(base)
+
+
+class HarnessSession:
+    """Runs cases for the tests and gathers their rows into one run folder and report."""
+
+    def __init__(self, config: pytest.Config, run: RunConfig):
+        self.config = config
+        self.run = run
+        self.is_worker = hasattr(config, "workerinput")
+        if self.is_worker:
+            self.folder = RunFolder(config.workerinput[RUN_DIR_KEY])
+        else:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            self.folder = RunFolder(Path(run.report_dir) / "runs"
+                                    / f"{stamp}-{run.scale}-{uuid.uuid4().hex[:6]}")
+        self.report_paths: dict[str, Path] | None = None
+        self.report_error: str | None = None
+        self.current_item = None
+        self._raw: dict[str, Any] = {}
+        self._models = None
+        self._tf_ready = False
+        self.ran_cases = False
+
+    # -- xdist -----------------------------------------------------------------------------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput[RUN_DIR_KEY] = str(self.folder.path)
+
+    # -- running a case --------------------------------------------------------------------------
+    def _prepare_tensorflow(self) -> None:
+        if self._tf_ready:
+            return
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+        if self.run.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        self._tf_ready = True
+
+    def _run_info(self) -> dict[str, Any]:
+        return dict(provenance.host(), scale=self.run.scale, seed=self.run.seed,
+                    started_at=provenance.now(), versions=provenance.versions(),
+                    git_commit=provenance.git_commit(), options=self.run.as_dict())
+
+    def raw_data(self, dataset: str):
+        """The raw data set, loaded once per process."""
+        from .data import load_raw
+
+        if dataset not in self._raw:
+            self._raw[dataset] = load_raw(
+                dataset, data_source=self.run.data_source,
+                data_dir=self.run.data_dir_for(dataset), cache_dir=_cache_dir(),
+                seed=self.run.seed, synthetic_size=_synthetic_size(self.run))
+        return self._raw[dataset]
+
+    def run_case(self, case: Case):
+        """Run ``case`` and persist its row; returns ``(row, violations)``.
+
+        The row is on disk (atomically) before this returns; a failure inside the case is written
+        as a row with status "error" and re-raised.
+        """
+        from . import bounds
+        from .data import DataError
+        from .model import ModelCache, ModelError
+        from .runner import base_row, run_case
+
+        case_cfg: CaseConfig = self.run.for_case(case)
+        if not self.folder.path.exists():
+            self.folder.create(self._run_info())
+        self.ran_cases = True
+        self.folder.mark_started(case.id, {"started_at": provenance.now(),
+                                           "worker": provenance.host()["worker"]})
+        try:
+            self._prepare_tensorflow()
+            if self._models is None:
+                self._models = ModelCache()
+            outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models)
+        except (DataError, ModelError) as exc:
+            self._write_error(case_cfg, str(exc))
+            pytest.fail(str(exc), pytrace=False)
+        except Exception as exc:
+            self._write_error(case_cfg, f"{type(exc).__name__}: {exc}".splitlines()[0],
+                              traceback.format_exc())
+            raise
+        row = outcome.row
+        violations = bounds.check(row, case, case_cfg.scale)
+        row["status"] = "failed" if violations else "passed"
+        row["error"] = "; ".join(violations) or None
+        row["bounds"] = {"violations": violations,
+                         "floors": case.bounds.floors(case_cfg.scale)}
+        self.folder.write_row(row, outcome.arrays)
+        if self.current_item is not None:
+            self.current_item.stash[ROW_KEY] = row
+        return row, violations
+
+    def _write_error(self, case_cfg: CaseConfig, message: str, trace: str | None = None) -> None:
+        from .runner import base_row
+
+        row = dict(base_row(case_cfg), status="error", error=message, traceback=trace,
+                   provenance=dict(provenance.host(), finished_at=provenance.now()))
+        self.folder.write_row(row)
+
+    def check(self, case: Case) -> dict[str, Any]:
+        """Run ``case`` and fail the test, naming metric, value and bound, if a bound is broken."""
+        row, violations = self.run_case(case)
+        if violations:
+            pytest.fail(f"{case.id}: " + "; ".join(violations), pytrace=False)
+        return row
+
+    # -- end of run ------------------------------------------------------------------------------
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or not (self.folder.path / "started").is_dir():
+            return
+        try:
+            from .report import build_report, update_latest_link
+
+            self.report_paths = build_report([self.folder.path], self.folder.path)
+            update_latest_link(Path(self.run.report_dir), self.folder.path)
+        except Exception as exc:  # noqa: BLE001 - rows are safe on disk; the report can be rebuilt
+            self.report_error = f"{type(exc).__name__}: {exc}"
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.is_worker or not (self.folder.path / "started").is_dir():
+            return
+        from .summary import summary_lines
+
+        terminalreporter.section("resnet-harness")
+        for line in summary_lines(self.folder):
+            terminalreporter.write_line(line)
+        if self.report_paths:
+            terminalreporter.write_line(f"report: {self.report_paths['html']}")
+            terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")
+        if self.report_error:
+            terminalreporter.write_line(
+                f"report not written ({self.report_error}); rebuild it with: python -m "
+                f"resnet_harness report {self.folder.path}", red=True)
+
+
+ROW_KEY = pytest.StashKey[dict]()
+
+
+def _synthetic_size(run: RunConfig) -> tuple[int, int]:
+    """Per-class train/test sizes of the synthetic stand-in: enough for the requested caps."""
+    train = max(60, -(-(run.max_train_samples or 0) // 10) + 2)
+    test = max(20, -(-(run.max_test_samples or 0) // 10) + 2)
+    if run.scale != "smoke" and not run.max_train_samples:
+        train, test = 500, 100
+    return train, test
