@@ -164,6 +164,13 @@ def parse_on_off(value: str) -> bool:
     return value == "on"
 
 
+def parse_backbone(value: str) -> str:
+    """``resnet50`` (the study) or ``tiny`` (a two-layer stand-in for fast self-tests)."""
+    if value not in ("resnet50", "tiny"):
+        raise argparse.ArgumentTypeError(f"unknown backbone {value!r}; use resnet50 or tiny")
+    return value
+
+
 def parse_data_source(value: str) -> str:
     """``auto`` (local folders, then the Keras cache/download) or ``synthetic``."""
     if value not in ("auto", "synthetic"):
@@ -214,6 +221,7 @@ class RunConfig:
     imbalance_fraction: float | None = None
     hflip: bool = True
     report_dir: Path = Path("reports")
+    backbone: str = "resnet50"
     deterministic: bool = False
 
     def for_case(self, case: Case) -> CaseConfig:

@@ -88,10 +88,10 @@ class Case:
     @property
     def id(self) -> str:
         """Test id: table, data set, balance, split and regularization, e.g.
-        ``t9-cifar10-balanced-split70_30-reg_none``."""
+        ``table9-cifar10-balanced-split70_30-reg_none``."""
         split = ("split_orig" if self.split is None
                  else f"split{round(self.split * 100)}_{round((1 - self.split) * 100)}")
-        return f"t{self.table[5:]}-{self.dataset}-{self.balance}-{split}-reg_{self.regularization}"
+        return f"{self.table}-{self.dataset}-{self.balance}-{split}-reg_{self.regularization}"
 
     @property
     def imbalanced(self) -> bool:

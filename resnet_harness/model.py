@@ -41,6 +41,22 @@ def resnet50_backbone(weights: str):
                          "'notop' weights file, 'imagenet' or 'none'") from None
 
 
+def tiny_backbone(weights: str):
+    """A two-convolution stand-in for ResNet50 (random init only), for fast self-tests of the
+    harness's wiring; never used for the study's figures."""
+    import keras
+
+    if weights != "none":
+        raise ModelError("the tiny backbone has no pretrained weights; use --weights none")
+    inputs = keras.Input(INPUT_SHAPE)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="tiny_conv1")(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="tiny_conv2")(x)
+    return keras.Model(inputs, x, name="tiny_backbone")
+
+
+BACKBONES = {"resnet50": resnet50_backbone, "tiny": tiny_backbone}
+
+
 def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1e-3,
                 backbone: Callable = resnet50_backbone, jit_compile: bool = False):
     """The backbone plus the head of ``head``, compiled with Adam and cross-entropy.

@@ -42,6 +42,8 @@ OPTIONS = (
      "share of each reduced class removed, overriding --imbalance"),
     ("--hflip", "hflip", cfg.parse_on_off,
      "horizontal flip in augmentation: on (default, text and Table 5) or off (Table 3)"),
+    ("--backbone", "backbone", cfg.parse_backbone,
+     "resnet50 (default, the study) or tiny (a two-layer stand-in to test the harness quickly)"),
     ("--report-dir", "report_dir", Path, "where run folders and reports go (default reports/)"),
 )
 

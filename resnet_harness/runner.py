@@ -109,8 +109,8 @@ def base_row(cfg: CaseConfig) -> dict[str, Any]:
     }
 
 
-def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = False
-             ) -> CaseOutcome:
+def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = False,
+             backbone=None) -> CaseOutcome:
     """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
     import keras
 
@@ -122,13 +122,14 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = Fa
     test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
                         training=False, seed=cfg.seed)
     model = models.get(case.head, weights=cfg.weights, seed=cfg.seed,
-                       learning_rate=case.learning_rate, jit_compile=jit_compile)
+                       learning_rate=case.learning_rate, jit_compile=jit_compile,
+                       **({"backbone": backbone} if backbone else {}))
     keras.utils.set_random_seed(cfg.seed)
     clock = _StepClock()
     _gpu_peak_mb(reset=True)
     with PeakMemory() as memory:
         t0 = time.perf_counter()
-        model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock])
+        model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock], shuffle=False)
         train_time = time.perf_counter() - t0
     peak_gpu = _gpu_peak_mb()
     t0 = time.perf_counter()
@@ -141,6 +142,7 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = Fa
               if clock.first_batch_end else None)
     images_after_first = n_train * cfg.epochs - min(case.batch_size, n_train)
     row = base_row(cfg)
+    row["config"]["backbone"] = getattr(backbone, "__name__", "resnet50_backbone")
     row.update({
         "metrics": metrics,
         "train_time_s": train_time, "test_time_s": test_time,

@@ -89,8 +89,8 @@ class HarnessSession:
         """
         from . import bounds
         from .data import DataError
-        from .model import ModelCache, ModelError
-        from .runner import base_row, run_case
+        from .model import BACKBONES, ModelCache, ModelError
+        from .runner import run_case
 
         case_cfg: CaseConfig = self.run.for_case(case)
         if not self.folder.path.exists():
@@ -102,7 +102,8 @@ class HarnessSession:
             self._prepare_tensorflow()
             if self._models is None:
                 self._models = ModelCache()
-            outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models)
+            outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models,
+                               backbone=BACKBONES[self.run.backbone])
         except (DataError, ModelError) as exc:
             self._write_error(case_cfg, str(exc))
             pytest.fail(str(exc), pytrace=False)

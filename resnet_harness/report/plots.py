@@ -42,7 +42,10 @@ def confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
     """Confusion-matrix heat map: colour is the share of the true class (row), text the count."""
     counts = [[int(v) for v in row] for row in matrix]
     shares = [[v / (sum(row) or 1) for v in row] for row in counts]
-    fig = Figure(figsize=(4.4, 3.9), layout="constrained")
+    # Fixed margins instead of a layout engine: per-case figures are drawn 21 times and the
+    # constrained layout doubles their cost.
+    fig = Figure(figsize=(4.4, 3.9))
+    fig.subplots_adjust(left=0.2, bottom=0.22, right=0.97, top=0.93)
     ax = fig.add_subplot()
     image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     for i, row in enumerate(counts):
@@ -66,7 +69,8 @@ def recall_png(recall: Sequence[float | None], class_names: Sequence[str],
     """Per-class recall bars; the classes the imbalance reduced are drawn in orange."""
     values = [v if _finite(v) else 0.0 for v in recall]
     colors = [REDUCED if k in set(reduced) else MEASURED for k in range(len(values))]
-    fig = Figure(figsize=(4.4, 3.0), layout="constrained")
+    fig = Figure(figsize=(4.4, 3.0))
+    fig.subplots_adjust(left=0.12, bottom=0.27, right=0.98, top=0.91)
     ax = fig.add_subplot()
     ax.bar(range(len(values)), values, color=colors)
     if values:

@@ -26,6 +26,11 @@ SCALE_RANK = {"smoke": 0, "reduced": 1, "paper": 2}
 RESOURCE_KEYS = ("train_time_s", "test_time_s", "memory_mb")
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+_ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
+_INTEGER_COLUMNS = ("seed", "auc_classes", "epochs", "train_samples", "test_samples")
+_TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
+                 "error", "weights", "paper_source", "reduced_classes", "bounds_violations",
+                 "finished_at", "run_dir")
 
 
 def finished_at(row: dict[str, Any]) -> datetime:
@@ -139,8 +144,31 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     columns = head + [f"recall_class_{k}" for k in reduced] + \
         [c for c in template if c not in head]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    return frame.sort_values(["table", "case_id", "scale"], kind="stable",
-                             na_position="last").reset_index(drop=True)
+    # Fixed dtypes, so that a column that is empty in every row still reads back as what it is
+    # and counts are written as "32", not "32.0".
+    for column in columns:
+        if column in _INTEGER_COLUMNS or column.startswith(("train_count_", "test_count_")):
+            frame[column] = pd.array(frame[column], dtype="Int64")
+        elif column in _TEXT_COLUMNS:
+            frame[column] = frame[column].map(_text).astype(object)
+        else:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    order = frame.apply(lambda line: case_order(line["case_id"], line["scale"]), axis=1,
+                        result_type="reduce") if len(frame) else []
+    return frame.iloc[sorted(range(len(frame)), key=lambda i: order[i])].reset_index(drop=True)
+
+
+def case_order(case_id: Any, scale: Any = None) -> tuple[int, str, int]:
+    """Sort key: the matrix's order (Table 7, 9, 10 as in the paper), then unknown ids, then scale."""
+    position = _ORDER.get(str(case_id), len(_ORDER))
+    return position, str(case_id), SCALE_RANK.get(scale, -1) if isinstance(scale, str) else -1
+
+
+def _text(value: Any) -> Any:
+    # An empty string would come back from read_csv as NaN: store it as missing from the start.
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return math.nan
+    return str(value)
 
 
 def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:

@@ -1,0 +1,94 @@
+"""Command line: ``python -m resnet_harness report RUN_DIR [RUN_DIR ...] [--out DIR]``.
+
+``report`` rebuilds ``results.csv`` and ``report.html`` from saved result rows, without training
+and without importing TensorFlow. Other subcommands can be added to :func:`_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+
+class UsageError(Exception):
+    """Bad input; the message is one line: ``<what is wrong>; <how to fix it>``."""
+
+
+def _check_run_dir(path: Path) -> None:
+    if not path.exists():
+        raise UsageError(f"run folder {path} does not exist; pass the path of a run folder, "
+                         "e.g. reports/runs/<run-name>")
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a folder; pass a run folder, e.g. reports/runs/<run-name>")
+    if not (path / "cases").is_dir() and not (path / "run.json").is_file():
+        raise UsageError(f"{path} is not a run folder (it has no cases/ and no run.json); pass a "
+                         "folder written by a harness run, e.g. reports/runs/<run-name>")
+
+
+def _default_out(run_dirs: Sequence[Path]) -> Path:
+    if len(run_dirs) == 1:
+        return run_dirs[0]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return run_dirs[0].resolve().parent / f"merged-{stamp}"
+
+
+def _report(args: argparse.Namespace) -> int:
+    from resnet_harness.report import build_report  # pandas/matplotlib only when asked for
+
+    run_dirs = [Path(p) for p in args.run_dirs]
+    for path in run_dirs:
+        _check_run_dir(path)
+    out = Path(args.out) if args.out else _default_out(run_dirs)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder; pass a folder path")
+    try:
+        paths = build_report(run_dirs, out, title=args.title)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out} ({exc.strerror or exc}); "
+                         "pass a writable folder with --out") from exc
+    print(f"csv:  {paths['csv']}")
+    print(f"html: {paths['html']}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resnet-harness", description="Tools of the ResNet50 study harness.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    report = commands.add_parser(
+        "report", help="rebuild results.csv and report.html from saved rows (no training)",
+        description="Rebuild results.csv and report.html from the rows of one or more run "
+                    "folders. Rows of several folders are merged; for a case run more than once "
+                    "(same scale) the latest finished row wins.")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run folder(s), e.g. reports/runs/<run-name>")
+    report.add_argument("--out", metavar="DIR",
+                        help="where to write (default: the run folder when one is given, else "
+                             "merged-<UTC time> beside the first run folder)")
+    report.add_argument("--title", help="title of the HTML report")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

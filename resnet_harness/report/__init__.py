@@ -1,0 +1,119 @@
+"""The report of one or more run folders: ``results.csv`` and a self-contained ``report.html``.
+
+Reads only the rows saved by :class:`resnet_harness.results.RunFolder`, so a report can be
+rebuilt at any time without training and without TensorFlow::
+
+    from resnet_harness.report import build_report
+    build_report(["reports/runs/2026-11-27T00-00-00"], "reports/runs/2026-11-27T00-00-00")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from resnet_harness.report import html, table
+from resnet_harness.results import RunFolder, atomic_write_bytes, find_rows
+
+__all__ = ["build_report", "collect_rows", "update_latest_link"]
+
+
+def _folders(run_dirs: Sequence[Path | str]) -> list[RunFolder]:
+    seen: dict[Path, RunFolder] = {}
+    for run_dir in run_dirs:
+        path = Path(run_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f"run folder {path} does not exist or is not a folder")
+        seen.setdefault(path.resolve(), RunFolder(path))
+    return list(seen.values())
+
+
+def _started_info(folder: RunFolder, case_id: str) -> dict[str, Any]:
+    try:
+        return json.loads((folder.path / "started" / f"{case_id}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep one row per (case id, scale): a finished row over an unfinished one, then the latest
+    ``finished_at`` (later folders win ties). Returns the kept rows and the dropped ones."""
+    best: dict[tuple[Any, Any], tuple[tuple, dict[str, Any]]] = {}
+    dropped = []
+    for order, row in enumerate(rows):
+        key = (row.get("case_id"), row.get("scale"))
+        rank = (row.get("status") != "unfinished", table.finished_at(row), order)
+        if key in best:
+            loser, winner = sorted([best[key], (rank, row)], key=lambda item: item[0])
+            dropped.append(dict(loser[1], replaced_by=winner[1].get("run_dir")))
+            best[key] = winner
+        else:
+            best[key] = (rank, row)
+    return [row for _, row in best.values()], dropped
+
+
+def collect_rows(run_dirs: Sequence[Path | str]) -> tuple[list[dict[str, Any]],
+                                                        list[dict[str, Any]],
+                                                        list[dict[str, Any]]]:
+    """Merged rows of several run folders, unfinished cases included as ``status="unfinished"``.
+
+    Returns ``(rows, superseded, runs)``: the kept rows, the rows the merge dropped (each with
+    ``replaced_by``), and one dict per folder (``path`` plus its ``run.json``).
+    """
+    folders = _folders(run_dirs)
+    infos = {str(f.path): f.run_info() for f in folders}
+    rows = [table.complete_row(row, infos[row["run_dir"]]) for row in find_rows(
+        [f.path for f in folders])]
+    for folder in folders:
+        info = infos[str(folder.path)]
+        rows += [table.unfinished_row(case_id, folder.path, _started_info(folder, case_id), info)
+                 for case_id in folder.unfinished()]
+    kept, superseded = _merge(rows)
+    runs = [dict(path=str(f.path), **infos[str(f.path)]) for f in folders]
+    return kept, superseded, runs
+
+
+def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
+                 title: str | None = None) -> dict[str, Path]:
+    """Write ``results.csv`` and ``report.html`` for the rows of ``run_dirs`` into ``out_dir``.
+
+    Rows of several folders are merged: for the same case id and scale the latest
+    ``finished_at`` wins, and the report's provenance names every folder and every dropped row.
+    Cases that started but never finished appear with status ``"unfinished"``.
+    Returns ``{"csv": path, "html": path}``.
+    """
+    rows, superseded, runs = collect_rows(run_dirs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frame = table.case_frame(rows)
+    csv_path = table.write_csv(frame, out / "results.csv")
+    html_path = html.write_report(out / "report.html", frame, rows, runs=runs,
+                                  superseded=superseded, title=title)
+    return {"csv": csv_path, "html": html_path}
+
+
+def update_latest_link(reports_root: Path | str, run_dir: Path | str) -> Path:
+    """Point ``reports_root/latest`` at ``run_dir`` with a relative symlink.
+
+    The link is swapped in atomically (a temporary link renamed over the old one), so readers
+    never see it missing. Where symlinks cannot be made (Windows without the privilege, some
+    network file systems) ``reports_root/latest.txt`` holding the run folder's path is written
+    instead. Returns the path written.
+    """
+    root, target = Path(reports_root), Path(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    link, temporary = root / "latest", root / f".latest.{os.getpid()}.tmp"
+    relative = os.path.relpath(target.resolve(), root.resolve())
+    try:
+        temporary.unlink(missing_ok=True)
+        os.symlink(relative, temporary, target_is_directory=True)
+        os.replace(temporary, link)
+    except (OSError, NotImplementedError):
+        temporary.unlink(missing_ok=True)
+        text = root / "latest.txt"
+        atomic_write_bytes(text, (str(target.resolve()) + "\n").encode("utf-8"))
+        return text
+    (root / "latest.txt").unlink(missing_ok=True)  # a stale fallback would contradict the link
+    return link

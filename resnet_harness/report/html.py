@@ -1,0 +1,389 @@
+"""The self-contained ``report.html``: inline CSS, images as base64 data URIs, no address outside
+the file, every piece of text escaped."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections import Counter
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from resnet_harness.metrics import PAPER_METRIC, SCALAR_METRICS
+from resnet_harness.report import plots
+from resnet_harness.report.table import (NUM_CLASSES, RESOURCE_KEYS, case_order, flatten_row,
+                                         paper_tables)
+from resnet_harness.results import atomic_write_bytes
+
+LABELS = {"f1": "F1 score", "precision": "Precision (macro)", "recall": "Recall (macro)",
+          "accuracy": "Accuracy", "roc_auc": "ROC AUC (OvR macro)",
+          "train_time_s": "Training time (s)", "test_time_s": "Testing time (s)",
+          "memory_mb": "Memory (MB, ours: peak RSS)", "balanced": "Balanced",
+          "imbalanced": "Imbalanced", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST"}
+STATUS_ORDER = ("passed", "failed", "unfinished", "error", "corrupt")
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ color:#1d2329;margin:0;background:#f6f7f9}
+main{max-width:1200px;margin:0 auto;padding:20px 28px 60px;background:#fff}
+h1{font-size:24px;margin:0 0 6px}h2{font-size:19px;margin:34px 0 10px;padding-bottom:4px;
+ border-bottom:2px solid #e3e6ea}h3{font-size:15px;margin:0 0 6px}
+nav a{margin-right:14px}a{color:#1f5fa8;text-decoration:none}a:hover{text-decoration:underline}
+table{border-collapse:collapse;margin:8px 0 14px;font-size:12.5px}
+th,td{border:1px solid #dde1e6;padding:3px 8px;text-align:right;vertical-align:top}
+th{background:#eef1f5;text-align:center}td.l,th.l{text-align:left}
+tr.failed td,tr.error td,tr.corrupt td{background:#fdecea}tr.unfinished td{background:#fff6db}
+td.better{background:#e3f4e6;color:#17632a}td.worse{background:#fbe4e2;color:#a4261b}
+td.close{background:#f3f3f3}td.none{color:#999}td.red{background:#ffe9cc;font-weight:600}
+.badge{display:inline-block;padding:2px 10px;border-radius:11px;font-weight:600;margin-right:6px;
+ font-size:13px;border:1px solid transparent}
+.b-passed{background:#e3f4e6;color:#17632a}.b-failed,.b-error,.b-corrupt{background:#fbe4e2;
+ color:#a4261b}.b-unfinished{background:#fff0c2;color:#7a5a00}
+.note{color:#555;font-size:12.5px}.warn{background:#fff6db;border:1px solid #f0d67a;padding:8px 12px;
+ border-radius:4px}.err{background:#fdecea;border:1px solid #f2b8b1;padding:6px 10px;
+ border-radius:4px;white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;
+ font-size:12px}
+section.case{border:1px solid #e3e6ea;border-radius:6px;padding:12px 16px;margin:14px 0}
+section.case.failed,section.case.error,section.case.corrupt{border-left:5px solid #d0453a}
+section.case.passed{border-left:5px solid #3a9a55}
+.grid{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}img{max-width:100%}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
+"""
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def fmt(value: Any, key: str = "") -> str:
+    """A measured number as shown: 4 decimals for scores, 2 for seconds and megabytes."""
+    if _missing(value):
+        return "—"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if not isinstance(value, (float, np.floating)):
+        return str(value)
+    return f"{value:.2f}" if _resource(key) else f"{value:.4f}"
+
+
+def fmt_paper(value: Any) -> str:
+    """A paper figure exactly as printed (shortest decimal form: 0.8577, 1496.23, 3.2)."""
+    return "—" if _missing(value) else np.format_float_positional(float(value), trim="-")
+
+
+def _resource(key: str) -> bool:
+    return key in RESOURCE_KEYS or key.endswith(("_s", "_mb"))
+
+
+def _diff_cell(diff: Any, paper: Any, key: str) -> str:
+    if _missing(diff):
+        return '<td class="none">—</td>'
+    if _resource(key):
+        close, better = abs(diff) <= 0.1 * abs(paper), diff < 0
+    else:
+        close, better = abs(diff) <= 0.02, diff > 0
+    css = "close" if close else ("better" if better else "worse")
+    text = f"{diff:+.2f}" if _resource(key) else f"{diff:+.4f}"
+    return f'<td class="{css}">{escape(text)}</td>'
+
+
+def _cell(text: Any, css: str = "", raw: bool = False) -> str:
+    body = str(text) if raw else escape(str(text))
+    return f'<td class="{css}">{body}</td>' if css else f"<td>{body}</td>"
+
+
+def _table(headers: Sequence[str], rows: Iterable[str], head_html: str | None = None) -> str:
+    head = head_html or "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _anchor(*parts: Any) -> str:
+    return "case-" + re.sub(r"[^A-Za-z0-9_.-]", "-", "-".join(str(p) for p in parts if p))
+
+
+def _label(value: Any) -> str:
+    return LABELS.get(str(value), str(value))
+
+
+def _split_label(split: float) -> str:
+    return f"{round(split * 100)}% / {round((1 - split) * 100)}%"
+
+
+def _reg_label(reg: str) -> str:
+    if reg.startswith("dropout"):
+        return f"Dropout ({reg[len('dropout'):]})"
+    return {"l1": "L1", "l2": "L2", "none": "none (control)"}.get(reg, reg)
+
+
+def _compare_table(frame: pd.DataFrame, labels: Sequence[tuple[str, str, Callable]],
+                   groups: Sequence[str], key_of: Callable[[pd.Series, str], str]) -> str:
+    """A measured | paper | difference table; the first label column spans its repeated values."""
+    top = "".join(f'<th rowspan="2" class="l">{escape(h)}</th>' for _, h, _ in labels)
+    top += "".join(f'<th colspan="3">{escape(_label(g))}</th>' for g in groups)
+    sub = "<th>measured</th><th>paper</th><th>Δ</th>" * len(groups)
+    spans = frame[labels[0][0]].ne(frame[labels[0][0]].shift()).cumsum()
+    lines = []
+    for position, (_, line) in enumerate(frame.iterrows()):
+        cells = []
+        for index, (column, _, show) in enumerate(labels):
+            if index == 0:
+                size = int((spans == spans.iloc[position]).sum())
+                if position and spans.iloc[position] == spans.iloc[position - 1]:
+                    continue
+                cells.append(f'<td class="l" rowspan="{size}"><b>{escape(show(line[column]))}</b></td>')
+            else:
+                cells.append(_cell(show(line[column]), "l"))
+        for group in groups:
+            key = key_of(line, group)
+            measured, paper = line[f"{group}_measured"], line[f"{group}_paper"]
+            cells.append(_cell(fmt(measured, key), "none" if _missing(measured) else ""))
+            cells.append(_cell(fmt_paper(paper), "none" if _missing(paper) else ""))
+            cells.append(_diff_cell(line[f"{group}_diff"], paper, key))
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    return _table([], lines, head_html=f"<tr>{top}</tr><tr>{sub}</tr>")
+
+
+def _summary(tables: dict[str, pd.DataFrame]) -> str:
+    by_metric = (("dataset", "Dataset", _label), ("metric", "Metric", _label))
+    parts = [
+        "<h3>Table 7: performance</h3>",
+        _compare_table(tables["table7"], by_metric, ("balanced", "imbalanced"),
+                       lambda line, _: line["metric"]),
+        "<h3>Table 8: training/testing time and memory</h3>",
+        _compare_table(tables["table8"], by_metric, ("balanced", "imbalanced"),
+                       lambda line, _: line["metric"]),
+        "<h3>Table 9: train/test splits (balanced data)</h3>",
+        _compare_table(tables["table9"], (("dataset", "Dataset", _label),
+                                          ("split", "Train / test", _split_label)),
+                       ("accuracy",) + RESOURCE_KEYS, lambda _, group: group),
+        "<h3>Table 10: regularization (Fashion-MNIST, balanced)</h3>",
+        _compare_table(tables["table10"], (("regularization", "Regularization", _reg_label),),
+                       ("accuracy", "roc_auc") + RESOURCE_KEYS, lambda _, group: group),
+    ]
+    legend = ('<p class="note">Δ = measured − paper. Green: better than the paper, red: worse, '
+              'grey: within 0.02 (scores) or 10% (time, memory). Precision, recall and F1 are '
+              'macro averages; memory is the peak resident set size of the process.</p>')
+    return legend + "".join(parts)
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if not png:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _status_badges(frame: pd.DataFrame) -> str:
+    counts = Counter(frame["status"].fillna("unknown"))
+    names = list(STATUS_ORDER[:3]) + sorted(s for s in counts if s not in STATUS_ORDER[:3])
+    return "".join(f'<span class="badge b-{escape(s)}">{escape(s)}: {counts.get(s, 0)}</span>'
+                   for s in names)
+
+
+def _header(title: str, frame: pd.DataFrame, runs: Sequence[dict[str, Any]],
+            generated_at: str) -> str:
+    scales = sorted({str(s) for s in frame["scale"].dropna()})
+    folders = ", ".join(f"<code>{escape(str(r.get('path')))}</code>" for r in runs)
+    parts = [f"<h1>{escape(title)}</h1>",
+             f'<p class="note">{len(frame)} case rows · scale: {escape(", ".join(scales) or "—")}'
+             f" · generated {escape(generated_at)} · run folders: {folders}</p>",
+             f"<p>{_status_badges(frame)}</p>"]
+    if "smoke" in scales:
+        parts.append('<p class="warn">Smoke-scale rows train one epoch on a few hundred images; '
+                     "their differences to the paper carry no meaning.</p>")
+    nav = (("summary", "Paper tables"), ("results", "All cases"), ("overview", "Plots"),
+           ("counts", "Class counts"), ("cases", "Per case"), ("provenance", "Provenance"))
+    parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
+    return "".join(parts)
+
+
+def _results(frame: pd.DataFrame) -> str:
+    columns = (("accuracy", "accuracy"), ("paper_accuracy", "paper acc."),
+               ("f1_macro", "F1 macro"), ("roc_auc_ovr_macro", "AUC"),
+               ("train_time_s", "train s"), ("test_time_s", "test s"),
+               ("peak_rss_mb", "RSS MB"), ("peak_gpu_mb", "GPU MB"))
+    headers = ["case", "scale", "status"] + [h for _, h in columns] + ["error / bound violations"]
+    lines = []
+    for _, line in frame.iterrows():
+        status = str(line["status"])
+        link = f'<a href="#{_anchor(line["case_id"], line["scale"])}">{escape(str(line["case_id"]))}</a>'
+        cells = [_cell(link, "l", raw=True), _cell(fmt(line["scale"]), "l"),
+                 _cell(f'<span class="badge b-{escape(status)}">{escape(status)}</span>', "l",
+                       raw=True)]
+        cells += [_cell(fmt_paper(line[c]) if c.startswith("paper_") else fmt(line[c], c))
+                  for c, _ in columns]
+        problems = [str(p) for p in (line["error"], line["bounds_violations"])
+                    if not _missing(p) and str(p)]
+        cells.append(_cell(" | ".join(problems), "l"))
+        lines.append(f'<tr class="{escape(status)}">' + "".join(cells) + "</tr>")
+    unfinished = frame[frame["status"] == "unfinished"]
+    listing = ""
+    if len(unfinished):
+        items = "".join(f"<li><code>{escape(str(c))}</code> (run folder "
+                        f"<code>{escape(str(d))}</code>)</li>"
+                        for c, d in zip(unfinished["case_id"], unfinished["run_dir"]))
+        listing = (f'<h3 id="unfinished">Unfinished cases ({len(unfinished)})</h3><p class="note">'
+                   f"Started but never wrote a result: the process died inside them.</p>"
+                   f"<ul>{items}</ul>")
+    return _table(headers, lines) + listing
+
+
+def _counts(frame: pd.DataFrame) -> str:
+    headers = (["case", "scale", "reduced"] + [f"c{k}" for k in range(NUM_CLASSES)] +
+               ["train total", "test total"])
+    lines = []
+    for _, line in frame[frame["status"] != "unfinished"].iterrows():
+        text = "" if _missing(line["reduced_classes"]) else str(line["reduced_classes"])
+        reduced = {int(k) for k in text.split() if k.isdigit()}
+        cells = [_cell(line["case_id"], "l"), _cell(fmt(line["scale"]), "l"),
+                 _cell(" ".join(str(k) for k in sorted(reduced)) or "—")]
+        cells += [_cell(fmt(line[f"train_count_c{k}"]), "red" if k in reduced else "")
+                  for k in range(NUM_CLASSES)]
+        cells += [_cell(fmt(line["train_samples"])), _cell(fmt(line["test_samples"]))]
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    printed = ('<p class="note">The paper prints (Tables 1, 2): CIFAR-10 60,000 samples, 6,000 per '
+               "class; imbalanced 54,000, classes 0-2 at 4,950, 3-9 at 6,000. Fashion-MNIST 50,000, "
+               "5,000 per class; imbalanced 45,000, classes 0-2 at 4,500. Below: the training sets "
+               "each case really used (highlighted: reduced classes).</p>")
+    return printed + _table(headers, lines)
+
+
+def _flat(prefix: str, value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [item for k, v in value.items()
+                for item in _flat(f"{prefix}.{k}" if prefix else str(k), v)]
+    return [(prefix, value)]
+
+
+def _kv(items: Iterable[tuple[str, Any]]) -> str:
+    lines = [f'<tr><td class="l"><code>{escape(k)}</code></td><td class="l">'
+             f"{escape(v if isinstance(v, str) else json.dumps(v))}</td></tr>" for k, v in items]
+    return _table(["key", "value"], lines) if lines else ""
+
+
+def _case(row: dict[str, Any], line: pd.Series) -> str:
+    metrics = row.get("metrics") or {}
+    per_class = metrics.get("per_class") or {}
+    names = list(row.get("class_names") or [f"c{k}" for k in range(NUM_CLASSES)])
+    reduced = [int(k) for k in row.get("reduced_classes") or []]
+    status = str(row.get("status"))
+    meta = " · ".join(f"{k}: {escape(fmt(line[k]))}" for k in
+                      ("table", "dataset", "balance", "split", "regularization", "scale", "seed"))
+    parts = [f'<section class="case {escape(status)}" id="{_anchor(row.get("case_id"), row.get("scale"))}">',
+             f'<h3>{escape(str(row.get("case_id")))} <span class="badge b-{escape(status)}">'
+             f"{escape(status)}</span></h3><p class=\"note\">{meta} · finished "
+             f"{escape(fmt(line['finished_at']))} · <code>{escape(fmt(line['run_dir']))}</code></p>"]
+    if row.get("error"):
+        parts.append(f'<div class="err">{escape(str(row["error"]))}</div>')
+    violations = (row.get("bounds") or {}).get("violations") or []
+    if violations:
+        parts.append("<ul>" + "".join(f"<li>{escape(str(v))}</li>" for v in violations) + "</ul>")
+    figures = []
+    if metrics.get("confusion_matrix"):
+        figures.append(_img(plots.confusion_png(metrics["confusion_matrix"], names),
+                            f"confusion matrix of {row.get('case_id')}"))
+    if per_class.get("recall"):
+        figures.append(_img(plots.recall_png(per_class["recall"], names, reduced),
+                            f"per-class recall of {row.get('case_id')}"))
+    counts = [f"<tr><td>{k}</td>{_cell(names[k] if k < len(names) else '', 'l')}"
+              f"{_cell(fmt(line[f'train_count_c{k}']), 'red' if k in reduced else '')}"
+              f"{_cell(fmt(line[f'test_count_c{k}']))}{_cell(fmt(_get(per_class, 'recall', k)))}"
+              "</tr>" for k in range(NUM_CLASSES)]
+    figures.append(_table(["class", "name", "train", "test", "recall"], counts))
+    parts.append(f'<div class="grid">{"".join(figures)}</div>')
+    parts.append(f'<div class="grid"><div><b>Metrics</b>{_metric_table(line)}</div>'
+                 f'<div><b>Config</b>{_kv(_flat("", row.get("config") or {}))}</div></div>')
+    return "".join(parts) + "</section>"
+
+
+def _get(per_class: dict[str, Any], key: str, k: int) -> Any:
+    values = per_class.get(key) or []
+    return values[k] if k < len(values) else None
+
+
+def _metric_table(line: pd.Series) -> str:
+    by_ours = {ours: paper for paper, ours in PAPER_METRIC.items()}
+    keys = list(SCALAR_METRICS) + ["train_time_s", "test_time_s", "peak_rss_mb", "peak_gpu_mb"]
+    lines = []
+    for key in keys:
+        paper_key = by_ours.get(key)
+        paper = line.get(f"paper_{paper_key}") if paper_key else None
+        diff = (line[key] - paper) if paper_key and not _missing(paper) and not _missing(
+            line[key]) else None
+        lines.append(f'<tr>{_cell(key, "l")}{_cell(fmt(line[key], key))}'
+                     f"{_cell(fmt_paper(paper))}{_diff_cell(diff, paper, paper_key or key)}</tr>")
+    return _table(["metric", "measured", "paper", "Δ"], lines)
+
+
+def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
+                superseded: Sequence[dict[str, Any]], generated_at: str) -> str:
+    parts = [f'<p class="note">Report generated {escape(generated_at)}.</p>']
+    for run in runs:
+        parts.append(f"<h3>Run folder <code>{escape(str(run.get('path')))}</code></h3>")
+        info = {k: v for k, v in run.items() if k != "path"}
+        parts.append(_kv(_flat("", info)) or '<p class="note">no run.json</p>')
+    fields = Counter()
+    for row in rows:
+        for key, value in _flat("", row.get("provenance") or {}):
+            if key not in ("started_at", "finished_at") and not _missing(value):
+                fields[key, value if isinstance(value, str) else json.dumps(value)] += 1
+    if fields:
+        lines = [f'<tr>{_cell(k, "l")}{_cell(v, "l")}{_cell(n)}</tr>'
+                 for (k, v), n in sorted(fields.items())]
+        parts.append("<h3>Per-case provenance (distinct values)</h3>" +
+                     _table(["field", "value", "cases"], lines))
+    if superseded:
+        items = "".join(f"<li><code>{escape(str(r.get('case_id')))}</code> [{escape(fmt(r.get('scale')))}] "
+                        f"{escape(str(r.get('status')))} in <code>{escape(str(r.get('run_dir')))}"
+                        f"</code> — replaced by the later row from <code>"
+                        f"{escape(str(r.get('replaced_by')))}</code></li>" for r in superseded)
+        parts.append(f"<h3>Superseded rows ({len(superseded)})</h3><ul>{items}</ul>")
+    return "".join(parts)
+
+
+def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
+                  runs: Sequence[dict[str, Any]], superseded: Sequence[dict[str, Any]] = (),
+                  title: str | None = None) -> str:
+    """The whole report as one HTML string.
+
+    ``frame`` is :func:`table.case_frame` of ``rows`` (the merged rows, unfinished ones included);
+    ``runs`` is one dict per run folder (``path`` plus its ``run.json``); ``superseded`` lists the
+    rows dropped by the merge, each with ``replaced_by`` naming the folder that won.
+    """
+    generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    title = title or "ResNet50 balanced/imbalanced study: results"
+    tables = paper_tables(frame)
+    ordered = sorted(rows, key=lambda r: case_order(r.get("case_id"), r.get("scale")))
+    cases = [_case(row, pd.Series(flatten_row(row))) for row in ordered
+             if row.get("status") != "unfinished"]
+    overview = [_img(plots.split_png(tables["table9"]), "accuracy against train fraction"),
+                _img(plots.regularization_png(tables["table10"]), "regularization comparison"),
+                _img(plots.resources_png(frame), "train time and peak memory per case")]
+    body = [_header(title, frame, runs, generated_at),
+            '<h2 id="summary">Measured against the paper</h2>', _summary(tables),
+            '<h2 id="results">All cases</h2>', _results(frame),
+            '<h2 id="overview">Overview plots</h2>', f'<div class="grid">{"".join(overview)}</div>',
+            '<h2 id="counts">Class counts of every variant (Tables 1-2 as run)</h2>', _counts(frame),
+            '<h2 id="cases">Per case</h2>', "".join(cases) or '<p class="note">no finished case</p>',
+            '<h2 id="provenance">Provenance</h2>', _provenance(runs, rows, superseded, generated_at)]
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
+            + "".join(body) + "</main></body></html>\n")
+
+
+def write_report(path: Path | str, frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
+                 runs: Sequence[dict[str, Any]], superseded: Sequence[dict[str, Any]] = (),
+                 title: str | None = None) -> Path:
+    """Render the report (see :func:`render_report`) and write it to ``path``."""
+    path = Path(path)
+    atomic_write_bytes(path, render_report(frame, rows, runs=runs, superseded=superseded,
+                                           title=title).encode("utf-8"))
+    return path

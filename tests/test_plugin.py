@@ -1,0 +1,91 @@
+"""The plugin end to end: pytest inside pytest on the synthetic source and the tiny backbone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
+FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")
+
+
+@pytest.fixture
+def study(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
+    return pytester
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    return sorted((root / "reports" / "runs").iterdir())
+
+
+def test_collects_the_21_cases_and_k_selects_cifar_imbalanced(study):
+    result = study.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*21 tests collected*"])
+    result = study.runpytest("--collect-only", "-q", "-k", "cifar and imbalanced")
+    result.stdout.fnmatch_lines(["*test_case[[]table7-cifar10-imbalanced-split_orig-reg_none[]]",
+                                 "*1/21 tests collected*"])
+    result = study.runpytest("--collect-only", "-q", "-m", "balanced and table7")
+    result.stdout.fnmatch_lines(["*2/21 tests collected*"])
+
+
+def test_smoke_cases_write_rows_predictions_and_report(study):
+    result = study.runpytest_subprocess(*FAST, "-k", "table7 or split90", "--seed", "3")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*= resnet-harness =*", "case*status*acc*auc*",
+                                 "table7-cifar10-imbalanced-split_orig-reg_none *passed*",
+                                 "report: *report.html"])
+    (run_dir,) = _run_dirs(study.path)
+    rows = {p.stem: json.loads(p.read_text()) for p in (run_dir / "cases").glob("*.json")}
+    assert len(rows) == 6
+    imbalanced = rows["table7-cifar10-imbalanced-split_orig-reg_none"]
+    assert imbalanced["status"] == "passed" and imbalanced["seed"] == 3
+    assert imbalanced["reduced_classes"] == [0, 1, 2]
+    # smoke caps: 320 train (32 per class), 10% of classes 0-2 removed, 160 test.
+    assert imbalanced["train_counts"] == [29, 29, 29] + [32] * 7
+    assert imbalanced["test_counts"] == [16] * 10
+    assert imbalanced["config"]["epochs"] == 1 and imbalanced["config"]["weights"] == "none"
+    assert imbalanced["paper"]["accuracy"] == 0.73
+    split = rows["table9-fashion_mnist-balanced-split90_10-reg_none"]
+    assert (split["train_samples"], split["test_samples"]) == (432, 48)
+    import numpy as np
+
+    with np.load(run_dir / imbalanced["predictions_file"]) as saved:
+        assert saved["proba"].shape == (160, 10)
+        assert np.array_equal(saved["y_pred"], saved["proba"].argmax(axis=1))
+        accuracy = float((saved["y_pred"] == saved["y_true"]).mean())
+    assert accuracy == pytest.approx(imbalanced["metrics"]["accuracy"], abs=1e-12)
+    frame = pd.read_csv(run_dir / "results.csv")
+    assert sorted(frame["case_id"]) == sorted(rows)
+    assert (study.path / "reports" / "latest").resolve() == run_dir.resolve()
+
+
+def test_bad_option_is_a_one_line_usage_error(study):
+    result = study.runpytest("--scale", "huge")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--scale: unknown scale 'huge'; use one of: smoke, reduced, paper"])
+
+
+def test_bad_ini_value_is_a_usage_error(study):
+    study.makeini("[pytest]\nharness_seed = minus-one\n")
+    result = study.runpytest("--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini key harness_seed: seed 'minus-one' is not an integer*"])
+
+
+def test_unusable_data_dir_fails_the_case_with_its_fix(study, tmp_path):
+    empty = tmp_path / "cifar"
+    empty.mkdir()
+    result = study.runpytest_subprocess("--backbone", "tiny", "--data-dir", f"cifar10={empty}",
+                                        "-k", "table7-cifar10-balanced")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*is not a known cifar10 layout; expected the Keras cache*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+    (run_dir,) = _run_dirs(study.path)
+    row = json.loads((run_dir / "cases" / "table7-cifar10-balanced-split_orig-reg_none.json")
+                     .read_text())
+    assert row["status"] == "error" and "not a known cifar10 layout" in row["error"]

@@ -1,0 +1,311 @@
+"""The report package: results.csv, report.html, merging of run folders and the CLI.
+
+Rows are written with ``RunFolder`` exactly as the plugin writes them; nothing here trains a model
+or imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from resnet_harness.__main__ import main
+from resnet_harness.matrix import CASES, CASES_BY_ID, get_case
+from resnet_harness.metrics import SCALAR_METRICS, compute_metrics
+from resnet_harness.report import build_report, collect_rows, table, update_latest_link
+from resnet_harness.results import RunFolder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def case_id(table: str, dataset: str, balance: str = "balanced", split: float | None = None,
+            regularization: str = "none") -> str:
+    """The id of the matrix case with these fields (ids are the matrix's, never spelled here)."""
+    wanted = (table, dataset, balance, split, regularization)
+    return next(c.id for c in CASES if (c.table, c.dataset, c.balance, c.split,
+                                         c.regularization) == wanted)
+
+
+T7_CIFAR_BAL = case_id("table7", "cifar10")
+T7_CIFAR_IMB = case_id("table7", "cifar10", "imbalanced")
+T7_FMNIST_BAL = case_id("table7", "fashion_mnist")
+T9_CIFAR_90 = case_id("table9", "cifar10", split=0.9)
+T10_L2 = case_id("table10", "fashion_mnist", regularization="l2")
+T10_DROP3 = case_id("table10", "fashion_mnist", regularization="dropout0.3")
+FAIL_TEXT = "ValueError: input <32x32> & labels don't match"
+RUN_INFO = {"command_line": "pytest experiments --scale smoke", "scale": "smoke", "seed": 0,
+            "started_at": "2026-11-27T00:00:00+00:00", "device": "CPU", "git_commit": "abc1234",
+            "versions": {"python": "3.12.1", "numpy": "2.4.6"}, "options": {"workers": 2}}
+
+
+def make_row(case_id: str, *, rng_seed: int = 0, scale: str = "smoke",
+             finished_at: str = "2026-11-27T01:00:00+00:00") -> tuple[dict, dict]:
+    """A passed row with metrics computed from random but class-leaning predictions."""
+    case = get_case(case_id)
+    rng = np.random.default_rng(rng_seed)
+    y_true = np.repeat(np.arange(10), 16)
+    proba = rng.dirichlet(np.ones(10), size=len(y_true))
+    proba[np.arange(len(y_true)), y_true] += rng.uniform(0, 0.6, size=len(y_true))
+    proba /= proba.sum(axis=1, keepdims=True)
+    reduced = [0, 1, 2] if case.imbalanced else []
+    train_counts = [29 if k in reduced else 32 for k in range(10)]
+    row = {
+        "case_id": case.id, "table": case.table, "dataset": case.dataset,
+        "balance": case.balance, "split": case.split, "regularization": case.regularization,
+        "scale": scale, "seed": 0, "status": "passed", "error": None,
+        "metrics": compute_metrics(y_true, proba, 10),
+        "train_time_s": 10.0 + rng_seed, "test_time_s": 1.25, "peak_rss_mb": 2100.5 + rng_seed,
+        "peak_gpu_mb": None, "train_counts": train_counts, "test_counts": [16] * 10,
+        "counts_before_imbalance": [32] * 10, "reduced_classes": reduced,
+        "class_names": [f"class{k}" for k in range(10)],
+        "config": {"epochs": 1, "weights": "none", "batch_size": 32, "augment": True,
+                   "head": {"dense_units": None, "dropout": case.head.dropout}},
+        "paper": dict(case.paper.as_dict(), source=case.paper.source),
+        "bounds": {"violations": []},
+        "provenance": {"device": "CPU", "git_commit": "abc1234", "worker": "gw0",
+                       "finished_at": finished_at, "command_line": "pytest experiments"},
+    }
+    arrays = {"y_true": y_true, "proba": proba, "y_pred": proba.argmax(axis=1)}
+    return row, arrays
+
+
+def failed_row(case_id: str) -> dict:
+    """A case that failed while loading data: no metrics, no times, no counts."""
+    case = get_case(case_id)
+    return {"case_id": case.id, "table": case.table, "dataset": case.dataset,
+            "balance": case.balance, "split": case.split, "regularization": case.regularization,
+            "scale": "smoke", "seed": 0, "status": "failed", "error": FAIL_TEXT,
+            "paper": dict(case.paper.as_dict(), source=case.paper.source),
+            "provenance": {"finished_at": "2026-11-27T01:05:00+00:00"}}
+
+
+def write_run(path: Path, rows: list[tuple[dict, dict | None]], started: tuple[str, ...] = ()
+              ) -> RunFolder:
+    folder = RunFolder(path).create(dict(RUN_INFO))
+    for row, arrays in rows:
+        folder.mark_started(row["case_id"], {"scale": "smoke"})
+        folder.write_row(row, arrays)
+    for case_id in started:
+        folder.mark_started(case_id, {"scale": "smoke", "worker": "gw1"})
+    return folder
+
+
+@pytest.fixture()
+def run(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
+    rows = {cid: make_row(cid, rng_seed=i) for i, cid in
+            enumerate((T7_CIFAR_BAL, T7_CIFAR_IMB, T9_CIFAR_90, T10_L2))}
+    rows[T7_FMNIST_BAL] = (failed_row(T7_FMNIST_BAL), None)
+    write_run(tmp_path / "run", list(rows.values()), started=(T10_DROP3,))
+    return tmp_path / "run", {cid: row for cid, (row, _) in rows.items()}
+
+
+def test_csv_has_one_line_per_case_with_the_rows_values(run, tmp_path):
+    run_dir, rows = run
+    paths = build_report([run_dir], tmp_path / "out")
+    csv = pd.read_csv(paths["csv"]).set_index("case_id")
+
+    assert sorted(csv.index) == sorted([*rows, T10_DROP3])
+    columns = list(pd.read_csv(paths["csv"]).columns)
+    assert columns[:10] == list(table.ID_COLUMNS)
+    expected = (list(SCALAR_METRICS) + [f"recall_class_{k}" for k in range(3)]
+                + [f"recall_c{k}" for k in range(10)] + list(table.RESOURCE_COLUMNS)
+                + [f"train_count_c{k}" for k in range(10)] + [f"test_count_c{k}" for k in range(10)]
+                + ["epochs", "weights", "train_samples", "test_samples"]
+                + [f"paper_{k}" for k in table.PAPER_KEYS])
+    assert set(expected) <= set(columns)
+    for case_id in (T7_CIFAR_BAL, T7_CIFAR_IMB, T9_CIFAR_90, T10_L2):
+        row, line = rows[case_id], csv.loc[case_id]
+        assert line["status"] == "passed"
+        for name in SCALAR_METRICS:
+            assert line[name] == pytest.approx(row["metrics"][name], rel=1e-12)
+        for k in range(10):
+            assert line[f"recall_c{k}"] == pytest.approx(row["metrics"]["per_class"]["recall"][k])
+            assert line[f"train_count_c{k}"] == row["train_counts"][k]
+            assert line[f"test_count_c{k}"] == 16
+        assert line["train_samples"] == sum(row["train_counts"])
+        assert line["peak_rss_mb"] == row["peak_rss_mb"]
+        assert line["paper_accuracy"] == row["paper"]["accuracy"]
+    imbalanced, balanced = csv.loc[T7_CIFAR_IMB], csv.loc[T7_CIFAR_BAL]
+    assert [imbalanced[f"recall_class_{k}"] for k in range(3)] == \
+        [imbalanced[f"recall_c{k}"] for k in range(3)]
+    assert pd.isna(balanced["recall_class_0"])
+    assert balanced["paper_train_time_s"] == 1496.23
+    assert csv.loc[T9_CIFAR_90, "paper_accuracy"] == 0.8577
+    assert pd.isna(csv.loc[T9_CIFAR_90, "paper_roc_auc"])  # Table 9 reports no AUC
+    failed = csv.loc[T7_FMNIST_BAL]
+    assert (failed["status"], failed["error"]) == ("failed", FAIL_TEXT)
+    assert pd.isna(failed["accuracy"]) and pd.isna(failed["train_time_s"])
+    unfinished = csv.loc[T10_DROP3]
+    assert unfinished["status"] == "unfinished"
+    assert (unfinished["dataset"], unfinished["regularization"]) == ("fashion_mnist", "dropout0.3")
+    assert unfinished["paper_accuracy"] == 0.6606  # filled in from the matrix
+
+
+def test_csv_round_trips_through_read_csv(run, tmp_path):
+    run_dir, _ = run
+    paths = build_report([run_dir], tmp_path / "out")
+    frame = table.case_frame(collect_rows([run_dir])[0])
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), frame, check_dtype=False)
+
+
+def test_paper_tables_put_measured_beside_paper(run):
+    run_dir, rows = run
+    frame = table.case_frame(collect_rows([run_dir])[0])
+    tables = table.paper_tables(frame)
+
+    t7 = tables["table7"].set_index(["dataset", "metric"])
+    assert len(t7) == 10
+    acc = rows[T7_CIFAR_BAL]["metrics"]["accuracy"]
+    assert t7.loc[("cifar10", "accuracy"), "balanced_measured"] == pytest.approx(acc)
+    assert t7.loc[("cifar10", "accuracy"), "balanced_paper"] == 0.67
+    assert t7.loc[("cifar10", "accuracy"), "balanced_diff"] == pytest.approx(acc - 0.67)
+    f1 = rows[T7_CIFAR_IMB]["metrics"]["f1_macro"]
+    assert t7.loc[("cifar10", "f1"), "imbalanced_measured"] == pytest.approx(f1)
+    assert pd.isna(t7.loc[("fashion_mnist", "accuracy"), "balanced_measured"])  # failed case
+    assert t7.loc[("fashion_mnist", "accuracy"), "balanced_paper"] == 0.66
+
+    t8 = tables["table8"].set_index(["dataset", "metric"])
+    assert t8.loc[("cifar10", "memory_mb"), "balanced_measured"] == \
+        rows[T7_CIFAR_BAL]["peak_rss_mb"]
+    assert t8.loc[("cifar10", "train_time_s"), "imbalanced_paper"] == 2163.77
+
+    t9 = tables["table9"].set_index(["dataset", "split"])
+    assert len(t9) == 10
+    assert t9.loc[("cifar10", 0.9), "accuracy_paper"] == 0.8577
+    assert t9.loc[("cifar10", 0.9), "accuracy_measured"] == \
+        pytest.approx(rows[T9_CIFAR_90]["metrics"]["accuracy"])
+    assert pd.isna(t9.loc[("cifar10", 0.5), "accuracy_measured"])  # not run
+
+    t10 = tables["table10"].set_index("regularization")
+    assert t10.loc["l2", "roc_auc_measured"] == \
+        pytest.approx(rows[T10_L2]["metrics"]["roc_auc_ovr_macro"])
+    assert t10.loc["l2", "roc_auc_paper"] == 0.9348
+    assert pd.isna(t10.loc["none", "accuracy_paper"])  # control row: not in the paper
+
+
+def test_html_is_self_contained_and_shows_results_beside_the_paper(run, tmp_path):
+    run_dir, rows = run
+    html = build_report([run_dir], tmp_path / "out")["html"].read_text(encoding="utf-8")
+
+    assert "1496.23" in html and "0.8577" in html
+    table7 = html[html.index("Table 7: performance"):html.index("Table 8: training")]
+    assert f'{rows[T7_CIFAR_BAL]["metrics"]["accuracy"]:.4f}' in table7 and "0.67" in table7
+    assert re.search(r"https?://|src=\"//|href=\"//|url\(|@import|<script|<link", html) is None
+    sources = re.findall(r'src="([^"]*)"', html)
+    assert len(sources) >= 2 * 4 + 3  # two per passed case, three overview plots
+    for source in sources:
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert re.search(r"passed: 4<.*failed: 1<.*unfinished: 1<", html)
+    # The failed case is marked and its error escaped, never injected as markup.
+    assert re.search(rf'<tr class="failed"><td class="l"><a href="#[^"]*">{T7_FMNIST_BAL}<', html)
+    assert "input &lt;32x32&gt; &amp; labels don&#x27;t match" in html
+    assert "<32x32>" not in html
+    unfinished = html[html.index('id="unfinished"'):]
+    assert T10_DROP3 in unfinished[:unfinished.index("</ul>")]
+    assert "abc1234" in html and "pytest experiments --scale smoke" in html  # provenance
+    assert len(html) < 3_000_000
+
+
+def test_cli_merges_run_folders_keeping_the_latest_row(tmp_path, capsys):
+    old_x, old_arrays = make_row(T7_CIFAR_BAL, rng_seed=1, finished_at="2026-11-27T01:00:00+00:00")
+    new_x, new_arrays = make_row(T7_CIFAR_BAL, rng_seed=2, finished_at="2026-11-27T02:00:00+00:00")
+    reduced_x = make_row(T7_CIFAR_BAL, rng_seed=3, scale="reduced")
+    assert old_x["metrics"]["accuracy"] != new_x["metrics"]["accuracy"]
+    first = write_run(tmp_path / "a", [(old_x, old_arrays), make_row(T10_L2)],
+                      started=(T7_CIFAR_IMB,))
+    second = write_run(tmp_path / "b", [(new_x, new_arrays), make_row(T9_CIFAR_90)])
+    other_scale = write_run(tmp_path / "c", [reduced_x])  # one folder holds one scale
+
+    for order, out in (((second, first, other_scale), tmp_path / "m1"),
+                       ((other_scale, first, second), tmp_path / "m2")):
+        assert main(["report", *(str(f.path) for f in order), "--out", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert str(out / "results.csv") in printed and str(out / "report.html") in printed
+        csv = pd.read_csv(out / "results.csv")
+        assert sorted(zip(csv["case_id"], csv["scale"])) == sorted(
+            [(T7_CIFAR_BAL, "smoke"), (T7_CIFAR_BAL, "reduced"), (T10_L2, "smoke"),
+             (T9_CIFAR_90, "smoke"), (T7_CIFAR_IMB, "smoke")])
+        kept = csv[(csv["case_id"] == T7_CIFAR_BAL) & (csv["scale"] == "smoke")].iloc[0]
+        assert kept["accuracy"] == pytest.approx(new_x["metrics"]["accuracy"])
+        assert kept["run_dir"] == str(second.path)
+        html = (out / "report.html").read_text(encoding="utf-8")
+        provenance = html[html.index('id="provenance"'):]
+        assert str(first.path) in provenance and str(second.path) in provenance
+        assert "Superseded rows (1)" in provenance
+
+
+def test_cli_defaults_to_the_run_folder_itself(run, capsys):
+    run_dir, _ = run
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "results.csv").is_file() and (run_dir / "report.html").is_file()
+    assert str(run_dir / "report.html") in capsys.readouterr().out
+
+
+def test_cli_rejects_bad_run_folders_with_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "missing", tmp_path / "empty"):
+        assert main(["report", str(bad)]) == 2
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0]
+        assert ";" in lines[0] and captured.out == ""
+    assert not (tmp_path / "empty" / "report.html").exists()
+    assert main([]) == 2
+
+
+def test_empty_run_folder_still_gives_a_report(tmp_path):
+    RunFolder(tmp_path / "run").create(dict(RUN_INFO))
+    paths = build_report([tmp_path / "run"], tmp_path / "out")
+    assert pd.read_csv(paths["csv"]).empty
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "passed: 0" in html and "1496.23" in html  # paper tables are shown regardless
+
+
+def test_latest_link_is_relative_and_replaced(tmp_path, monkeypatch):
+    root = tmp_path / "reports"
+    first, second = root / "runs" / "one", root / "runs" / "two"
+    first.mkdir(parents=True)
+    second.mkdir()
+    assert update_latest_link(root, first) == root / "latest"
+    assert os.readlink(root / "latest") == os.path.join("runs", "one")
+    update_latest_link(root, second)
+    assert (root / "latest").resolve() == second.resolve()
+    assert not list(root.glob(".latest.*"))
+
+    def no_symlinks(*args, **kwargs):
+        raise OSError("symlinks are not supported here")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    assert update_latest_link(root, first) == root / "latest.txt"
+    assert (root / "latest.txt").read_text().strip() == str(first.resolve())
+
+
+def test_report_does_not_import_tensorflow(run, tmp_path):
+    run_dir, _ = run
+    code = ("import sys; from resnet_harness.__main__ import main; "
+            f"rc = main(['report', {str(run_dir)!r}, '--out', {str(tmp_path / 'o')!r}]); "
+            "assert rc == 0; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_case_of_the_matrix_can_be_reported(tmp_path):
+    rows = [make_row(case_id, rng_seed=i) for i, case_id in enumerate(CASES_BY_ID)]
+    write_run(tmp_path / "run", rows)
+    paths = build_report([tmp_path / "run"], tmp_path / "out", title="all <cases>")
+    csv = pd.read_csv(paths["csv"])
+    assert len(csv) == len(CASES_BY_ID) and set(csv["status"]) == {"passed"}
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "<title>all &lt;cases&gt;</title>" in html
+    assert len(html) < 3_000_000
