@@ -85,6 +85,15 @@ def parse_positive_int(value: str) -> int:
     return number
 
 
+def parse_sample_cap(value: str) -> int:
+    """A sample cap: an integer of at least 10, so every class keeps a sample."""
+    number = parse_positive_int(value)
+    if number < NUM_CLASSES:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is below the {NUM_CLASSES} classes; use at least {NUM_CLASSES}")
+    return number
+
+
 def parse_seed(value: str) -> int:
     """A non-negative integer seed."""
     try:

@@ -76,7 +76,7 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
         x = keras.layers.Dropout(head.dropout, name="dropout")(x)
     regularizer = {None: None, "l1": keras.regularizers.L1, "l2": keras.regularizers.L2}
     if head.regularizer not in regularizer:
-        raise ModelError(f"unknown regularizer {head.regularizer!r}; use l1, l2 or none")
+        raise ModelError(f"unknown regularizer {head.regularizer!r}; use 'l1', 'l2' or None")
     kernel_reg = regularizer[head.regularizer]
     outputs = keras.layers.Dense(
         NUM_CLASSES, activation="softmax", name="predictions",

@@ -96,7 +96,8 @@ class HarnessSession:
         if not self.folder.path.exists():
             self.folder.create(self._run_info())
         self.ran_cases = True
-        self.folder.mark_started(case.id, {"started_at": provenance.now(),
+        self.folder.mark_started(case.id, {"started_at": provenance.now(), "scale": self.run.scale,
+                                           "seed": self.run.seed,
                                            "worker": provenance.host()["worker"]})
         try:
             self._prepare_tensorflow()
@@ -135,6 +136,17 @@ class HarnessSession:
         if violations:
             pytest.fail(f"{case.id}: " + "; ".join(violations), pytrace=False)
         return row
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        row = item.stash.get(ROW_KEY, None)
+        if report.when != "call" or row is None or not item.config.pluginmanager.hasplugin("html"):
+            return
+        from .report.extras import pytest_html_extras
+
+        report.extras = list(getattr(report, "extras", [])) + pytest_html_extras(row)
 
     # -- end of run ------------------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

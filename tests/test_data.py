@@ -408,7 +408,9 @@ def test_balanced_smoke_counts(case):
     assert len(variant.y_train) == 320 and len(variant.y_test) == 160
     assert variant.reduced_classes == () and variant.removal_fraction == 0.0
     assert variant.counts_before_imbalance == [32] * 10
-    assert variant.x_train.shape == (320, 32, 32, 3) or variant.x_train.shape == (320, 28, 28, 1)
+    native = (32, 32, 3) if case.dataset == "cifar10" else (28, 28, 1)
+    assert variant.x_train.shape == (320,) + native and variant.x_test.shape == (160,) + native
+    assert variant.x_train.dtype == np.uint8
 
 
 def test_balanced_uncapped_keeps_everything():
@@ -639,3 +641,40 @@ def test_pipeline_augment_without_flip_runs():
     xs, _ = _collect(make_dataset(x, y, batch_size=4, training=True, seed=0, augment=True,
                                   hflip=False))
     assert xs[0].shape == (4, 32, 32, 3) and 0.0 <= xs[0].min() and xs[0].max() <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Package bugs found while writing these tests (left failing on purpose; see the messages)
+
+
+def test_split_case_honours_a_single_train_cap():
+    """``--max-train-samples`` alone (no test cap, e.g. at paper scale) must still cap the
+    training set of a Table 9 split case, as it does for the data sets' own split.
+
+    BUG (variants.make_variant): the pooled cap is only applied when *both* caps are set, so a
+    lone ``max_train_samples`` is silently ignored for split cases."""
+    raw = synthetic("cifar10", 60, 20)
+    own_split = _variant(T7_CIFAR_BAL, raw, scale="paper", max_train_samples=100)
+    assert len(own_split.y_train) == 100  # the data set's own split: capped
+    pooled = _variant(T9_CIFAR_70, raw, scale="paper", max_train_samples=100)
+    assert len(pooled.y_train) <= 100, (
+        f"--max-train-samples 100 ignored for a split case: {len(pooled.y_train)} training "
+        "images (make_variant caps the pool only when max_test_samples is also set)")
+
+
+def test_stratified_subset_close_to_full_size():
+    """A cap a few samples below the data set's size must give that many samples.
+
+    BUG (variants.stratified_subset): it hands ``train_test_split`` a complement smaller than the
+    number of classes, which raises scikit-learn's ValueError ("The test_size = 5 should be
+    greater or equal to the number of classes = 10") instead of returning the subset; e.g.
+    ``--max-train-samples 3000`` on a local data set of 3005 training images."""
+    from resnet_harness.data.variants import stratified_subset
+
+    y = np.repeat(np.arange(10), 60)
+    try:
+        index = stratified_subset(y, 595, seed=0)
+    except ValueError as exc:
+        pytest.fail(f"stratified_subset(600 labels, n=595) raised ValueError: {exc}")
+    assert len(index) == 595 and len(set(index.tolist())) == 595
+    assert np.all(np.abs(np.bincount(y[index], minlength=10) - 59.5) <= 1)

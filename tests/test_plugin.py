@@ -89,3 +89,55 @@ def test_unusable_data_dir_fails_the_case_with_its_fix(study, tmp_path):
     row = json.loads((run_dir / "cases" / "table7-cifar10-balanced-split_orig-reg_none.json")
                      .read_text())
     assert row["status"] == "error" and "not a known cifar10 layout" in row["error"]
+
+
+def test_xdist_workers_write_one_merged_run(study):
+    result = study.runpytest_subprocess(*FAST, "-n", "2", "-k", "table7")
+    result.assert_outcomes(passed=4)
+    (run_dir,) = _run_dirs(study.path)
+    frame = pd.read_csv(run_dir / "results.csv")
+    assert len(frame) == 4 and set(frame["status"]) == {"passed"}
+    workers = {json.loads(p.read_text())["provenance"]["worker"]
+               for p in (run_dir / "cases").glob("*.json")}
+    assert workers <= {"gw0", "gw1"} and len(workers) == 2
+    result.stdout.fnmatch_lines(["report: *report.html"])
+
+
+INTERRUPT_SECOND_CASE = """
+import resnet_harness.runner as runner
+
+_real = runner.run_case
+_calls = []
+
+
+def _interrupting(*args, **kwargs):
+    _calls.append(1)
+    if len(_calls) == 2:
+        raise KeyboardInterrupt
+    return _real(*args, **kwargs)
+
+
+runner.run_case = _interrupting
+"""
+
+
+def test_interrupted_run_keeps_finished_rows_and_marks_the_rest(study):
+    study.makeconftest(INTERRUPT_SECOND_CASE)
+    result = study.runpytest_subprocess(*FAST, "-k", "table7")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    (run_dir,) = _run_dirs(study.path)
+    frame = pd.read_csv(run_dir / "results.csv")
+    status = dict(zip(frame["case_id"], frame["status"]))
+    assert status == {"table7-cifar10-balanced-split_orig-reg_none": "passed",
+                      "table7-cifar10-imbalanced-split_orig-reg_none": "unfinished"}
+    assert "unfinished" in (run_dir / "report.html").read_text()
+
+
+def test_pytest_html_rows_carry_metrics_and_confusion_matrix(study):
+    pytest.importorskip("pytest_html")
+    result = study.runpytest_subprocess(*FAST, "-k", "table7-cifar10-balanced",
+                                        "--html", "page.html")
+    result.assert_outcomes(passed=1)
+    page = (study.path / "page.html").read_text()
+    assert "harness-metrics" in page and "roc_auc_ovr_macro" in page
+    assert "confusion matrix" in page

@@ -98,18 +98,28 @@ def write_run(path: Path, rows: list[tuple[dict, dict | None]], started: tuple[s
     return folder
 
 
-@pytest.fixture()
-def run(tmp_path: Path) -> tuple[Path, dict[str, dict]]:
-    rows = {cid: make_row(cid, rng_seed=i) for i, cid in
-            enumerate((T7_CIFAR_BAL, T7_CIFAR_IMB, T9_CIFAR_90, T10_L2))}
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, dict[str, dict], dict[str, Path]]:
+    """Every case of the matrix in one run folder, built into one report: one failed case, one
+    that started and never finished, the rest passed."""
+    run_dir = tmp_path_factory.mktemp("study") / "run"
+    rows = {cid: make_row(cid, rng_seed=i) for i, cid in enumerate(CASES_BY_ID)
+            if cid not in (T7_FMNIST_BAL, T10_DROP3)}
     rows[T7_FMNIST_BAL] = (failed_row(T7_FMNIST_BAL), None)
-    write_run(tmp_path / "run", list(rows.values()), started=(T10_DROP3,))
-    return tmp_path / "run", {cid: row for cid, (row, _) in rows.items()}
+    write_run(run_dir, list(rows.values()), started=(T10_DROP3,))
+    paths = build_report([run_dir], run_dir.parent / "out", title="study <all cases>")
+    return run_dir, {cid: row for cid, (row, _) in rows.items()}, paths
 
 
-def test_csv_has_one_line_per_case_with_the_rows_values(run, tmp_path):
-    run_dir, rows = run
-    paths = build_report([run_dir], tmp_path / "out")
+@pytest.fixture()
+def small_run(tmp_path: Path) -> Path:
+    """A run folder with two cases, for tests that build their own report."""
+    write_run(tmp_path / "run", [make_row(T7_CIFAR_BAL), make_row(T10_L2, rng_seed=1)])
+    return tmp_path / "run"
+
+
+def test_csv_has_one_line_per_case_with_the_rows_values(study):
+    _, rows, paths = study
     csv = pd.read_csv(paths["csv"]).set_index("case_id")
 
     assert sorted(csv.index) == sorted([*rows, T10_DROP3])
@@ -121,7 +131,9 @@ def test_csv_has_one_line_per_case_with_the_rows_values(run, tmp_path):
                 + ["epochs", "weights", "train_samples", "test_samples"]
                 + [f"paper_{k}" for k in table.PAPER_KEYS])
     assert set(expected) <= set(columns)
-    for case_id in (T7_CIFAR_BAL, T7_CIFAR_IMB, T9_CIFAR_90, T10_L2):
+    passed = [cid for cid, row in rows.items() if row["status"] == "passed"]
+    assert len(passed) == len(CASES_BY_ID) - 2
+    for case_id in passed:
         row, line = rows[case_id], csv.loc[case_id]
         assert line["status"] == "passed"
         for name in SCALAR_METRICS:
@@ -132,7 +144,12 @@ def test_csv_has_one_line_per_case_with_the_rows_values(run, tmp_path):
             assert line[f"test_count_c{k}"] == 16
         assert line["train_samples"] == sum(row["train_counts"])
         assert line["peak_rss_mb"] == row["peak_rss_mb"]
-        assert line["paper_accuracy"] == row["paper"]["accuracy"]
+        for key in table.PAPER_KEYS:
+            if key in row["paper"]:
+                assert line[f"paper_{key}"] == row["paper"][key]
+            else:
+                assert pd.isna(line[f"paper_{key}"])
+        assert line["scale"] == "smoke" and line["epochs"] == 1
     imbalanced, balanced = csv.loc[T7_CIFAR_IMB], csv.loc[T7_CIFAR_BAL]
     assert [imbalanced[f"recall_class_{k}"] for k in range(3)] == \
         [imbalanced[f"recall_c{k}"] for k in range(3)]
@@ -149,15 +166,14 @@ def test_csv_has_one_line_per_case_with_the_rows_values(run, tmp_path):
     assert unfinished["paper_accuracy"] == 0.6606  # filled in from the matrix
 
 
-def test_csv_round_trips_through_read_csv(run, tmp_path):
-    run_dir, _ = run
-    paths = build_report([run_dir], tmp_path / "out")
+def test_csv_round_trips_through_read_csv(study):
+    run_dir, _, paths = study
     frame = table.case_frame(collect_rows([run_dir])[0])
     pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), frame, check_dtype=False)
 
 
-def test_paper_tables_put_measured_beside_paper(run):
-    run_dir, rows = run
+def test_paper_tables_put_measured_beside_paper(study):
+    run_dir, rows, _ = study
     frame = table.case_frame(collect_rows([run_dir])[0])
     tables = table.paper_tables(frame)
 
@@ -182,29 +198,33 @@ def test_paper_tables_put_measured_beside_paper(run):
     assert t9.loc[("cifar10", 0.9), "accuracy_paper"] == 0.8577
     assert t9.loc[("cifar10", 0.9), "accuracy_measured"] == \
         pytest.approx(rows[T9_CIFAR_90]["metrics"]["accuracy"])
-    assert pd.isna(t9.loc[("cifar10", 0.5), "accuracy_measured"])  # not run
 
     t10 = tables["table10"].set_index("regularization")
     assert t10.loc["l2", "roc_auc_measured"] == \
         pytest.approx(rows[T10_L2]["metrics"]["roc_auc_ovr_macro"])
     assert t10.loc["l2", "roc_auc_paper"] == 0.9348
     assert pd.isna(t10.loc["none", "accuracy_paper"])  # control row: not in the paper
+    assert pd.isna(t10.loc["dropout0.3", "accuracy_measured"])  # unfinished
+    assert t10.loc["dropout0.3", "accuracy_paper"] == 0.6606
 
 
-def test_html_is_self_contained_and_shows_results_beside_the_paper(run, tmp_path):
-    run_dir, rows = run
-    html = build_report([run_dir], tmp_path / "out")["html"].read_text(encoding="utf-8")
+def test_html_is_self_contained_and_shows_results_beside_the_paper(study):
+    _, rows, paths = study
+    html = paths["html"].read_text(encoding="utf-8")
 
     assert "1496.23" in html and "0.8577" in html
     table7 = html[html.index("Table 7: performance"):html.index("Table 8: training")]
     assert f'{rows[T7_CIFAR_BAL]["metrics"]["accuracy"]:.4f}' in table7 and "0.67" in table7
     assert re.search(r"https?://|src=\"//|href=\"//|url\(|@import|<script|<link", html) is None
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) >= 2 * 4 + 3  # two per passed case, three overview plots
+    assert len(sources) == 2 * (len(CASES_BY_ID) - 2) + 3  # two per passed case, 3 overviews
     for source in sources:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert re.search(r"passed: 4<.*failed: 1<.*unfinished: 1<", html)
+    assert re.search(rf"passed: {len(CASES_BY_ID) - 2}<.*failed: 1<.*unfinished: 1<", html)
+    assert "<title>study &lt;all cases&gt;</title>" in html
+    links = set(re.findall(r'href="#([^"]+)"', html))
+    assert len(links) > len(CASES_BY_ID) and links <= set(re.findall(r'id="([^"]+)"', html))
     # The failed case is marked and its error escaped, never injected as markup.
     assert re.search(rf'<tr class="failed"><td class="l"><a href="#[^"]*">{T7_FMNIST_BAL}<', html)
     assert "input &lt;32x32&gt; &amp; labels don&#x27;t match" in html
@@ -212,7 +232,8 @@ def test_html_is_self_contained_and_shows_results_beside_the_paper(run, tmp_path
     unfinished = html[html.index('id="unfinished"'):]
     assert T10_DROP3 in unfinished[:unfinished.index("</ul>")]
     assert "abc1234" in html and "pytest experiments --scale smoke" in html  # provenance
-    assert len(html) < 3_000_000
+    assert len(html) < 3_000_000  # 21 cases, two images each: a few MB at most
+    assert paths["html"].stat().st_mode & 0o044 == 0o044  # readable by others
 
 
 def test_cli_merges_run_folders_keeping_the_latest_row(tmp_path, capsys):
@@ -243,8 +264,8 @@ def test_cli_merges_run_folders_keeping_the_latest_row(tmp_path, capsys):
         assert "Superseded rows (1)" in provenance
 
 
-def test_cli_defaults_to_the_run_folder_itself(run, capsys):
-    run_dir, _ = run
+def test_cli_defaults_to_the_run_folder_itself(small_run, capsys):
+    run_dir = small_run
     assert main(["report", str(run_dir)]) == 0
     assert (run_dir / "results.csv").is_file() and (run_dir / "report.html").is_file()
     assert str(run_dir / "report.html") in capsys.readouterr().out
@@ -289,8 +310,8 @@ def test_latest_link_is_relative_and_replaced(tmp_path, monkeypatch):
     assert (root / "latest.txt").read_text().strip() == str(first.resolve())
 
 
-def test_report_does_not_import_tensorflow(run, tmp_path):
-    run_dir, _ = run
+def test_report_does_not_import_tensorflow(small_run, tmp_path):
+    run_dir = small_run
     code = ("import sys; from resnet_harness.__main__ import main; "
             f"rc = main(['report', {str(run_dir)!r}, '--out', {str(tmp_path / 'o')!r}]); "
             "assert rc == 0; assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
@@ -298,14 +319,3 @@ def test_report_does_not_import_tensorflow(run, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-
-
-def test_every_case_of_the_matrix_can_be_reported(tmp_path):
-    rows = [make_row(case_id, rng_seed=i) for i, case_id in enumerate(CASES_BY_ID)]
-    write_run(tmp_path / "run", rows)
-    paths = build_report([tmp_path / "run"], tmp_path / "out", title="all <cases>")
-    csv = pd.read_csv(paths["csv"])
-    assert len(csv) == len(CASES_BY_ID) and set(csv["status"]) == {"passed"}
-    html = paths["html"].read_text(encoding="utf-8")
-    assert "<title>all &lt;cases&gt;</title>" in html
-    assert len(html) < 3_000_000

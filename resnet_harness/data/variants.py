@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ..config import CaseConfig, Imbalance
 from ..matrix import NUM_CLASSES
@@ -60,21 +59,51 @@ def expected_train_counts(before: list[int], classes: tuple[int, ...],
     return [n - int(round(n * fraction)) if c in classes else n for c, n in enumerate(before)]
 
 
+def stratified_split(y: np.ndarray, n_first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices of ``y`` into ``n_first`` and the rest, each class in proportion.
+
+    Each class gets ``floor(n_first * share)`` places and the remaining places go to the classes
+    with the largest fractional parts (ties to the lower class), so the split is exact for any
+    ``n_first`` (scikit-learn's stratified splitter refuses parts smaller than the class count).
+    """
+    y = np.asarray(y)
+    classes, counts = np.unique(y, return_counts=True)
+    exact = n_first * counts / len(y)
+    quota = np.floor(exact).astype(np.int64)
+    order = np.lexsort((classes, -(exact - quota)))
+    quota[order[: n_first - quota.sum()]] += 1
+    rng = np.random.default_rng([seed, 2])
+    first = [rng.choice(np.flatnonzero(y == c), size=q, replace=False)
+             for c, q in zip(classes, quota)]
+    first_idx = np.sort(np.concatenate(first)) if first else np.empty(0, np.int64)
+    return first_idx, np.setdiff1d(np.arange(len(y)), first_idx)
+
+
 def stratified_subset(y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
     """Indices of a class-stratified random subset of ``n`` samples (all, sorted, when ``n`` is
     None or not smaller than ``len(y)``)."""
-    index = np.arange(len(y))
     if n is None or n >= len(y):
-        return index
-    subset, _ = train_test_split(index, train_size=n, stratify=y, random_state=seed)
-    return np.sort(subset)
+        return np.arange(len(y))
+    return stratified_split(y, n, seed)[0]
+
+
+def pool_cap(split: float, max_train: int | None, max_test: int | None) -> int | None:
+    """How many pooled samples a split case draws so that its caps hold: the sum of both caps, or
+    the one given cap divided by its share."""
+    if max_train and max_test:
+        return max_train + max_test
+    if max_train:
+        return int(round(max_train / split))
+    if max_test:
+        return int(round(max_test / (1 - split)))
+    return None
 
 
 def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     """Build the variant of ``cfg.case`` from ``raw`` at ``cfg``'s scale.
 
     Order: (1) pool train+test and re-split when the case has a split, the pool first capped at
-    ``max_train_samples + max_test_samples`` so the split keeps its meaning at small scales;
+    ``pool_cap`` so the split keeps its meaning at small scales;
     otherwise cap train and test separately; (2) remove the imbalanced classes' samples from the
     training set only. Every random choice is seeded by ``cfg.seed``.
     """
@@ -82,11 +111,10 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     n_train = len(raw.y_train)
     if case.split is not None:
         y_pool = np.concatenate([raw.y_train, raw.y_test])
-        cap = (cfg.max_train_samples + cfg.max_test_samples
-               if cfg.max_train_samples and cfg.max_test_samples else None)
-        pool = stratified_subset(y_pool, cap, seed)
-        train_idx, test_idx = train_test_split(pool, train_size=case.split, stratify=y_pool[pool],
-                                               random_state=seed)
+        pool = stratified_subset(
+            y_pool, pool_cap(case.split, cfg.max_train_samples, cfg.max_test_samples), seed)
+        first, second = stratified_split(y_pool[pool], int(round(case.split * len(pool))), seed)
+        train_idx, test_idx = pool[first], pool[second]
         take = _pooled_taker(raw, n_train)
     else:
         train_idx = stratified_subset(raw.y_train, cfg.max_train_samples, seed)

@@ -46,8 +46,9 @@ td.close{background:#f3f3f3}td.none{color:#999}td.red{background:#ffe9cc;font-we
  font-size:13px;border:1px solid transparent}
 .b-passed{background:#e3f4e6;color:#17632a}.b-failed,.b-error,.b-corrupt{background:#fbe4e2;
  color:#a4261b}.b-unfinished{background:#fff0c2;color:#7a5a00}
-.note{color:#555;font-size:12.5px}.warn{background:#fff6db;border:1px solid #f0d67a;padding:8px 12px;
- border-radius:4px}.err{background:#fdecea;border:1px solid #f2b8b1;padding:6px 10px;
+.note{color:#555;font-size:12.5px}
+.warn{background:#fff6db;border:1px solid #f0d67a;padding:8px 12px;border-radius:4px}
+.err{background:#fdecea;border:1px solid #f2b8b1;padding:6px 10px;
  border-radius:4px;white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;
  font-size:12px}
 section.case{border:1px solid #e3e6ea;border-radius:6px;padding:12px 16px;margin:14px 0}
@@ -105,7 +106,8 @@ def _table(headers: Sequence[str], rows: Iterable[str], head_html: str | None = 
 
 
 def _anchor(*parts: Any) -> str:
-    return "case-" + re.sub(r"[^A-Za-z0-9_.-]", "-", "-".join(str(p) for p in parts if p))
+    text = "-".join(str(p) for p in parts if not _missing(p) and p != "")
+    return "case-" + re.sub(r"[^A-Za-z0-9_.-]", "-", text)
 
 
 def _label(value: Any) -> str:
@@ -128,18 +130,15 @@ def _compare_table(frame: pd.DataFrame, labels: Sequence[tuple[str, str, Callabl
     top = "".join(f'<th rowspan="2" class="l">{escape(h)}</th>' for _, h, _ in labels)
     top += "".join(f'<th colspan="3">{escape(_label(g))}</th>' for g in groups)
     sub = "<th>measured</th><th>paper</th><th>Δ</th>" * len(groups)
-    spans = frame[labels[0][0]].ne(frame[labels[0][0]].shift()).cumsum()
-    lines = []
-    for position, (_, line) in enumerate(frame.iterrows()):
+    first, previous, lines = labels[0][0], None, []
+    for _, line in frame.iterrows():
         cells = []
-        for index, (column, _, show) in enumerate(labels):
-            if index == 0:
-                size = int((spans == spans.iloc[position]).sum())
-                if position and spans.iloc[position] == spans.iloc[position - 1]:
-                    continue
-                cells.append(f'<td class="l" rowspan="{size}"><b>{escape(show(line[column]))}</b></td>')
-            else:
-                cells.append(_cell(show(line[column]), "l"))
+        if line[first] != previous:  # the frames come grouped by their first column
+            size = int((frame[first] == line[first]).sum())
+            text = escape(labels[0][2](line[first]))
+            cells.append(f'<td class="l" rowspan="{size}"><b>{text}</b></td>')
+            previous = line[first]
+        cells += [_cell(show(line[column]), "l") for column, _, show in labels[1:]]
         for group in groups:
             key = key_of(line, group)
             measured, paper = line[f"{group}_measured"], line[f"{group}_paper"]
@@ -191,9 +190,10 @@ def _header(title: str, frame: pd.DataFrame, runs: Sequence[dict[str, Any]],
             generated_at: str) -> str:
     scales = sorted({str(s) for s in frame["scale"].dropna()})
     folders = ", ".join(f"<code>{escape(str(r.get('path')))}</code>" for r in runs)
+    scale = escape(", ".join(scales) or "—")
     parts = [f"<h1>{escape(title)}</h1>",
-             f'<p class="note">{len(frame)} case rows · scale: {escape(", ".join(scales) or "—")}'
-             f" · generated {escape(generated_at)} · run folders: {folders}</p>",
+             f'<p class="note">{len(frame)} case rows · scale: {scale} · generated '
+             f"{escape(generated_at)} · run folders: {folders}</p>",
              f"<p>{_status_badges(frame)}</p>"]
     if "smoke" in scales:
         parts.append('<p class="warn">Smoke-scale rows train one epoch on a few hundred images; '
@@ -213,7 +213,9 @@ def _results(frame: pd.DataFrame) -> str:
     lines = []
     for _, line in frame.iterrows():
         status = str(line["status"])
-        link = f'<a href="#{_anchor(line["case_id"], line["scale"])}">{escape(str(line["case_id"]))}</a>'
+        anchor = ("unfinished" if status == "unfinished"  # no section of its own
+                  else _anchor(line["case_id"], line["scale"]))
+        link = f'<a href="#{anchor}">{escape(str(line["case_id"]))}</a>'
         cells = [_cell(link, "l", raw=True), _cell(fmt(line["scale"]), "l"),
                  _cell(f'<span class="badge b-{escape(status)}">{escape(status)}</span>', "l",
                        raw=True)]
@@ -248,10 +250,10 @@ def _counts(frame: pd.DataFrame) -> str:
                   for k in range(NUM_CLASSES)]
         cells += [_cell(fmt(line["train_samples"])), _cell(fmt(line["test_samples"]))]
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    printed = ('<p class="note">The paper prints (Tables 1, 2): CIFAR-10 60,000 samples, 6,000 per '
-               "class; imbalanced 54,000, classes 0-2 at 4,950, 3-9 at 6,000. Fashion-MNIST 50,000, "
-               "5,000 per class; imbalanced 45,000, classes 0-2 at 4,500. Below: the training sets "
-               "each case really used (highlighted: reduced classes).</p>")
+    printed = ('<p class="note">The paper prints (Tables 1, 2): CIFAR-10 60,000 samples, 6,000 '
+               "per class; imbalanced 54,000, classes 0-2 at 4,950, 3-9 at 6,000. Fashion-MNIST "
+               "50,000, 5,000 per class; imbalanced 45,000, classes 0-2 at 4,500. Below: the "
+               "training sets each case really used (highlighted: reduced classes).</p>")
     return printed + _table(headers, lines)
 
 
@@ -276,15 +278,18 @@ def _case(row: dict[str, Any], line: pd.Series) -> str:
     status = str(row.get("status"))
     meta = " · ".join(f"{k}: {escape(fmt(line[k]))}" for k in
                       ("table", "dataset", "balance", "split", "regularization", "scale", "seed"))
-    parts = [f'<section class="case {escape(status)}" id="{_anchor(row.get("case_id"), row.get("scale"))}">',
+    anchor = _anchor(row.get("case_id"), row.get("scale"))
+    parts = [f'<section class="case {escape(status)}" id="{anchor}">',
              f'<h3>{escape(str(row.get("case_id")))} <span class="badge b-{escape(status)}">'
-             f"{escape(status)}</span></h3><p class=\"note\">{meta} · finished "
-             f"{escape(fmt(line['finished_at']))} · <code>{escape(fmt(line['run_dir']))}</code></p>"]
+             f'{escape(status)}</span></h3><p class="note">{meta} · finished '
+             f"{escape(fmt(line['finished_at']))} · "
+             f"<code>{escape(fmt(line['run_dir']))}</code></p>"]
     if row.get("error"):
         parts.append(f'<div class="err">{escape(str(row["error"]))}</div>')
     violations = (row.get("bounds") or {}).get("violations") or []
     if violations:
-        parts.append("<ul>" + "".join(f"<li>{escape(str(v))}</li>" for v in violations) + "</ul>")
+        parts.append('<div class="warn"><b>Bound violations</b><ul>' + "".join(
+            f"<li>{escape(str(v))}</li>" for v in violations) + "</ul></div>")
     figures = []
     if metrics.get("confusion_matrix"):
         figures.append(_img(plots.confusion_png(metrics["confusion_matrix"], names),
@@ -296,10 +301,15 @@ def _case(row: dict[str, Any], line: pd.Series) -> str:
               f"{_cell(fmt(line[f'train_count_c{k}']), 'red' if k in reduced else '')}"
               f"{_cell(fmt(line[f'test_count_c{k}']))}{_cell(fmt(_get(per_class, 'recall', k)))}"
               "</tr>" for k in range(NUM_CLASSES)]
-    figures.append(_table(["class", "name", "train", "test", "recall"], counts))
+    if row.get("train_counts") or row.get("test_counts") or per_class.get("recall"):
+        figures.append(_table(["class", "name", "train", "test", "recall"], counts))
+    else:
+        figures.append('<p class="note">No class counts or metrics: the case stopped before '
+                       "it had any.</p>")
+    config = _kv(_flat("", row.get("config") or {})) or '<p class="note">not recorded</p>'
     parts.append(f'<div class="grid">{"".join(figures)}</div>')
     parts.append(f'<div class="grid"><div><b>Metrics</b>{_metric_table(line)}</div>'
-                 f'<div><b>Config</b>{_kv(_flat("", row.get("config") or {}))}</div></div>')
+                 f"<div><b>Config</b>{config}</div></div>")
     return "".join(parts) + "</section>"
 
 
@@ -317,6 +327,8 @@ def _metric_table(line: pd.Series) -> str:
         paper = line.get(f"paper_{paper_key}") if paper_key else None
         diff = (line[key] - paper) if paper_key and not _missing(paper) and not _missing(
             line[key]) else None
+        if _missing(line[key]) and _missing(paper):
+            continue  # a failed case measured nothing: list only what someone reported
         lines.append(f'<tr>{_cell(key, "l")}{_cell(fmt(line[key], key))}'
                      f"{_cell(fmt_paper(paper))}{_diff_cell(diff, paper, paper_key or key)}</tr>")
     return _table(["metric", "measured", "paper", "Δ"], lines)
@@ -340,10 +352,11 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
         parts.append("<h3>Per-case provenance (distinct values)</h3>" +
                      _table(["field", "value", "cases"], lines))
     if superseded:
-        items = "".join(f"<li><code>{escape(str(r.get('case_id')))}</code> [{escape(fmt(r.get('scale')))}] "
-                        f"{escape(str(r.get('status')))} in <code>{escape(str(r.get('run_dir')))}"
-                        f"</code> — replaced by the later row from <code>"
-                        f"{escape(str(r.get('replaced_by')))}</code></li>" for r in superseded)
+        items = "".join(f"<li><code>{escape(str(r.get('case_id')))}</code> "
+                        f"[{escape(fmt(r.get('scale')))}] {escape(str(r.get('status')))} in "
+                        f"<code>{escape(str(r.get('run_dir')))}</code> — replaced by the row "
+                        f"from <code>{escape(str(r.get('replaced_by')))}</code></li>"
+                        for r in superseded)
         parts.append(f"<h3>Superseded rows ({len(superseded)})</h3><ul>{items}</ul>")
     return "".join(parts)
 
@@ -369,10 +382,14 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
     body = [_header(title, frame, runs, generated_at),
             '<h2 id="summary">Measured against the paper</h2>', _summary(tables),
             '<h2 id="results">All cases</h2>', _results(frame),
-            '<h2 id="overview">Overview plots</h2>', f'<div class="grid">{"".join(overview)}</div>',
-            '<h2 id="counts">Class counts of every variant (Tables 1-2 as run)</h2>', _counts(frame),
-            '<h2 id="cases">Per case</h2>', "".join(cases) or '<p class="note">no finished case</p>',
-            '<h2 id="provenance">Provenance</h2>', _provenance(runs, rows, superseded, generated_at)]
+            '<h2 id="overview">Overview plots</h2>',
+            f'<div class="grid">{"".join(overview)}</div>',
+            '<h2 id="counts">Class counts of every variant (Tables 1-2 as run)</h2>',
+            _counts(frame),
+            '<h2 id="cases">Per case</h2>',
+            "".join(cases) or '<p class="note">no finished case</p>',
+            '<h2 id="provenance">Provenance</h2>',
+            _provenance(runs, rows, superseded, generated_at)]
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
@@ -386,4 +403,5 @@ def write_report(path: Path | str, frame: pd.DataFrame, rows: Sequence[dict[str,
     path = Path(path)
     atomic_write_bytes(path, render_report(frame, rows, runs=runs, superseded=superseded,
                                            title=title).encode("utf-8"))
+    path.chmod(0o644)  # the atomic write leaves a private 0600 temp file; a report is shared
     return path

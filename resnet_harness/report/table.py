@@ -153,13 +153,12 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
             frame[column] = frame[column].map(_text).astype(object)
         else:
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    order = frame.apply(lambda line: case_order(line["case_id"], line["scale"]), axis=1,
-                        result_type="reduce") if len(frame) else []
-    return frame.iloc[sorted(range(len(frame)), key=lambda i: order[i])].reset_index(drop=True)
+    keys = [case_order(c, s) for c, s in zip(frame["case_id"], frame["scale"])]
+    return frame.iloc[sorted(range(len(frame)), key=keys.__getitem__)].reset_index(drop=True)
 
 
 def case_order(case_id: Any, scale: Any = None) -> tuple[int, str, int]:
-    """Sort key: the matrix's order (Table 7, 9, 10 as in the paper), then unknown ids, then scale."""
+    """Sort key: the matrix's order (Tables 7, 9, 10), unknown ids last, then by scale."""
     position = _ORDER.get(str(case_id), len(_ORDER))
     return position, str(case_id), SCALE_RANK.get(scale, -1) if isinstance(scale, str) else -1
 

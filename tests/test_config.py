@@ -1,0 +1,328 @@
+"""The option validators, RunConfig.for_case at each scale, and the matrix's invariants."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import FrozenInstanceError
+
+import pytest
+
+from helpers import find_case
+from resnet_harness import config as cfg
+from resnet_harness.config import IMBALANCE_READINGS, SCALES, RunConfig
+from resnet_harness.matrix import (CASES, CASES_BY_ID, DATASETS, DROPOUTS, SPLITS, Head,
+                                   get_case)
+
+BAD = argparse.ArgumentTypeError
+
+
+def bad(parse, value, *fragments, names=None):
+    """``parse(value)`` must raise ArgumentTypeError naming the bad value (``value`` itself, or
+    ``names`` where only part of it is wrong) and containing ``fragments``."""
+    with pytest.raises(BAD) as exc:
+        parse(value)
+    message = str(exc.value)
+    assert repr(value if names is None else names) in message, message
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+# ---------------------------------------------------------------------------------------------
+# Validators
+
+
+def test_parse_scale():
+    for name in ("smoke", "reduced", "paper"):
+        assert cfg.parse_scale(name) == name
+    bad(cfg.parse_scale, "huge", "smoke, reduced, paper")
+    bad(cfg.parse_scale, "Smoke")
+    bad(cfg.parse_scale, "")
+
+
+def test_parse_positive_int():
+    assert cfg.parse_positive_int("1") == 1 and cfg.parse_positive_int("25") == 25
+    bad(cfg.parse_positive_int, "0", "1 or more")
+    bad(cfg.parse_positive_int, "-3", "1 or more")
+    bad(cfg.parse_positive_int, "2.5", "not an integer")
+    bad(cfg.parse_positive_int, "ten", "not an integer")
+
+
+def test_parse_sample_cap():
+    assert cfg.parse_sample_cap("10") == 10 and cfg.parse_sample_cap("3000") == 3000
+    bad(cfg.parse_sample_cap, "9", "below the 10 classes")
+    bad(cfg.parse_sample_cap, "0", "1 or more")
+
+
+def test_parse_seed():
+    assert cfg.parse_seed("0") == 0 and cfg.parse_seed("4294967295") == 2**32 - 1
+    bad(cfg.parse_seed, "-1", "seed")
+    bad(cfg.parse_seed, "4294967296", "2**32")
+    bad(cfg.parse_seed, "x", "not an integer")
+
+
+def test_parse_weights(tmp_path):
+    assert cfg.parse_weights("imagenet") == "imagenet" and cfg.parse_weights("none") == "none"
+    path = tmp_path / "resnet50_notop.h5"
+    path.write_bytes(b"")
+    assert cfg.parse_weights(str(path)) == str(path)
+    missing = str(tmp_path / "missing.h5")
+    bad(cfg.parse_weights, missing, "neither 'imagenet', 'none'")
+    bad(cfg.parse_weights, str(tmp_path), "existing weights file")  # a folder is not a file
+    bad(cfg.parse_weights, "ImageNet")
+
+
+def test_parse_data_dir(tmp_path):
+    assert cfg.parse_data_dir(str(tmp_path)) == (None, tmp_path)
+    assert cfg.parse_data_dir(f"cifar10={tmp_path}") == ("cifar10", tmp_path)
+    assert cfg.parse_data_dir(f"fashion_mnist={tmp_path}") == ("fashion_mnist", tmp_path)
+    eq = tmp_path / "a=b"  # an "=" inside a path is not a NAME=PATH separator
+    eq.mkdir()
+    assert cfg.parse_data_dir(str(eq)) == (None, eq)
+    missing = str(tmp_path / "missing")
+    bad(cfg.parse_data_dir, missing, "does not exist")
+    bad(cfg.parse_data_dir, f"cifar10={missing}", "does not exist", names=missing)
+    bad(cfg.parse_data_dir, f"mnist={tmp_path}", "unknown data set 'mnist'", "cifar10",
+        "fashion_mnist")
+    path_file = tmp_path / "file.txt"
+    path_file.write_text("x")
+    bad(cfg.parse_data_dir, f"cifar10={path_file}", "not a folder", names=str(path_file))
+
+
+def test_parse_imbalance():
+    for name in ("text", "table2", "table4", "table6"):
+        assert cfg.parse_imbalance(name) == name
+    bad(cfg.parse_imbalance, "table5", "text, table4, table6, table2")
+
+
+def test_parse_classes():
+    assert cfg.parse_classes("0,1,2") == (0, 1, 2)
+    assert cfg.parse_classes("9") == (9,)
+    assert cfg.parse_classes("3, 4,") == (3, 4)
+    bad(cfg.parse_classes, "0,12", "[0, 10)")
+    bad(cfg.parse_classes, "-1", "[0, 10)")
+    bad(cfg.parse_classes, "a,b", "comma-separated integers")
+    bad(cfg.parse_classes, "1,1", "distinct")
+    bad(cfg.parse_classes, "", "distinct")
+    bad(cfg.parse_classes, ",", "distinct")
+
+
+def test_parse_fraction():
+    assert cfg.parse_fraction("0.1") == 0.1 and cfg.parse_fraction("0.999") == 0.999
+    for value in ("0", "1", "1.5", "-0.2", "nan", "inf"):
+        bad(cfg.parse_fraction, value, "strictly between 0 and 1")
+    bad(cfg.parse_fraction, "half", "not a number")
+
+
+def test_parse_on_off():
+    assert cfg.parse_on_off("on") is True and cfg.parse_on_off("off") is False
+    for value in ("yes", "ON", "1", ""):
+        bad(cfg.parse_on_off, value, "'on' or 'off'")
+
+
+def test_parse_data_source():
+    assert cfg.parse_data_source("auto") == "auto"
+    assert cfg.parse_data_source("synthetic") == "synthetic"
+    bad(cfg.parse_data_source, "keras", "auto or synthetic")
+
+
+def test_parse_backbone():
+    parse = getattr(cfg, "parse_backbone", None)
+    if parse is None:
+        pytest.skip("config has no parse_backbone")
+    assert parse("resnet50") == "resnet50" and parse("tiny") == "tiny"
+    bad(parse, "resnet18", "resnet50 or tiny")
+
+
+def test_every_validator_is_tested():
+    tested = {"parse_scale", "parse_positive_int", "parse_seed", "parse_weights",
+              "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
+              "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap"}
+    assert {name for name in dir(cfg) if name.startswith("parse_")} <= tested
+
+
+def test_env_default(monkeypatch):
+    monkeypatch.setenv("RESNET_HARNESS_SCALE", "paper")
+    monkeypatch.setenv("RESNET_HARNESS_SEED", "")
+    assert cfg.env_default("scale") == "paper"
+    assert cfg.env_default("seed") is None
+    monkeypatch.delenv("RESNET_HARNESS_EPOCHS", raising=False)
+    assert cfg.env_default("epochs") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# RunConfig.for_case
+
+
+CIFAR_BAL = find_case("table7", "cifar10", "balanced")
+CIFAR_IMB = find_case("table7", "cifar10", "imbalanced")
+FMNIST_IMB = find_case("table7", "fashion_mnist", "imbalanced")
+
+
+def test_for_case_smoke():
+    c = RunConfig(scale="smoke").for_case(CIFAR_BAL)
+    assert (c.epochs, c.weights, c.max_train_samples, c.max_test_samples) == (1, "none", 320, 160)
+    assert c.scale == "smoke" and c.seed == 0 and c.imbalance is None
+    assert c.augment is True and c.hflip is True and c.case is CIFAR_BAL
+
+
+def test_for_case_reduced():
+    c = RunConfig(scale="reduced").for_case(CIFAR_BAL)
+    assert (c.epochs, c.weights, c.max_train_samples, c.max_test_samples) == (3, "none", 3000,
+                                                                              1000)
+
+
+def test_for_case_paper():
+    c = RunConfig(scale="paper").for_case(CIFAR_BAL)
+    assert (c.epochs, c.weights, c.max_train_samples, c.max_test_samples) == (25, "imagenet",
+                                                                              None, None)
+    assert RunConfig(scale="paper").for_case(FMNIST_IMB).epochs == 7
+    f_bal = find_case("table7", "fashion_mnist", "balanced")
+    assert RunConfig(scale="paper").for_case(f_bal).epochs == 5
+
+
+def test_for_case_overrides_win(tmp_path):
+    run = RunConfig(scale="smoke", epochs=4, weights="imagenet", max_train_samples=100,
+                    max_test_samples=50, seed=7, hflip=False)
+    c = run.for_case(CIFAR_BAL)
+    assert (c.epochs, c.weights, c.max_train_samples, c.max_test_samples) == (4, "imagenet", 100,
+                                                                              50)
+    assert c.seed == 7 and c.hflip is False
+    c = RunConfig(scale="paper", epochs=2, weights="none", max_train_samples=10).for_case(
+        CIFAR_BAL)
+    assert (c.epochs, c.weights, c.max_train_samples, c.max_test_samples) == (2, "none", 10, None)
+
+
+def test_for_case_imbalance():
+    c = RunConfig().for_case(CIFAR_IMB)
+    assert c.imbalance == IMBALANCE_READINGS["text"]
+    assert c.imbalance.classes == (0, 1, 2) and c.imbalance.remove_fraction == 0.1
+    c = RunConfig(imbalance="table4", imbalance_classes=(5, 6)).for_case(CIFAR_IMB)
+    assert c.imbalance.remove_total == 5000 and c.imbalance.classes == (5, 6)
+    c = RunConfig(imbalance="table2", imbalance_fraction=0.3).for_case(CIFAR_IMB)
+    assert c.imbalance.remove_fraction == 0.3
+    assert c.imbalance.keep_per_class is None and c.imbalance.remove_total is None
+    assert c.imbalance.reading == "table2+fraction"
+    assert RunConfig(imbalance="table6").for_case(CIFAR_BAL).imbalance is None
+
+
+def test_case_config_as_dict():
+    d = RunConfig(imbalance="table6").for_case(FMNIST_IMB).as_dict()
+    assert d["head"]["dense_units"] == 1024 and d["head"]["freeze_base"] is True
+    assert d["imbalance"]["remove_fraction"] == 0.5 and d["batch_size"] == 32
+    assert d["learning_rate"] == 1e-3
+
+
+def test_run_config_data_dir_for(tmp_path):
+    run = RunConfig(data_dirs={None: tmp_path, "cifar10": tmp_path / "c"})
+    assert run.data_dir_for("cifar10") == tmp_path / "c"
+    assert run.data_dir_for("fashion_mnist") == tmp_path / "fashion_mnist"
+    assert RunConfig().data_dir_for("cifar10") is None
+    assert RunConfig(data_dirs={None: tmp_path}).as_dict()["data_dirs"] == {"*": str(tmp_path)}
+
+
+def test_scales_table():
+    assert set(SCALES) == {"smoke", "reduced", "paper"}
+    assert SCALES["paper"].epochs is None and SCALES["paper"].weights is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The matrix
+
+
+def test_matrix_size_and_unique_ids():
+    assert len(CASES) == 21
+    ids = [case.id for case in CASES]
+    assert len(set(ids)) == 21 and set(ids) == set(CASES_BY_ID)
+    counts = {t: sum(c.table == t for c in CASES) for t in ("table7", "table9", "table10")}
+    assert counts == {"table7": 4, "table9": 10, "table10": 7}
+    for case in CASES:
+        assert get_case(case.id) is case
+        with pytest.raises(FrozenInstanceError):
+            case.epochs = 1  # type: ignore[misc]
+
+
+def test_ids_name_dataset_balance_split_and_regularization():
+    for case in CASES:
+        parts = case.id.split("-")
+        assert case.dataset in parts and case.balance in parts
+        assert f"reg_{case.regularization}" in parts
+        split = ("split_orig" if case.split is None else
+                 f"split{round(case.split * 100)}_{round((1 - case.split) * 100)}")
+        assert split in parts
+        assert case.table[len("table"):] in parts[0]
+        assert " " not in case.id and "/" not in case.id and "[" not in case.id
+
+
+def test_get_case_unknown():
+    with pytest.raises(KeyError, match="unknown case id 'nope'"):
+        get_case("nope")
+
+
+def test_keyword_selection_picks_one_case():
+    # `pytest -k "cifar and imbalanced"` matches by substring of the id
+    selected = [case for case in CASES if "cifar" in case.id and "imbalanced" in case.id]
+    assert selected == [CIFAR_IMB]
+    assert len([case for case in CASES if "fashion" in case.id and "imbalanced" in case.id]) == 1
+    assert len([case for case in CASES if "split70_30" in case.id]) == 2
+
+
+def test_table9_splits():
+    assert SPLITS == (0.5, 0.6, 0.7, 0.8, 0.9)
+    for dataset in DATASETS:
+        rows = [c for c in CASES if c.table == "table9" and c.dataset == dataset]
+        assert sorted(c.split for c in rows) == list(SPLITS)
+        assert all(c.balance == "balanced" and c.head == Head() and c.augment for c in rows)
+    assert all(c.split is None for c in CASES if c.table != "table9")
+
+
+def test_table10_regularizations():
+    rows = {c.regularization: c for c in CASES if c.table == "table10"}
+    assert set(rows) == {"l1", "l2", "dropout0.1", "dropout0.3", "dropout0.5", "dropout0.7",
+                         "none"}
+    assert DROPOUTS == (0.1, 0.3, 0.5, 0.7)
+    assert all(c.dataset == "fashion_mnist" and c.balance == "balanced" and c.epochs == 5
+               for c in rows.values())
+    assert rows["l1"].head == Head(regularizer="l1")
+    assert rows["l2"].head == Head(regularizer="l2")
+    for rate in DROPOUTS:
+        assert rows[f"dropout{rate}"].head == Head(dropout=rate)
+    assert rows["none"].head == Head() and rows["none"].paper.as_dict() == {}
+    assert rows["dropout0.1"].paper.as_dict() == {}
+
+
+def test_paper_figures():
+    assert CIFAR_IMB.paper.train_time_s == 2163.77
+    assert CIFAR_IMB.paper.accuracy == 0.73
+    f90 = find_case("table9", "fashion_mnist", "balanced", 0.9)
+    assert f90.paper.accuracy == 0.8607 and f90.paper.train_time_s == 263.73
+    c50 = find_case("table9", "cifar10", "balanced", 0.5)
+    assert c50.paper.accuracy == 0.3113
+    d03 = find_case("table10", "fashion_mnist", "balanced", None, "dropout0.3")
+    assert d03.paper.roc_auc == 0.9447 and d03.paper.accuracy == 0.6606
+    l1 = find_case("table10", "fashion_mnist", "balanced", None, "l1")
+    assert l1.paper.as_dict() == {"accuracy": 0.3860, "roc_auc": 0.8803, "train_time_s": 375.18,
+                                  "test_time_s": 2.84, "memory_mb": 2652.21}
+    f_bal = find_case("table7", "fashion_mnist", "balanced")
+    assert f_bal.paper.as_dict()["roc_auc"] == 0.84 and f_bal.paper.memory_mb == 4868.14
+
+
+def test_table6_head_and_table7_schedule():
+    assert FMNIST_IMB.head == Head(dense_units=1024, freeze_base=True)
+    assert FMNIST_IMB.head.dense_units == 1024 and FMNIST_IMB.head.freeze_base
+    others = [c for c in CASES if c is not FMNIST_IMB]
+    assert all(c.head.dense_units is None and not c.head.freeze_base for c in others)
+    # augmentation on balanced data only; ImageNet weights, batch 32, Adam 1e-3 everywhere
+    for case in CASES:
+        assert case.augment == (case.balance == "balanced")
+        assert case.weights == "imagenet" and case.batch_size == 32
+        assert case.learning_rate == 1e-3
+    assert [c.epochs for c in CASES if c.table == "table7"] == [25, 25, 5, 7]
+
+
+def test_bounds_floors():
+    floors = CIFAR_BAL.bounds
+    assert floors.floors("smoke") == {}
+    assert floors.floors("reduced") == {"roc_auc_ovr_macro": 0.6, "accuracy": 0.15}
+    assert floors.floors("paper")["accuracy"] == 0.3

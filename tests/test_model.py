@@ -1,0 +1,231 @@
+"""build_model's heads, compilation and errors, and ModelCache's reset, on a tiny backbone (no
+ResNet50 is ever built here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import tiny_backbone
+from resnet_harness.matrix import CASES, Head
+from resnet_harness.model import ModelCache, ModelError, build_model, resnet50_backbone
+
+keras = pytest.importorskip("keras")
+
+
+def build(head: Head, seed: int = 0, **kwargs):
+    return build_model(head, weights="none", seed=seed, backbone=tiny_backbone, **kwargs)
+
+
+def head_layers(model):
+    """The layers after the backbone's output, by type name."""
+    names = [layer.name for layer in model.layers]
+    return model.layers[names.index("tiny_conv") + 1:]
+
+
+@pytest.mark.parametrize("head", [
+    Head(), Head(dense_units=1024, freeze_base=True), Head(dropout=0.3), Head(regularizer="l1"),
+    Head(regularizer="l2"), Head(dense_units=1024, dropout=0.5, regularizer="l2"),
+], ids=["plain", "table6", "dropout0.3", "l1", "l2", "all"])
+def test_head_layers(head):
+    model = build(head)
+    layers = head_layers(model)
+    expected = [keras.layers.GlobalAveragePooling2D]
+    if head.dense_units:
+        expected.append(keras.layers.Dense)
+    if head.dropout:
+        expected.append(keras.layers.Dropout)
+    expected.append(keras.layers.Dense)
+    assert [type(layer) for layer in layers] == expected
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
+    by_name = {layer.name: layer for layer in layers}
+    if head.dense_units:
+        hidden = by_name["hidden"]
+        assert hidden.units == 1024 and hidden.activation is keras.activations.relu
+        assert hidden.kernel_regularizer is None
+    else:
+        assert not any(isinstance(layer, keras.layers.Dense) for layer in layers[:-1])
+    dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
+    assert [d.rate for d in dropouts] == ([head.dropout] if head.dropout else [])
+    out = layers[-1]
+    assert out.name == "predictions" and out.units == 10
+    assert out.activation is keras.activations.softmax
+    reg = out.kernel_regularizer
+    if head.regularizer == "l1":
+        assert type(reg) is keras.regularizers.L1 and float(reg.l1) == pytest.approx(0.01)
+    elif head.regularizer == "l2":
+        assert type(reg) is keras.regularizers.L2 and float(reg.l2) == pytest.approx(0.01)
+    else:
+        assert reg is None
+    assert out.bias_regularizer is None and out.activity_regularizer is None
+
+
+def test_matrix_heads_build():
+    """Every distinct head of the study builds on the tiny backbone."""
+    for head in {case.head for case in CASES}:
+        model = build(head)
+        assert model.output_shape == (None, 10)
+
+
+def test_regularizer_strength_is_used():
+    model = build(Head(regularizer="l2", reg_strength=0.5))
+    assert float(model.get_layer("predictions").kernel_regularizer.l2) == pytest.approx(0.5)
+    # the penalty shows up in the model's losses
+    model(np.zeros((1, 32, 32, 3), np.float32))
+    assert len(model.losses) == 1 and float(model.losses[0]) > 0
+
+
+def test_softmax_outputs_sum_to_one():
+    model = build(Head(dropout=0.5))
+    out = model.predict(np.random.default_rng(0).random((3, 32, 32, 3), np.float32), verbose=0)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+
+
+def count(weights):
+    return sum(int(np.prod(w.shape)) for w in weights)
+
+
+def test_freeze_base():
+    frozen = build(Head(dense_units=1024, freeze_base=True))
+    backbone_layers = [layer for layer in frozen.layers if layer.name.startswith("tiny")]
+    assert backbone_layers and not any(layer.trainable for layer in backbone_layers)
+    # hidden (4*1024 + 1024) + predictions (1024*10 + 10) train; the conv (3*3*3*4 + 4) does not
+    assert len(frozen.trainable_weights) == 4
+    assert count(frozen.trainable_weights) == 4 * 1024 + 1024 + 1024 * 10 + 10
+    assert count(frozen.non_trainable_weights) == 3 * 3 * 3 * 4 + 4
+    assert frozen.get_layer("hidden").trainable and frozen.get_layer("predictions").trainable
+    unfrozen = build(Head(dense_units=1024))
+    assert len(unfrozen.trainable_weights) == 6 and not unfrozen.non_trainable_weights
+    assert all(layer.trainable for layer in unfrozen.layers)
+
+
+def test_compiled_with_adam_and_sparse_crossentropy():
+    model = build(Head())
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert model.loss == "sparse_categorical_crossentropy"
+    model = build(Head(), learning_rate=0.05)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_same_seed_same_initial_weights():
+    a, b, c = build(Head(dropout=0.3), seed=4), build(Head(dropout=0.3), seed=4), build(
+        Head(dropout=0.3), seed=5)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert not all(np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), c.get_weights()))
+
+
+@pytest.mark.parametrize("name", ["l3", "L2", "dropout"])
+def test_unknown_regularizer(name):
+    with pytest.raises(ModelError, match=f"unknown regularizer '{name}'") as exc:
+        build(Head(regularizer=name))
+    assert "\n" not in str(exc.value)
+
+
+def test_resnet50_imagenet_offline(monkeypatch):
+    calls = []
+
+    def offline(**kwargs):
+        calls.append(kwargs)
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.applications, "ResNet50", offline)
+    with pytest.raises(ModelError) as exc:
+        resnet50_backbone("imagenet")
+    message = str(exc.value)
+    assert "--weights none" in message and "ImageNet" in message and "\n" not in message
+    assert calls == [{"include_top": False, "weights": "imagenet", "input_shape": (32, 32, 3)}]
+
+
+def test_resnet50_bad_weights_file(monkeypatch, tmp_path):
+    def bad(**kwargs):
+        raise ValueError("shape mismatch")
+
+    monkeypatch.setattr(keras.applications, "ResNet50", bad)
+    path = str(tmp_path / "x.h5")
+    with pytest.raises(ModelError, match="cannot load ResNet50 weights from") as exc:
+        resnet50_backbone(path)
+    assert path in str(exc.value)
+
+
+def test_resnet50_none_means_random_init(monkeypatch):
+    calls = []
+    monkeypatch.setattr(keras.applications, "ResNet50", lambda **kw: calls.append(kw) or "model")
+    assert resnet50_backbone("none") == "model"
+    assert calls[0]["weights"] is None and calls[0]["include_top"] is False
+
+
+# ---------------------------------------------------------------------------------------------
+# ModelCache
+
+def dataset():
+    """A fresh, seeded, shuffled tiny dataset (each fit gets its own, so both see one order)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, size=24)
+    return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(24, seed=1).batch(8)
+
+
+PROBE = np.random.default_rng(9).random((5, 32, 32, 3), dtype=np.float32)
+
+
+def train(model):
+    # shuffle=False as in the runner: the dataset shuffles itself (Keras warns otherwise)
+    model.fit(dataset(), epochs=2, verbose=0, shuffle=False)
+    return model.get_weights(), model.predict(PROBE, verbose=0)
+
+
+def assert_same(a, b):
+    weights_a, pred_a = a
+    weights_b, pred_b = b
+    assert len(weights_a) == len(weights_b)
+    for wa, wb in zip(weights_a, weights_b):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(pred_a, pred_b)
+
+
+def test_cache_reuse_matches_fresh_model():
+    head = Head(dense_units=16, dropout=0.5)
+    cache = ModelCache()
+    kwargs = dict(weights="none", seed=3, learning_rate=1e-3, backbone=tiny_backbone)
+    model = cache.get(head, **kwargs)
+    initial = [w.copy() for w in model.get_weights()]
+    first = train(model)
+    assert not np.array_equal(first[0][0], initial[0])  # training moved the weights
+
+    again = cache.get(head, **kwargs)
+    assert again is model
+    for w, w0 in zip(again.get_weights(), initial):  # reset to the just-built state
+        np.testing.assert_array_equal(w, w0)
+    assert int(again.optimizer.iterations.numpy()) == 0
+    second = train(again)
+
+    fresh = build_model(head, weights="none", seed=3, learning_rate=1e-3, backbone=tiny_backbone)
+    for w, w0 in zip(fresh.get_weights(), initial):
+        np.testing.assert_array_equal(w, w0)
+    reference = train(fresh)
+    assert_same(second, reference)
+    assert_same(first, reference)
+
+
+def test_cache_keys():
+    built = []
+
+    def counting_build(head, **kwargs):
+        built.append(head)
+        return build_model(head, backbone=tiny_backbone, **kwargs)
+
+    cache = ModelCache(build=counting_build)
+    kwargs = dict(weights="none", seed=0, learning_rate=1e-3)
+    a = cache.get(Head(), **kwargs)
+    assert cache.get(Head(), **kwargs) is a
+    b = cache.get(Head(dropout=0.3), **kwargs)
+    assert b is not a
+    assert cache.get(Head(), weights="none", seed=1, learning_rate=1e-3) is not a
+    assert cache.get(Head(), weights="none", seed=0, learning_rate=1e-2) is not a
+    assert len(built) == 4
+    cache.clear()
+    assert cache.get(Head(), **kwargs) is not a and len(built) == 5
