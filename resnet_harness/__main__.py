@@ -54,6 +54,17 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_baseline(args: argparse.Namespace) -> int:
+    from resnet_harness.baseline import BaselineError, save_baseline
+
+    try:
+        dest = save_baseline(Path(args.run_dir), Path(args.dest))
+    except BaselineError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"baseline: {dest}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnet-harness", description="Tools of the ResNet50 study harness.")
@@ -70,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
                              "merged-<UTC time> beside the first run folder)")
     report.add_argument("--title", help="title of the HTML report")
     report.set_defaults(handler=_report)
+    save = commands.add_parser(
+        "save-baseline", help="save a run's passed rows as the baseline for --baseline",
+        description="Copy the passed rows of RUN_DIR's results.csv to DEST, the file that later "
+                    "runs compare against with --baseline DEST.")
+    save.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. reports/latest")
+    save.add_argument("dest", metavar="DEST", help="e.g. baselines/reduced.csv")
+    save.set_defaults(handler=_save_baseline)
     return parser
 
 

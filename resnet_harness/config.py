@@ -201,6 +201,7 @@ class CaseConfig:
     imbalance: Imbalance | None
     augment: bool
     hflip: bool
+    backbone: str = "resnet50"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings, as stored with the result row."""
@@ -208,7 +209,7 @@ class CaseConfig:
             "epochs": self.epochs, "weights": self.weights, "batch_size": self.case.batch_size,
             "learning_rate": self.case.learning_rate, "max_train_samples": self.max_train_samples,
             "max_test_samples": self.max_test_samples, "augment": self.augment,
-            "hflip": self.hflip, "head": asdict(self.case.head),
+            "hflip": self.hflip, "backbone": self.backbone, "head": asdict(self.case.head),
             "imbalance": asdict(self.imbalance) if self.imbalance else None,
         }
 
@@ -251,7 +252,7 @@ class RunConfig:
             weights=self.weights or scale.weights or case.weights,
             max_train_samples=self.max_train_samples or scale.max_train_samples,
             max_test_samples=self.max_test_samples or scale.max_test_samples,
-            imbalance=imbalance, augment=case.augment, hflip=self.hflip,
+            imbalance=imbalance, augment=case.augment, hflip=self.hflip, backbone=self.backbone,
         )
 
     def data_dir_for(self, dataset: str) -> Path | None:

@@ -83,6 +83,7 @@ class Case:
     batch_size: int = 32
     learning_rate: float = 1e-3  # Adam() default, as the paper uses it
     bounds: Bounds = field(default_factory=Bounds)
+    tolerances: tuple[tuple[str, float], ...] = ()  # per-case baseline tolerances (metric, value)
     note: str = ""
 
     @property

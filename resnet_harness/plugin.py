@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from . import config as cfg
+from .baseline import BaselineError, load_baseline, parse_tolerance
 from .matrix import Case
 
 GROUP = "resnet-harness"
@@ -60,6 +61,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "harness_data_dir)")
     parser.addini("harness_data_dir", "default for --data-dir (whitespace-separated)",
                   type="args", default=[])
+    group.addoption("--baseline", dest="harness_baseline", default=None, metavar="PATH",
+                    help="compare every case with this results.csv or run folder; a regression "
+                    "beyond tolerance fails the case (ini harness_baseline)")
+    parser.addini("harness_baseline", "default for --baseline", default=None)
+    group.addoption("--tolerance", dest="harness_tolerance", action="append", default=None,
+                    type=parse_tolerance, metavar="METRIC=VALUE",
+                    help="baseline tolerance: absolute for metrics (accuracy=0.02), relative for "
+                    "train_time_s/test_time_s/peak_rss_mb (0.5 = 50%% slower); repeatable")
+    parser.addini("harness_tolerance", "default --tolerance entries (whitespace-separated)",
+                  type="args", default=[])
+    group.addoption("--resume", dest="harness_resume", default=None, metavar="RUN_DIR",
+                    help="write into RUN_DIR and skip cases whose identical configuration "
+                    "already passed there")
     group.addoption("--deterministic", dest="harness_deterministic", action="store_true",
                     default=None, help="turn on TensorFlow op determinism (slower)")
     parser.addini("harness_deterministic", "default for --deterministic", type="bool",
@@ -101,6 +115,37 @@ def run_config(config: pytest.Config) -> cfg.RunConfig:
                          data_dirs=dict(data_dirs or []), deterministic=deterministic)
 
 
+def baseline_settings(config: pytest.Config):
+    """``(baseline rows or None, tolerances)``, validated before anything trains."""
+    path = config.getoption("harness_baseline") or cfg.env_default("baseline") or \
+        config.getini("harness_baseline")
+    tolerances = config.getoption("harness_tolerance")
+    if tolerances is None:
+        try:
+            tolerances = [parse_tolerance(v) for v in config.getini("harness_tolerance")]
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(f"ini key harness_tolerance: {exc}") from None
+    rows = None
+    if path:
+        try:
+            rows = load_baseline(path)
+        except BaselineError as exc:
+            raise pytest.UsageError(f"--baseline: {exc}") from None
+    return rows, dict(tolerances)
+
+
+def resume_dir(config: pytest.Config) -> Path | None:
+    """The run folder given to ``--resume``, checked to be one."""
+    value = config.getoption("harness_resume")
+    if value is None:
+        return None
+    path = Path(value)
+    if not (path / "cases").is_dir():
+        raise pytest.UsageError(f"--resume: {path} is not a run folder (no cases/ inside); pass "
+                                "a folder under reports/runs/ or reports/latest")
+    return path
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in (
             ("cifar10", "CIFAR-10 cases"), ("fashion_mnist", "Fashion-MNIST cases"),
@@ -108,7 +153,8 @@ def pytest_configure(config: pytest.Config) -> None:
             ("table9", "the paper's Table 9 cases (train/test splits)"),
             ("table10", "the paper's Table 10 cases (regularization)"),
             ("balanced", "cases on balanced data"), ("imbalanced", "cases on imbalanced data"),
-            ("experiment", "a case of the study's matrix")):
+            ("experiment", "a case of the study's matrix"),
+            ("tolerance(**metrics)", "per-case baseline tolerances, e.g. tolerance(accuracy=0.02)")):
         config.addinivalue_line("markers", f"{name}: {text}")
     # Before TensorFlow loads: oneDNN kernels are off by default on CPUs without AVX-512, and
     # without them ResNet50's backward pass at 32x32 runs ~5x slower (see bench/README.md).
@@ -118,7 +164,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from .session import HarnessSession
 
     pin_worker()
-    session = HarnessSession(config, run_config(config))
+    baseline_rows, tolerances = baseline_settings(config)
+    session = HarnessSession(config, run_config(config), baseline=baseline_rows,
+                             tolerances=tolerances, resume=resume_dir(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "resnet_harness_session")
 
@@ -130,6 +178,8 @@ def case_param(case: Case):
     """``pytest.param`` of one matrix row: its id and its data-set, table and balance markers."""
     marks = [pytest.mark.experiment, getattr(pytest.mark, case.dataset),
              getattr(pytest.mark, case.table), getattr(pytest.mark, case.balance)]
+    if case.tolerances:
+        marks.append(pytest.mark.tolerance(**dict(case.tolerances)))
     return pytest.param(case, id=case.id, marks=marks)
 
 

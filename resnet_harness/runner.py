@@ -142,7 +142,6 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = Fa
               if clock.first_batch_end else None)
     images_after_first = n_train * cfg.epochs - min(case.batch_size, n_train)
     row = base_row(cfg)
-    row["config"]["backbone"] = getattr(backbone, "__name__", "resnet50_backbone")
     row.update({
         "metrics": metrics,
         "train_time_s": train_time, "test_time_s": test_time,

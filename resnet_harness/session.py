@@ -30,12 +30,20 @@ def _cache_dir() -> Path:
 class HarnessSession:
     """Runs cases for the tests and gathers their rows into one run folder and report."""
 
-    def __init__(self, config: pytest.Config, run: RunConfig):
+    def __init__(self, config: pytest.Config, run: RunConfig, *, baseline=None,
+                 tolerances: dict[str, float] | None = None, resume: Path | None = None):
         self.config = config
         self.run = run
+        self.baseline = baseline
+        self.baseline_path = (config.getoption("harness_baseline", None)
+                              if baseline is not None else None)
+        self.tolerances = tolerances or {}
+        self.resume = resume
         self.is_worker = hasattr(config, "workerinput")
         if self.is_worker:
             self.folder = RunFolder(config.workerinput[RUN_DIR_KEY])
+        elif resume is not None:
+            self.folder = RunFolder(resume)
         else:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
             self.folder = RunFolder(Path(run.report_dir) / "runs"
@@ -93,6 +101,8 @@ class HarnessSession:
         from .runner import run_case
 
         case_cfg: CaseConfig = self.run.for_case(case)
+        if self.resume is not None:
+            self._skip_if_finished(case_cfg)
         if not self.folder.path.exists():
             self.folder.create(self._run_info())
         self.ran_cases = True
@@ -104,7 +114,7 @@ class HarnessSession:
             if self._models is None:
                 self._models = ModelCache()
             outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models,
-                               backbone=BACKBONES[self.run.backbone])
+                               backbone=BACKBONES[case_cfg.backbone])
         except (DataError, ModelError) as exc:
             self._write_error(case_cfg, str(exc))
             pytest.fail(str(exc), pytrace=False)
@@ -114,6 +124,7 @@ class HarnessSession:
             raise
         row = outcome.row
         violations = bounds.check(row, case, case_cfg.scale)
+        violations += self._against_baseline(row, case)
         row["status"] = "failed" if violations else "passed"
         row["error"] = "; ".join(violations) or None
         row["bounds"] = {"violations": violations,
@@ -122,6 +133,51 @@ class HarnessSession:
         if self.current_item is not None:
             self.current_item.stash[ROW_KEY] = row
         return row, violations
+
+    def _skip_if_finished(self, case_cfg: CaseConfig) -> None:
+        path = self.folder.cases_dir / f"{case_cfg.case.id}.json"
+        if not path.is_file():
+            return
+        import json
+
+        try:
+            row = json.loads(path.read_text())
+        except ValueError:
+            return  # a corrupt row is run again
+        same = (row.get("status") == "passed" and row.get("scale") == case_cfg.scale
+                and row.get("seed") == case_cfg.seed
+                and _comparable(row.get("config")) == _comparable(case_cfg.as_dict()))
+        if same:
+            pytest.skip(f"resumed: {case_cfg.case.id} already passed in {self.folder.path}")
+
+    def _against_baseline(self, row: dict[str, Any], case: Case) -> list[str]:
+        """Regressions against the baseline row of the same case and scale (stored in the row)."""
+        if self.baseline is None:
+            return []
+        from .baseline import DEFAULT_TOLERANCES, compare
+
+        base = self.baseline.get((case.id, row["scale"]))
+        if base is None:
+            row["baseline"] = {"path": self.baseline_path, "missing": True}
+            return []
+        tolerances = dict(self.tolerances)
+        if self.current_item is not None:
+            for mark in reversed(list(self.current_item.iter_markers("tolerance"))):
+                unknown = set(mark.kwargs) - set(DEFAULT_TOLERANCES)
+                if unknown:
+                    pytest.fail(f"{case.id}: tolerance marker names unknown metrics "
+                                f"{sorted(unknown)}; use {', '.join(DEFAULT_TOLERANCES)}",
+                                pytrace=False)
+                tolerances.update(mark.kwargs)
+        comparisons = compare(row, base, tolerances)
+        regressions = [c.describe() for c in comparisons if c.verdict == "regression"]
+        row["baseline"] = {
+            "path": self.baseline_path, "tolerances": tolerances,
+            "regressions": regressions,
+            "improvements": [c.describe() for c in comparisons if c.verdict == "improvement"],
+            "values": {c.metric: c.baseline for c in comparisons},
+        }
+        return [f"regression against baseline: {text}" for text in regressions]
 
     def _write_error(self, case_cfg: CaseConfig, message: str, trace: str | None = None) -> None:
         from .runner import base_row
@@ -178,6 +234,13 @@ class HarnessSession:
 
 
 ROW_KEY = pytest.StashKey[dict]()
+
+
+def _comparable(config: dict[str, Any] | None) -> Any:
+    """A config as stored in JSON (tuples become lists), for equality checks."""
+    import json
+
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
 
 
 def _synthetic_size(run: RunConfig) -> tuple[int, int]:

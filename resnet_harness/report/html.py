@@ -209,7 +209,8 @@ def _results(frame: pd.DataFrame) -> str:
                ("f1_macro", "F1 macro"), ("roc_auc_ovr_macro", "AUC"),
                ("train_time_s", "train s"), ("test_time_s", "test s"),
                ("peak_rss_mb", "RSS MB"), ("peak_gpu_mb", "GPU MB"))
-    headers = ["case", "scale", "status"] + [h for _, h in columns] + ["error / bound violations"]
+    headers = (["case", "scale", "status"] + [h for _, h in columns]
+               + ["error / bound violations", "vs baseline"])
     lines = []
     for _, line in frame.iterrows():
         status = str(line["status"])
@@ -224,6 +225,10 @@ def _results(frame: pd.DataFrame) -> str:
         problems = [str(p) for p in (line["error"], line["bounds_violations"])
                     if not _missing(p) and str(p)]
         cells.append(_cell(" | ".join(problems), "l"))
+        against = [f"{label} {line[column]}" for column, label in
+                   (("baseline_regressions", "worse:"), ("baseline_improvements", "better:"))
+                   if column in line and not _missing(line[column]) and str(line[column])]
+        cells.append(_cell(" | ".join(against), "l"))
         lines.append(f'<tr class="{escape(status)}">' + "".join(cells) + "</tr>")
     unfinished = frame[frame["status"] == "unfinished"]
     listing = ""

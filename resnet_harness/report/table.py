@@ -30,7 +30,7 @@ _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
 _INTEGER_COLUMNS = ("seed", "auc_classes", "epochs", "train_samples", "test_samples")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "paper_source", "reduced_classes", "bounds_violations",
-                 "finished_at", "run_dir")
+                 "baseline_regressions", "baseline_improvements", "finished_at", "run_dir")
 
 
 def finished_at(row: dict[str, Any]) -> datetime:
@@ -121,6 +121,9 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat["paper_source"] = paper.get("source")
     flat["reduced_classes"] = " ".join(str(k) for k in reduced)
     flat["bounds_violations"] = "; ".join((row.get("bounds") or {}).get("violations") or [])
+    base = row.get("baseline") or {}
+    flat["baseline_regressions"] = "; ".join(base.get("regressions") or [])
+    flat["baseline_improvements"] = "; ".join(base.get("improvements") or [])
     stamp = finished_at(row)
     flat["finished_at"] = stamp.isoformat() if stamp != _EPOCH else None
     flat["run_dir"] = row.get("run_dir")

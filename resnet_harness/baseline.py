@@ -1,0 +1,132 @@
+"""Regression checks against a baseline run: each case's metrics, time and memory compared with
+the baseline row of the same case id and scale.
+
+Quality metrics regress when they fall more than an absolute tolerance below the baseline; time
+and memory regress when they grow more than a relative tolerance above it. Improvements are
+reported, never failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .metrics import SCALAR_METRICS
+
+RESOURCE_METRICS = ("train_time_s", "test_time_s", "peak_rss_mb")
+# Absolute for quality metrics (0..1); relative (a share of the baseline) for time and memory,
+# which are noisy on shared machines.
+DEFAULT_TOLERANCES = {**{name: 0.05 for name in SCALAR_METRICS},
+                      "train_time_s": 1.0, "test_time_s": 1.0, "peak_rss_mb": 0.25}
+REQUIRED_COLUMNS = ("case_id", "scale", "status")
+
+
+class BaselineError(Exception):
+    """The baseline cannot be used; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of one case against its baseline."""
+
+    metric: str
+    baseline: float
+    measured: float
+    tolerance: float
+    verdict: str  # "regression" | "improvement" | "same"
+
+    def describe(self) -> str:
+        kind = "relative" if self.metric in RESOURCE_METRICS else "absolute"
+        return (f"{self.metric}: measured {self.measured:.4g}, baseline {self.baseline:.4g}, "
+                f"{kind} tolerance {self.tolerance:g}")
+
+
+def parse_tolerance(value: str) -> tuple[str, float]:
+    """``METRIC=VALUE`` with a known metric and a non-negative number."""
+    name, sep, number = value.partition("=")
+    if not sep or name not in DEFAULT_TOLERANCES:
+        raise argparse.ArgumentTypeError(
+            f"tolerance {value!r} must be METRIC=VALUE with METRIC one of: "
+            f"{', '.join(DEFAULT_TOLERANCES)}")
+    try:
+        tolerance = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"tolerance {value!r}: {number!r} is not a number") from None
+    if not tolerance >= 0:
+        raise argparse.ArgumentTypeError(f"tolerance {value!r} must be 0 or more")
+    return name, tolerance
+
+
+def results_csv(path: Path) -> Path:
+    """The ``results.csv`` a baseline path names (the file itself or a run folder holding it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.csv"
+    if not path.is_file():
+        raise BaselineError(f"baseline {path} does not exist; pass a results.csv or a run folder "
+                            "that holds one (e.g. reports/latest)")
+    return path
+
+
+def load_baseline(path: Path | str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Baseline rows keyed by ``(case_id, scale)``, finished (passed) rows only."""
+    import pandas as pd
+
+    csv = results_csv(Path(path))
+    try:
+        frame = pd.read_csv(csv)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a results.csv"
+        raise BaselineError(f"baseline {csv} is not a readable CSV ({type(exc).__name__}); "
+                            "pass a results.csv written by resnet-harness") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BaselineError(f"baseline {csv} lacks the columns {', '.join(missing)}; pass a "
+                            "results.csv written by resnet-harness")
+    rows = {}
+    for record in frame.to_dict("records"):
+        if record["status"] == "passed":
+            rows[(str(record["case_id"]), str(record["scale"]))] = record
+    return rows
+
+
+def measured_values(row: dict[str, Any]) -> dict[str, float]:
+    """The comparable figures of a result row."""
+    metrics = row.get("metrics") or {}
+    values = {name: metrics.get(name) for name in SCALAR_METRICS}
+    values.update({name: row.get(name) for name in RESOURCE_METRICS})
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def compare(row: dict[str, Any], base: dict[str, Any],
+            tolerances: dict[str, float]) -> list[Comparison]:
+    """Each comparable figure of ``row`` against ``base`` under ``tolerances``."""
+    out = []
+    for metric, measured in measured_values(row).items():
+        baseline = base.get(metric)
+        if not isinstance(baseline, (int, float)) or not math.isfinite(baseline) or \
+                not math.isfinite(measured):
+            continue
+        tolerance = tolerances.get(metric, DEFAULT_TOLERANCES.get(metric, 0.0))
+        if metric in RESOURCE_METRICS:
+            limit = baseline * (1 + tolerance)
+            verdict = ("regression" if measured > limit
+                       else "improvement" if measured < baseline * (1 - tolerance) else "same")
+        else:
+            verdict = ("regression" if measured < baseline - tolerance
+                       else "improvement" if measured > baseline + tolerance else "same")
+        out.append(Comparison(metric, float(baseline), measured, tolerance, verdict))
+    return out
+
+
+def save_baseline(run_dir: Path | str, dest: Path | str) -> Path:
+    """Copy a run's passed rows (its ``results.csv``) to ``dest`` as the new baseline."""
+    import pandas as pd
+
+    frame = pd.read_csv(results_csv(Path(run_dir)))
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    frame[frame["status"] == "passed"].to_csv(dest, index=False)
+    return dest

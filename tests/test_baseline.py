@@ -1,0 +1,119 @@
+"""Regression checks against a baseline: unit level, and end to end with pytester."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from resnet_harness.baseline import (BaselineError, compare, load_baseline, parse_tolerance,
+                                     save_baseline)
+from resnet_harness.__main__ import main
+
+ROW = {"metrics": {"accuracy": 0.70, "roc_auc_ovr_macro": 0.90}, "train_time_s": 100.0,
+       "peak_rss_mb": 1000.0}
+
+
+def test_compare_flags_regressions_beyond_tolerance_and_reports_improvements():
+    base = {"accuracy": 0.75, "roc_auc_ovr_macro": 0.80, "train_time_s": 40.0,
+            "peak_rss_mb": 1000.0}
+    verdicts = {c.metric: c.verdict for c in compare(ROW, base, {"accuracy": 0.02,
+                                                                 "train_time_s": 1.0})}
+    assert verdicts == {"accuracy": "regression", "roc_auc_ovr_macro": "improvement",
+                        "train_time_s": "regression", "peak_rss_mb": "same"}
+    within = {c.metric: c.verdict for c in compare(ROW, base, {"accuracy": 0.06,
+                                                               "train_time_s": 1.5})}
+    assert within["accuracy"] == "same" and within["train_time_s"] == "same"
+
+
+def test_describe_names_metric_values_and_tolerance():
+    (comparison,) = [c for c in compare(ROW, {"accuracy": 0.75}, {"accuracy": 0.02})]
+    assert comparison.describe() == ("accuracy: measured 0.7, baseline 0.75, absolute "
+                                     "tolerance 0.02")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("accuracy", "must be METRIC=VALUE"), ("speed=1", "must be METRIC=VALUE"),
+    ("accuracy=x", "'x' is not a number"), ("accuracy=-1", "must be 0 or more")])
+def test_parse_tolerance_rejects_bad_values(value, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse_tolerance(value)
+    assert parse_tolerance("peak_rss_mb=0.3") == ("peak_rss_mb", 0.3)
+
+
+def test_load_baseline_rejects_missing_and_foreign_files(tmp_path):
+    with pytest.raises(BaselineError, match="does not exist"):
+        load_baseline(tmp_path / "nope.csv")
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("a,b\n1,2\n")
+    with pytest.raises(BaselineError, match="lacks the columns case_id, scale, status"):
+        load_baseline(foreign)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\x00\xff\xfe" * 10)
+    with pytest.raises(BaselineError):
+        load_baseline(binary)
+
+
+def test_save_baseline_keeps_passed_rows_only(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"case_id": ["a", "b"], "scale": ["smoke", "smoke"],
+                  "status": ["passed", "failed"], "accuracy": [0.5, 0.1]}).to_csv(
+        run / "results.csv", index=False)
+    assert main(["save-baseline", str(run), str(tmp_path / "base" / "b.csv")]) == 0
+    assert list(load_baseline(tmp_path / "base" / "b.csv")) == [("a", "smoke")]
+    assert main(["save-baseline", str(tmp_path / "missing"), str(tmp_path / "x.csv")]) == 2
+
+
+EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
+FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")
+
+
+def test_doctored_baseline_fails_regressions_and_report_shows_them(pytester):
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    first = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10")
+    first.assert_outcomes(passed=2)
+    baseline = pytester.path / "baseline.csv"
+    save_baseline(pytester.path / "reports" / "latest", baseline)
+    frame = pd.read_csv(baseline)
+    doctored = frame["case_id"] == "table7-cifar10-balanced-split_orig-reg_none"
+    frame.loc[doctored, "accuracy"] = frame.loc[doctored, "accuracy"] + 0.5
+    frame.to_csv(baseline, index=False)
+    second = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10", "--baseline",
+                                           str(baseline), "--tolerance", "train_time_s=100",
+                                           "--tolerance", "test_time_s=100",
+                                           "--tolerance", "peak_rss_mb=10")
+    second.assert_outcomes(passed=1, failed=1)
+    second.stdout.fnmatch_lines(["*regression against baseline: accuracy: measured *, baseline *"
+                                 ", absolute tolerance 0.05*"])
+    latest = pytester.path / "reports" / "latest"
+    report = pd.read_csv(latest / "results.csv")
+    row = report.set_index("case_id").loc["table7-cifar10-balanced-split_orig-reg_none"]
+    assert row["status"] == "failed" and "accuracy" in row["baseline_regressions"]
+    assert "accuracy: measured" in (latest / "report.html").read_text()
+
+
+def test_bad_baseline_is_a_usage_error(pytester):
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    result = pytester.runpytest("--baseline", str(pytester.path / "missing.csv"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--baseline: baseline *missing.csv does not exist; pass a "
+                                 "results.csv or a run folder*"])
+
+
+def test_resume_skips_finished_identical_cases(pytester):
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    first = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10")
+    first.assert_outcomes(passed=2)
+    run_dir = (pytester.path / "reports" / "latest").resolve()
+    (run_dir / "cases" / "table7-cifar10-imbalanced-split_orig-reg_none.json").unlink()
+    again = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10", "--resume", str(run_dir))
+    again.assert_outcomes(passed=1, skipped=1)
+    rows = [json.loads(p.read_text()) for p in (run_dir / "cases").glob("*.json")]
+    assert len(rows) == 2
+    changed = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10", "--resume",
+                                            str(run_dir), "--seed", "5")
+    changed.assert_outcomes(passed=2)
