@@ -286,6 +286,9 @@ def driver_memory(args) -> dict:
         stage("load_raw")
         variant = make_variant(raw, cfg)
         stage("make_variant")
+        import tensorflow  # noqa: F401 - ~640 MB of RSS on its own; attributed separately
+
+        stage("import_tensorflow")
         train = make_dataset(variant.x_train, variant.y_train, batch_size=case.batch_size,
                              training=True, seed=cfg.seed, augment=cfg.augment, hflip=cfg.hflip)
         test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
@@ -447,6 +450,8 @@ def print_report(result: dict) -> None:
               "kernel high-water mark of the whole subprocess; polled = psutil every 50 ms)")
         if not s["same_train_counts"]:
             print("   WARNING: the two sides trained on different per-class counts")
+        print("   (same sizes and per-class counts; the images differ: the harness draws its own "
+              "exact stratified subset, plain_keras.py uses sklearn's train_test_split)")
     if "aug" in result:
         a = result["aug"]
         print("\n-- aug: harness run_case, augmented vs un-augmented training (one process, ABBA "

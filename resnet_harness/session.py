@@ -61,6 +61,24 @@ class HarnessSession:
     def pytest_configure_node(self, node) -> None:
         node.workerinput[RUN_DIR_KEY] = str(self.folder.path)
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Check the local data folders of the selected cases before anything trains."""
+        from .data.sources import DataError, detect_layout
+
+        datasets = {item.callspec.params["case"].dataset for item in session.items
+                    if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"),
+                                                                Case)}
+        if self.run.data_source == "synthetic":
+            return
+        for dataset in sorted(datasets):
+            folder = self.run.data_dir_for(dataset)
+            if folder is None:
+                continue
+            try:
+                detect_layout(folder, dataset)
+            except DataError as exc:
+                pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
     # -- running a case --------------------------------------------------------------------------
     def _prepare_tensorflow(self) -> None:
         if self._tf_ready:

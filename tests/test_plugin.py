@@ -77,18 +77,36 @@ def test_bad_ini_value_is_a_usage_error(study):
     result.stderr.fnmatch_lines(["*ini key harness_seed: seed 'minus-one' is not an integer*"])
 
 
-def test_unusable_data_dir_fails_the_case_with_its_fix(study, tmp_path):
+def test_unusable_data_dir_stops_before_training(study, tmp_path):
     empty = tmp_path / "cifar"
     empty.mkdir()
     result = study.runpytest_subprocess("--backbone", "tiny", "--data-dir", f"cifar10={empty}",
                                         "-k", "table7-cifar10-balanced")
-    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(["*is not a known cifar10 layout; expected the Keras cache*"])
     assert "INTERNALERROR" not in result.stdout.str()
+    assert not (study.path / "reports" / "runs").exists()
+
+
+def test_corrupt_data_file_fails_its_cases_with_a_row(study, tmp_path):
+    from helpers import write_idx_folder
+
+    folder = tmp_path / "fashion"
+    write_idx_folder(folder, gz=True)
+    images = folder / "train-images-idx3-ubyte.gz"
+    import gzip
+
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-100]))
+    result = study.runpytest_subprocess("--backbone", "tiny", "--data-dir",
+                                        f"fashion_mnist={folder}", "-k", "table7-fashion")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*train-images-idx3-ubyte.gz holds * bytes but its header "
+                                 "promises *; the file is truncated, download it again*"])
+    assert "INTERNALERROR" not in result.stdout.str()
     (run_dir,) = _run_dirs(study.path)
-    row = json.loads((run_dir / "cases" / "table7-cifar10-balanced-split_orig-reg_none.json")
-                     .read_text())
-    assert row["status"] == "error" and "not a known cifar10 layout" in row["error"]
+    frame = pd.read_csv(run_dir / "results.csv")
+    assert list(frame["status"]) == ["error", "error"]
+    assert frame["error"].str.contains("truncated").all()
 
 
 def test_xdist_workers_write_one_merged_run(study):
@@ -141,3 +159,48 @@ def test_pytest_html_rows_carry_metrics_and_confusion_matrix(study):
     page = (study.path / "page.html").read_text()
     assert "harness-metrics" in page and "roc_auc_ovr_macro" in page
     assert "confusion matrix" in page
+
+
+KILL_INSIDE_A_CASE = """
+import os, signal
+import resnet_harness.runner as runner
+
+_real = runner.run_case
+
+
+def _killing(cfg, *args, **kwargs):
+    if cfg.case.id == "table7-cifar10-imbalanced-split_orig-reg_none":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _real(cfg, *args, **kwargs)
+
+
+runner.run_case = _killing
+"""
+
+
+def test_worker_killed_mid_run_loses_no_finished_row(study):
+    study.makeconftest(KILL_INSIDE_A_CASE)
+    result = study.runpytest_subprocess(*FAST, "-n", "2", "-k", "table7")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*crashed while running*table7-cifar10-imbalanced*"])
+    (run_dir,) = _run_dirs(study.path)
+    frame = pd.read_csv(run_dir / "results.csv")
+    status = dict(zip(frame["case_id"], frame["status"]))
+    assert status.pop("table7-cifar10-imbalanced-split_orig-reg_none") == "unfinished"
+    assert sorted(status.values()) == ["passed"] * 3
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_same_seed_gives_identical_metrics_with_determinism(study):
+    for _ in range(2):
+        study.runpytest_subprocess(*FAST, "-k", "table7-cifar10-balanced", "--deterministic",
+                                   "--seed", "11").assert_outcomes(passed=1)
+    first, second = _run_dirs(study.path)
+    rows = [json.loads((d / "cases" / "table7-cifar10-balanced-split_orig-reg_none.json")
+                       .read_text()) for d in (first, second)]
+    assert rows[0]["metrics"] == rows[1]["metrics"]
+    import numpy as np
+
+    probas = [np.load(d / "cases" / "table7-cifar10-balanced-split_orig-reg_none.npz")["proba"]
+              for d in (first, second)]
+    assert np.array_equal(*probas)

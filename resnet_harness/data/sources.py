@@ -257,25 +257,37 @@ def _listing_key(folder: Path) -> str:
 # Dispatch
 
 
-def load_local(folder: Path, dataset: str, cache_dir: Path | None = None) -> RawData:
-    """Load ``dataset`` from a local folder in any supported layout."""
+def detect_layout(folder: Path, dataset: str) -> tuple[str, Path]:
+    """Which layout ``folder`` holds for ``dataset`` and the folder to read it from, without
+    loading anything; :class:`DataError` when it is none of them."""
     if not folder.is_dir():
         raise DataError(f"{dataset} data dir {folder} does not exist; pass --data-dir "
                         f"{dataset}=PATH with an existing folder")
     if dataset == "cifar10" and _cifar_batches_dir(folder) is not None:
+        return "cifar-batches", folder
+    for candidate in (folder, folder / "fashion-mnist"):
+        if is_idx_layout(candidate):
+            return "idx", candidate
+    if is_image_folder_layout(folder):
+        return "image-folders", folder
+    subs = [p for p in folder.iterdir() if p.is_dir()]
+    if len(subs) == 1 and (is_image_folder_layout(subs[0]) or is_idx_layout(subs[0])):
+        return detect_layout(subs[0], dataset)  # e.g. the unpacked cifar10-jpeg/ folder
+    raise DataError(
+        f"{folder} is not a known {dataset} layout; expected the Keras cache "
+        "(cifar-10-batches-py/ or the four *-idx*-ubyte.gz files), IDX files, or image "
+        "folders train/<class>/*.jpg + test/<class>/*.jpg")
+
+
+def load_local(folder: Path, dataset: str, cache_dir: Path | None = None) -> RawData:
+    """Load ``dataset`` from a local folder in any supported layout."""
+    layout, folder = detect_layout(folder, dataset)
+    if layout == "cifar-batches":
         raw = load_cifar_batches(folder)
-    elif is_idx_layout(folder) or is_idx_layout(folder / "fashion-mnist"):
-        raw = load_idx_folder(folder if is_idx_layout(folder) else folder / "fashion-mnist")
-    elif is_image_folder_layout(folder):
-        raw = load_image_folders(folder, dataset, cache_dir)
-    elif len(subs := [p for p in folder.iterdir() if p.is_dir()]) == 1 and (
-            is_image_folder_layout(subs[0]) or is_idx_layout(subs[0])):
-        return load_local(subs[0], dataset, cache_dir)  # e.g. the unpacked cifar10-jpeg/ folder
+    elif layout == "idx":
+        raw = load_idx_folder(folder)
     else:
-        raise DataError(
-            f"{folder} is not a known {dataset} layout; expected the Keras cache "
-            "(cifar-10-batches-py/ or the four *-idx*-ubyte.gz files), IDX files, or image "
-            "folders train/<class>/*.jpg + test/<class>/*.jpg")
+        raw = load_image_folders(folder, dataset, cache_dir)
     return raw.validate(dataset)
 
 
