@@ -123,9 +123,17 @@ def check(run: dict, what: str) -> None:
 # The two sides of the speed comparison
 
 
+def pytest_cmd(args) -> list[str]:
+    """The ``pytest`` script beside the interpreter, as the README runs it. (``python -m pytest``
+    can stop at start-up here: with an editable install, pytest marks ``__main__`` for assertion
+    rewriting and pytest.ini's ``filterwarnings = error`` turns its warning into an error.)"""
+    script = Path(args.python).parent / "pytest"
+    return [str(script)] if script.is_file() else [args.python, "-m", "pytest"]
+
+
 def harness_speed(args, work: Path, tag: str) -> dict:
     report = work / f"report-{tag}"
-    cmd = [args.python, "-m", "pytest", "experiments", "-k", args.case, "--scale", "smoke",
+    cmd = pytest_cmd(args) + ["experiments", "-k", args.case, "--scale", "smoke",
            "--max-train-samples", str(args.train), "--max-test-samples", str(args.test),
            "--epochs", str(args.epochs), "--seed", str(args.seed),
            "--data-dir", f"cifar10={args.data_dir}", "--report-dir", str(report),

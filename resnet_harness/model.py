@@ -66,26 +66,39 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
     """
     import keras
 
+    from .head import PenalizedDense, VariableDropout
+
     keras.utils.set_random_seed(seed)
     base = backbone(weights)
     base.trainable = not head.freeze_base
     x = keras.layers.GlobalAveragePooling2D(name="pool")(base.output)
     if head.dense_units:
         x = keras.layers.Dense(head.dense_units, activation="relu", name="hidden")(x)
-    if head.dropout:
-        x = keras.layers.Dropout(head.dropout, name="dropout")(x)
-    regularizer = {None: None, "l1": keras.regularizers.L1, "l2": keras.regularizers.L2}
-    if head.regularizer not in regularizer:
-        raise ModelError(f"unknown regularizer {head.regularizer!r}; use 'l1', 'l2' or None")
-    kernel_reg = regularizer[head.regularizer]
-    outputs = keras.layers.Dense(
-        NUM_CLASSES, activation="softmax", name="predictions",
-        kernel_regularizer=kernel_reg(head.reg_strength) if kernel_reg else None)(x)
+    x = VariableDropout(name="dropout")(x)
+    outputs = PenalizedDense(NUM_CLASSES, activation="softmax", name="predictions")(x)
     model = keras.Model(base.input, outputs, name="resnet50_harness")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=jit_compile)
+    configure_head(model, head)
     return model
+
+
+def configure_head(model, head: Head) -> None:
+    """Set the dropout rate and the L1/L2 strengths of ``model``'s head to ``head``'s."""
+    if head.regularizer not in (None, "l1", "l2"):
+        raise ModelError(f"unknown regularizer {head.regularizer!r}; use 'l1', 'l2' or None")
+    if not 0.0 <= head.dropout < 1.0:
+        raise ModelError(f"dropout rate {head.dropout} must lie in [0, 1)")
+    model.get_layer("dropout").rate.assign(head.dropout)
+    output = model.get_layer("predictions")
+    output.l1.assign(head.reg_strength if head.regularizer == "l1" else 0.0)
+    output.l2.assign(head.reg_strength if head.regularizer == "l2" else 0.0)
+
+
+def architecture(head: Head) -> tuple:
+    """What of a head shapes the graph; heads that differ only in the rest share one model."""
+    return (head.dense_units, head.freeze_base)
 
 
 def _state_variables(model) -> list:
@@ -104,7 +117,7 @@ def _state_variables(model) -> list:
 
 class ModelCache:
     """Built models keyed by everything that shapes their graph; each handed out reset to its
-    just-built state."""
+    just-built state and configured for the asked head (dropout rate, penalty strengths)."""
 
     def __init__(self, build: Callable = build_model):
         self._build = build
@@ -112,7 +125,7 @@ class ModelCache:
 
     def get(self, head: Head, *, weights: str, seed: int, learning_rate: float, **kwargs):
         """A model for this architecture, as freshly built (reused when one exists)."""
-        key = (head, weights, seed, learning_rate, tuple(sorted(kwargs.items())))
+        key = (architecture(head), weights, seed, learning_rate, tuple(sorted(kwargs.items())))
         if key not in self._models:
             model = self._build(head, weights=weights, seed=seed, learning_rate=learning_rate,
                                 **kwargs)
@@ -123,6 +136,7 @@ class ModelCache:
         model, variables, values = self._models[key]
         for variable, value in zip(variables, values):
             variable.assign(value)
+        configure_head(model, head)
         return model
 
     def clear(self) -> None:

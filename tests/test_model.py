@@ -28,14 +28,14 @@ def head_layers(model):
     Head(regularizer="l2"), Head(dense_units=1024, dropout=0.5, regularizer="l2"),
 ], ids=["plain", "table6", "dropout0.3", "l1", "l2", "all"])
 def test_head_layers(head):
+    from resnet_harness.head import KernelPenalty, PenalizedDense, VariableDropout
+
     model = build(head)
     layers = head_layers(model)
     expected = [keras.layers.GlobalAveragePooling2D]
     if head.dense_units:
         expected.append(keras.layers.Dense)
-    if head.dropout:
-        expected.append(keras.layers.Dropout)
-    expected.append(keras.layers.Dense)
+    expected += [VariableDropout, PenalizedDense]
     assert [type(layer) for layer in layers] == expected
     assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
     by_name = {layer.name: layer for layer in layers}
@@ -43,21 +43,67 @@ def test_head_layers(head):
         hidden = by_name["hidden"]
         assert hidden.units == 1024 and hidden.activation is keras.activations.relu
         assert hidden.kernel_regularizer is None
-    else:
-        assert not any(isinstance(layer, keras.layers.Dense) for layer in layers[:-1])
-    dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
-    assert [d.rate for d in dropouts] == ([head.dropout] if head.dropout else [])
+    assert float(by_name["dropout"].rate.numpy()) == pytest.approx(head.dropout)
     out = layers[-1]
     assert out.name == "predictions" and out.units == 10
     assert out.activation is keras.activations.softmax
-    reg = out.kernel_regularizer
-    if head.regularizer == "l1":
-        assert type(reg) is keras.regularizers.L1 and float(reg.l1) == pytest.approx(0.01)
-    elif head.regularizer == "l2":
-        assert type(reg) is keras.regularizers.L2 and float(reg.l2) == pytest.approx(0.01)
-    else:
-        assert reg is None
+    assert isinstance(out.kernel_regularizer, KernelPenalty)
+    l1, l2 = float(out.l1.numpy()), float(out.l2.numpy())
+    assert (l1, l2) == pytest.approx({"l1": (0.01, 0.0), "l2": (0.0, 0.01)}.get(
+        head.regularizer, (0.0, 0.0)))
     assert out.bias_regularizer is None and out.activity_regularizer is None
+
+
+def _train(model, seed=0):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((64, 32, 32, 3), np.float32)
+    y = rng.integers(0, 10, 64)
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), epochs=2, verbose=0,
+              shuffle=False)
+    return model.predict(x[:16], verbose=0)
+
+
+@pytest.mark.parametrize("regularizer", [None, "l1", "l2"])
+def test_variable_head_computes_what_keras_own_layers_compute(regularizer):
+    """Rate-0 dropout and the variable penalty equal a head built from Keras' Dropout-free Dense
+    with keras.regularizers.L1/L2: same weights, same training, identical results."""
+    ours = build(Head(regularizer=regularizer))
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.GlobalAveragePooling2D()(tiny_backbone("none")(inputs))
+    kernel_reg = {None: None, "l1": keras.regularizers.L1(0.01),
+                  "l2": keras.regularizers.L2(0.01)}[regularizer]
+    outputs = keras.layers.Dense(10, activation="softmax", kernel_regularizer=kernel_reg)(x)
+    reference = keras.Model(inputs, outputs)
+    reference.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    weights = [w for w in ours.get_weights() if w.ndim > 0]  # skip rate, l1, l2 scalars
+    reference.set_weights(weights)
+    np.testing.assert_array_equal(_train(ours), _train(reference))
+    trained = [w for w in ours.get_weights() if w.ndim > 0]
+    for a, b in zip(trained, reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_rate_drops_the_configured_share():
+    model = build(Head(dropout=0.7))
+    layer = model.get_layer("dropout")
+    out = layer(np.ones((200, 500), np.float32), training=True).numpy()
+    assert (out == 0).mean() == pytest.approx(0.7, abs=0.01)
+    assert np.unique(out[out != 0]) == pytest.approx([1 / 0.3])
+    assert np.array_equal(layer(np.ones((2, 3), np.float32), training=False), np.ones((2, 3)))
+
+
+def test_one_model_serves_every_table10_head():
+    cache = ModelCache(build=lambda head, **kw: build_model(head, backbone=tiny_backbone, **kw))
+    models = {id(cache.get(head, weights="none", seed=0, learning_rate=1e-3))
+              for head in (Head(), Head(regularizer="l1"), Head(dropout=0.7))}
+    assert len(models) == 1
+    model = cache.get(Head(dropout=0.3), weights="none", seed=0, learning_rate=1e-3)
+    assert float(model.get_layer("dropout").rate.numpy()) == pytest.approx(0.3)
+    assert cache.get(Head(dense_units=1024, freeze_base=True), weights="none", seed=0,
+                     learning_rate=1e-3) is not model
 
 
 def test_matrix_heads_build():
@@ -92,10 +138,11 @@ def test_freeze_base():
     # hidden (4*1024 + 1024) + predictions (1024*10 + 10) train; the conv (3*3*3*4 + 4) does not
     assert len(frozen.trainable_weights) == 4
     assert count(frozen.trainable_weights) == 4 * 1024 + 1024 + 1024 * 10 + 10
-    assert count(frozen.non_trainable_weights) == 3 * 3 * 3 * 4 + 4
+    # plus the three scalar head settings: dropout rate, L1 and L2 strength
+    assert count(frozen.non_trainable_weights) == 3 * 3 * 3 * 4 + 4 + 3
     assert frozen.get_layer("hidden").trainable and frozen.get_layer("predictions").trainable
     unfrozen = build(Head(dense_units=1024))
-    assert len(unfrozen.trainable_weights) == 6 and not unfrozen.non_trainable_weights
+    assert len(unfrozen.trainable_weights) == 6 and count(unfrozen.non_trainable_weights) == 3
     assert all(layer.trainable for layer in unfrozen.layers)
 
 
@@ -222,7 +269,8 @@ def test_cache_keys():
     kwargs = dict(weights="none", seed=0, learning_rate=1e-3)
     a = cache.get(Head(), **kwargs)
     assert cache.get(Head(), **kwargs) is a
-    b = cache.get(Head(dropout=0.3), **kwargs)
+    assert cache.get(Head(dropout=0.3), **kwargs) is a  # same graph, other rate
+    b = cache.get(Head(dense_units=1024), **kwargs)
     assert b is not a
     assert cache.get(Head(), weights="none", seed=1, learning_rate=1e-3) is not a
     assert cache.get(Head(), weights="none", seed=0, learning_rate=1e-2) is not a
