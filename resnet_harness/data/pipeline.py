@@ -30,19 +30,25 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
                  augment: bool = False, hflip: bool = True):
     """A batched ``tf.data.Dataset`` of ``(float32 images in [0, 1], int64 labels)``.
 
-    Shuffling works on indices and gathers each batch from one uint8 tensor, so no shuffle buffer
-    holds a second copy of the images.
+    Shuffling works on indices and each batch is gathered from the NumPy array itself, so neither
+    a shuffle buffer nor a tensor copy holds a second copy of the images.
     """
     import tensorflow as tf
 
-    images = tf.convert_to_tensor(x, dtype=tf.uint8)
-    labels = tf.convert_to_tensor(y, dtype=tf.int64)
+    x = np.ascontiguousarray(x, dtype=np.uint8)
+    labels = tf.convert_to_tensor(np.asarray(y, dtype=np.int64))
+    batch_shape = (None,) + tuple(x.shape[1:])
+
+    def gather(index):
+        images = tf.numpy_function(lambda i: x[i], [index], tf.uint8, stateful=False)
+        images.set_shape(batch_shape)
+        return images
     needs_resize = tuple(x.shape[1:3]) != INPUT_SHAPE[:2]
     gray = x.shape[-1] == 1
     layers = augmentation(seed, hflip) if augment else []
 
     def load(index):
-        batch = tf.cast(tf.gather(images, index), tf.float32) / 255.0
+        batch = tf.cast(gather(index), tf.float32) / 255.0
         if needs_resize:
             batch = tf.image.resize(batch, INPUT_SHAPE[:2], method="bilinear")
         if gray:

@@ -139,6 +139,10 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
                    before, tuple(classes), fraction, raw.source)
 
 
+def _is_all(index: np.ndarray, n: int) -> bool:
+    return len(index) == n and (n == 0 or (index[0] == 0 and bool(np.all(np.diff(index) == 1))))
+
+
 def _pooled_taker(raw: RawData, n_train: int):
     """Index into train+test as if concatenated, without concatenating the images."""
 
@@ -146,6 +150,11 @@ def _pooled_taker(raw: RawData, n_train: int):
         index = np.asarray(index, dtype=np.int64)
         first, second = index[index < n_train], index[index >= n_train] - n_train
         a, b = (raw.y_train, raw.y_test) if labels else (raw.x_train, raw.x_test)
+        # The full train (or test) set in order is the raw array itself: no copy of 150 MB.
+        if not len(second) and _is_all(first, len(a)):
+            return a
+        if not len(first) and _is_all(second, len(b)):
+            return b
         return np.concatenate([a[first], b[second]])
 
     return take
