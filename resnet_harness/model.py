@@ -119,21 +119,26 @@ class ModelCache:
     """Built models keyed by everything that shapes their graph; each handed out reset to its
     just-built state and configured for the asked head (dropout rate, penalty strengths)."""
 
-    def __init__(self, build: Callable = build_model):
+    def __init__(self, build: Callable = build_model, max_models: int = 2):
         self._build = build
-        self._models: dict = {}
+        self._max_models = max_models
+        self._models: dict = {}  # insertion order = least recently used first
 
     def get(self, head: Head, *, weights: str, seed: int, learning_rate: float, **kwargs):
         """A model for this architecture, as freshly built (reused when one exists)."""
         key = (architecture(head), weights, seed, learning_rate, tuple(sorted(kwargs.items())))
         if key not in self._models:
+            while len(self._models) >= self._max_models:
+                # Each ResNet50 with its optimizer state holds ~0.5-1 GB; keep only the newest.
+                self._models.pop(next(iter(self._models)))
             model = self._build(head, weights=weights, seed=seed, learning_rate=learning_rate,
                                 **kwargs)
             model.optimizer.build(model.trainable_variables)
             variables = _state_variables(model)
             self._models[key] = (model, variables, [v.numpy() for v in variables])
             return model
-        model, variables, values = self._models[key]
+        model, variables, values = self._models.pop(key)
+        self._models[key] = (model, variables, values)
         for variable, value in zip(variables, values):
             variable.assign(value)
         configure_head(model, head)

@@ -277,3 +277,15 @@ def test_cache_keys():
     assert len(built) == 4
     cache.clear()
     assert cache.get(Head(), **kwargs) is not a and len(built) == 5
+
+
+def test_cache_keeps_only_the_most_recently_used_models():
+    cache = ModelCache(build=lambda head, **kw: build_model(head, backbone=tiny_backbone, **kw),
+                       max_models=2)
+    kwargs = dict(weights="none", seed=0, learning_rate=1e-3)
+    plain = cache.get(Head(), **kwargs)
+    hidden = cache.get(Head(dense_units=8), **kwargs)
+    assert cache.get(Head(), **kwargs) is plain  # plain is now the most recent
+    cache.get(Head(dense_units=8, freeze_base=True), **kwargs)  # evicts `hidden`
+    assert cache.get(Head(), **kwargs) is plain
+    assert cache.get(Head(dense_units=8), **kwargs) is not hidden
