@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import sys
 import traceback
 import uuid
 from pathlib import Path
