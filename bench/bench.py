@@ -68,6 +68,7 @@ def run_child(cmd: list[str], log: Path, timeout_s: float) -> dict:
     import psutil
 
     log.parent.mkdir(parents=True, exist_ok=True)
+    code = code_state()
     t0 = time.perf_counter()
     with log.open("wb") as handle:
         handle.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -100,10 +101,25 @@ def run_child(cmd: list[str], log: Path, timeout_s: float) -> dict:
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"cmd": cmd, "log": str(log.relative_to(ROOT)), "rc": proc.returncode,
+    return {"cmd": cmd, "log": str(log.relative_to(ROOT)), "rc": proc.returncode, "code": code,
             "killed": killed, "wall_s": wall,
             "maxrss_mb": usage.ru_maxrss / 1024,  # Linux: KiB
             "polled_rss_mb": polled / 2**20}
+
+
+def code_state() -> str:
+    """HEAD's short hash, plus "+dirty" when the harness's code differs from it (others may be
+    editing the package while a bench runs; every run records what it measured)."""
+    def git(*argv):
+        try:
+            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "resnet_harness", "experiments", "pytest.ini",
+                "conftest.py")
+    return head + ("+dirty" if dirty else "")
 
 
 def tail(path: str, lines: int = 15) -> str:
@@ -432,6 +448,10 @@ def print_report(result: dict) -> None:
           f"{result['test']}  epochs {result['epochs']}  batch 32  seed {result['seed']}  "
           f"augment {result['augment']}")
     print(f"   {result['machine']}")
+    print(f"   harness code: {', '.join(result['code'])}")
+    if len(result["code"]) > 1:
+        print("   WARNING: the harness's code changed while the bench ran; each run's 'code' in "
+              "results.jsonl says which version it measured")
     if "speed" in result:
         s = result["speed"]
         print("\n-- speed: harness (pytest, fresh process) vs plain_keras.py (fresh process)")
@@ -568,6 +588,15 @@ def main(argv=None) -> int:
     if "memory" in args.modes:
         result["memory"] = mode_memory(args, work)
     result["total_s"] = time.perf_counter() - t0
+    states = []
+    for r in result.get("speed", {}).get("runs", []):
+        states.append(r["code"])
+    if "aug" in result:
+        states.append(result["aug"]["process"]["code"])
+    for r in result.get("memory", {}).get("sides", {}).values():
+        states.append(r["code"])
+    states.append(code_state())
+    result["code"] = sorted(set(states), key=states.index)
     print_report(result)
     budgets = {}
     if "aug" in result:

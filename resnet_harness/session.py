@@ -61,20 +61,22 @@ class HarnessSession:
         node.workerinput[RUN_DIR_KEY] = str(self.folder.path)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """Check the local data folders of the selected cases before anything trains."""
-        from .data.sources import DataError, detect_layout
+        """Load (and so validate) the data of the selected cases before anything trains.
 
+        A missing folder, an unknown layout, a corrupt or truncated file or labels out of range
+        stop the run with one line. xdist workers skip this (an exit there would look like a
+        crash); they report the same problems as failures of the cases concerned.
+        """
+        from .data.sources import DataError
+
+        if self.is_worker or session.config.option.collectonly:
+            return
         datasets = {item.callspec.params["case"].dataset for item in session.items
                     if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"),
                                                                 Case)}
-        if self.run.data_source == "synthetic":
-            return
         for dataset in sorted(datasets):
-            folder = self.run.data_dir_for(dataset)
-            if folder is None:
-                continue
             try:
-                detect_layout(folder, dataset)
+                self.raw_data(dataset)
             except DataError as exc:
                 pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 

@@ -88,7 +88,7 @@ def test_unusable_data_dir_stops_before_training(study, tmp_path):
     assert not (study.path / "reports" / "runs").exists()
 
 
-def test_corrupt_data_file_fails_its_cases_with_a_row(study, tmp_path):
+def test_corrupt_data_file_stops_before_training(study, tmp_path):
     from helpers import write_idx_folder
 
     folder = tmp_path / "fashion"
@@ -99,14 +99,39 @@ def test_corrupt_data_file_fails_its_cases_with_a_row(study, tmp_path):
     images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-100]))
     result = study.runpytest_subprocess("--backbone", "tiny", "--data-dir",
                                         f"fashion_mnist={folder}", "-k", "table7-fashion")
-    result.assert_outcomes(failed=2)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(["*train-images-idx3-ubyte.gz holds * bytes but its header "
                                  "promises *; the file is truncated, download it again*"])
     assert "INTERNALERROR" not in result.stdout.str()
+    assert not (study.path / "reports" / "runs").exists()
+
+
+FAIL_INSIDE_A_CASE = r"""
+import resnet_harness.runner as runner
+
+_real = runner.run_case
+
+
+def _failing(cfg, *args, **kwargs):
+    if cfg.case.id == "table7-cifar10-imbalanced-split_orig-reg_none":
+        raise RuntimeError("injected failure\nsecond line")
+    return _real(cfg, *args, **kwargs)
+
+
+runner.run_case = _failing
+"""
+
+
+def test_failure_inside_a_case_is_that_case_failing_with_a_row(study):
+    study.makeconftest(FAIL_INSIDE_A_CASE)
+    result = study.runpytest_subprocess(*FAST, "-k", "table7-cifar10")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "INTERNALERROR" not in result.stdout.str()
     (run_dir,) = _run_dirs(study.path)
-    frame = pd.read_csv(run_dir / "results.csv")
-    assert list(frame["status"]) == ["error", "error"]
-    assert frame["error"].str.contains("truncated").all()
+    frame = pd.read_csv(run_dir / "results.csv").set_index("case_id")
+    row = frame.loc["table7-cifar10-imbalanced-split_orig-reg_none"]
+    assert row["status"] == "error" and row["error"] == "RuntimeError: injected failure"
+    assert frame.loc["table7-cifar10-balanced-split_orig-reg_none", "status"] == "passed"
 
 
 def test_xdist_workers_write_one_merged_run(study):
