@@ -1,0 +1,86 @@
+"""A table of bad inputs: each stops pytest before anything trains, with one line saying what is
+wrong and how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
+
+BAD_OPTIONS = [
+    (["--scale", "huge"], "unknown scale 'huge'; use one of: smoke, reduced, paper"),
+    (["--epochs", "0"], "'0' must be 1 or more"),
+    (["--max-train-samples", "5"], "'5' is below the 10 classes; use at least 10"),
+    (["--max-test-samples", "many"], "'many' is not an integer"),
+    (["--seed", "-1"], "seed '-1' must be in [0, 2**32)"),
+    (["--weights", "/no/such.h5"], "weights '/no/such.h5' is neither 'imagenet', 'none' nor an "
+                                   "existing weights file"),
+    (["--data-dir", "/no/such/dir"], "data dir '/no/such/dir' does not exist or is not a folder"),
+    (["--data-dir", "mnist=/tmp"], "unknown data set 'mnist' in --data-dir 'mnist=/tmp'; use one "
+                                   "of: cifar10, fashion_mnist"),
+    (["--data-source", "web"], "unknown data source 'web'; use auto or synthetic"),
+    (["--imbalance", "table5"], "unknown imbalance reading 'table5'; use one of: text, table4, "
+                                "table6, table2"),
+    (["--imbalance-classes", "0,12"], "classes '0,12' must be distinct integers in [0, 10)"),
+    (["--imbalance-fraction", "1.5"], "'1.5' must lie strictly between 0 and 1"),
+    (["--hflip", "yes"], "'yes' must be 'on' or 'off'"),
+    (["--backbone", "vgg"], "unknown backbone 'vgg'; use resnet50 or tiny"),
+    (["--tolerance", "speed=1"], "tolerance 'speed=1' must be METRIC=VALUE"),
+    (["--baseline", "/no/base.csv"], "baseline /no/base.csv does not exist"),
+    (["--resume", "/tmp"], "--resume: /tmp is not a run folder (no cases/ inside)"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_OPTIONS, ids=[a[0] for a, _ in BAD_OPTIONS])
+def test_bad_option(pytester, args, message):
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    # pytest prints its usage line, then the one line that says what is wrong and the fix.
+    matching = [line for line in result.stderr.lines if message in line]
+    assert len(matching) == 1, result.stderr.lines
+    assert "Traceback" not in result.stderr.str() and "INTERNALERROR" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("ini, message", [
+    ("harness_scale = giant", "ini key harness_scale: unknown scale 'giant'"),
+    ("harness_epochs = -2", "ini key harness_epochs: '-2' must be 1 or more"),
+    ("harness_data_dir = /no/data", "ini key harness_data_dir: data dir '/no/data' does not exist"),
+    ("harness_tolerance = accuracy=much", "ini key harness_tolerance: tolerance 'accuracy=much'"),
+])
+def test_bad_ini_value(pytester, ini, message):
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert any(message in line for line in result.stderr.lines), result.stderr.lines
+
+
+def test_bad_environment_value(pytester, monkeypatch):
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    monkeypatch.setenv("RESNET_HARNESS_SCALE", "tiny")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert any("environment variable RESNET_HARNESS_SCALE: unknown scale 'tiny'" in line
+               for line in result.stderr.lines)
+
+
+def test_labels_out_of_range_stop_the_run(pytester, tmp_path):
+    import gzip
+
+    import numpy as np
+
+    from helpers import idx_bytes, write_idx_folder
+
+    folder = tmp_path / "fashion"
+    write_idx_folder(folder, gz=True)
+    labels = np.full(6, 12, dtype=np.uint8)
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    result = pytester.runpytest_subprocess("--data-dir", f"fashion_mnist={folder}", "-k",
+                                           "table7-fashion")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*fashion_mnist test labels from idx:* lie in [[]12, 12[]], "
+                                 "outside [[]0, 10); the label file is corrupt*"])
