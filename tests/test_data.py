@@ -678,3 +678,40 @@ def test_stratified_subset_close_to_full_size():
         pytest.fail(f"stratified_subset(600 labels, n=595) raised ValueError: {exc}")
     assert len(index) == 595 and len(set(index.tolist())) == 595
     assert np.all(np.abs(np.bincount(y[index], minlength=10) - 59.5) <= 1)
+
+
+def _lock_state_seen_by_another_process(path) -> str:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_probe_lock, args=(str(path), queue))
+    child.start()
+    child.join(60)
+    return queue.get(timeout=5)
+
+
+def test_preparing_a_data_set_holds_a_lock_across_processes(tmp_path, monkeypatch):
+    """Two xdist workers never prepare (unpack, decode, cache) the same data set at once."""
+    import resnet_harness.data as data_module
+
+    seen = []
+
+    def load_keras(dataset):
+        seen.append(_lock_state_seen_by_another_process(tmp_path / f"{dataset}.lock"))
+        return "raw"
+
+    monkeypatch.setattr(data_module, "load_keras", load_keras)
+    assert data_module.load_raw("cifar10", cache_dir=tmp_path) == "raw"
+    assert seen == ["held"]
+    assert _lock_state_seen_by_another_process(tmp_path / "cifar10.lock") == "free"
+
+
+def _probe_lock(path, queue):
+    from filelock import FileLock, Timeout
+
+    try:
+        FileLock(path).acquire(timeout=0.2)
+        queue.put("free")
+    except Timeout:
+        queue.put("held")

@@ -23,8 +23,26 @@ def load_raw(dataset: str, *, data_source: str = "auto", data_dir: Path | None =
     """
     if data_source == "synthetic":
         return synthetic(dataset, *synthetic_size, seed=seed)
-    if data_dir is not None:
-        return load_local(Path(data_dir), dataset, cache_dir)
-    if dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
-        return load_local(DEBIAN_FASHION_MNIST, dataset, cache_dir)
-    return load_keras(dataset)
+    with _prepare_lock(cache_dir, dataset):
+        if data_dir is not None:
+            return load_local(Path(data_dir), dataset, cache_dir)
+        if dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+            return load_local(DEBIAN_FASHION_MNIST, dataset, cache_dir)
+        return load_keras(dataset)
+
+
+def _prepare_lock(cache_dir: Path | None, dataset: str):
+    """A lock across processes (xdist workers) while a data set is prepared: Keras unpacks the
+    CIFAR-10 archive into the same folder on every load, and the image-folder cache is written
+    once; the second worker waits, then reads what the first prepared."""
+    import contextlib
+
+    if cache_dir is None:
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return contextlib.nullcontext()  # a read-only cache location: no sharing to guard
+    return FileLock(str(Path(cache_dir) / f"{dataset}.lock"))
