@@ -113,7 +113,7 @@ def code_state() -> str:
     def git(*argv):
         try:
             return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=20).stdout.strip()
+                                  check=False, timeout=20).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
     head = git("rev-parse", "--short", "HEAD") or "unknown"
@@ -131,7 +131,8 @@ def tail(path: str, lines: int = 15) -> str:
 
 def check(run: dict, what: str) -> None:
     if run["rc"] != 0:
-        sys.exit(f"{what} failed (exit {run['rc']}{', killed after timeout' if run['killed'] else ''}"
+        killed = ", killed after timeout" if run["killed"] else ""
+        sys.exit(f"{what} failed (exit {run['rc']}{killed}"
                  f"); log {run['log']}:\n{tail(run['log'])}")
 
 
@@ -174,7 +175,8 @@ def plain_cmd(args, out_json: Path, *, augment: bool, train: int, test: int,
               max_steps: int = 0, epochs: int | None = None) -> list[str]:
     cmd = [args.python, str(PLAIN.relative_to(ROOT)), "--data-dir", str(args.data_dir),
            "--npz", str(args.npz), "--train", str(train), "--test", str(test),
-           "--epochs", str(epochs or args.epochs), "--seed", str(args.seed), "--json", str(out_json)]
+           "--epochs", str(epochs or args.epochs), "--seed", str(args.seed),
+           "--json", str(out_json)]
     if augment:
         cmd.append("--augment")
     if max_steps:
@@ -399,7 +401,7 @@ def ensure_data(data_dir: Path) -> None:
             try:
                 tar.extractall(data_dir.parent, filter="data")
             except TypeError:  # Python without extraction filters
-                tar.extractall(data_dir.parent)  # noqa: S202 - the project's own tarball
+                tar.extractall(data_dir.parent)
         if (data_dir / "train").is_dir():
             return
     sys.exit(f"no CIFAR-10 image folders at {data_dir}; unpack them with: tar xzf "
@@ -485,7 +487,7 @@ def print_report(result: dict) -> None:
         print("\n-- aug: harness run_case, augmented vs un-augmented training (one process, ABBA "
               "after a warm-up)")
         for r in a["runs"]:
-            print(f"   augment={str(r['augment']):<6} train {fmt(r['train_ips'])} img/s  fit "
+            print(f"   augment={r['augment']!s:<6} train {fmt(r['train_ips'])} img/s  fit "
                   f"{fmt(r['fit_s'])} s")
         print(f"   median: augmented {fmt(a['augmented_ips'])} img/s, un-augmented "
               f"{fmt(a['unaugmented_ips'])} img/s, ratio {fmt(a['ratio'], '.3f')}  budget >= "
@@ -497,7 +499,8 @@ def print_report(result: dict) -> None:
         print(f"{'side':<10}{'maxRSS':>9}{'polled':>9}{'fit peak':>10}{'whole':>9}{'wall s':>8}")
         for side, run in m["sides"].items():
             res = run["result"]
-            print(f"{side:<10}{fmt(run['maxrss_mb'], '.0f'):>9}{fmt(run['polled_rss_mb'], '.0f'):>9}"
+            print(f"{side:<10}{fmt(run['maxrss_mb'], '.0f'):>9}"
+                  f"{fmt(run['polled_rss_mb'], '.0f'):>9}"
                   f"{fmt(res['peak_rss_fit_mb'], '.0f'):>10}{fmt(res['peak_rss_mb'], '.0f'):>9}"
                   f"{fmt(run['wall_s']):>8}")
         stages = m["sides"]["harness"]["result"]["rss_stages_mb"]

@@ -36,8 +36,8 @@ import time
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
+import numpy as np
+import psutil
 
 T_START = time.perf_counter()
 
@@ -130,7 +130,8 @@ def subset(y: np.ndarray, n: int, seed: int) -> np.ndarray:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default="/tmp/data/cifar10-jpeg")
-    p.add_argument("--npz", help="cache of the decoded uint8 arrays (read if present, else written)")
+    p.add_argument("--npz",
+                   help="cache of the decoded uint8 arrays (read if present, else written)")
     p.add_argument("--train", type=int, default=640, help="training images (0 = all 50,000)")
     p.add_argument("--test", type=int, default=320, help="test images (0 = all 10,000)")
     p.add_argument("--epochs", type=int, default=1)
@@ -226,7 +227,7 @@ def main(argv=None) -> int:
     result = {
         "script": "plain_keras", "augment": args.augment, "seed": args.seed,
         "epochs": args.epochs, "batch_size": bs, "max_steps": args.max_steps,
-        "train_samples": int(len(y_train)), "test_samples": int(len(y_test)),
+        "train_samples": len(y_train), "test_samples": len(y_test),
         "train_counts": np.bincount(y_train, minlength=10).tolist(),
         "load_s": load_s, "fit_s": fit_s, "predict_s": predict_s, "first_step_s": first,
         "train_images_per_s": (n_seen - min(bs, n_seen)) / steady if steady else None,
