@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from .matrix import NUM_CLASSES, Head
 
 INPUT_SHAPE = (32, 32, 3)
@@ -135,12 +137,15 @@ class ModelCache:
                                 **kwargs)
             model.optimizer.build(model.trainable_variables)
             variables = _state_variables(model)
-            self._models[key] = (model, variables, [v.numpy() for v in variables])
+            # Adam's slots start at zero: remember "zeros" instead of ~180 MB of copies.
+            values = [value if np.any(value) else None
+                      for value in (v.numpy() for v in variables)]
+            self._models[key] = (model, variables, values)
             return model
         model, variables, values = self._models.pop(key)
         self._models[key] = (model, variables, values)
         for variable, value in zip(variables, values):
-            variable.assign(value)
+            variable.assign(np.zeros(variable.shape, variable.dtype) if value is None else value)
         configure_head(model, head)
         return model
 

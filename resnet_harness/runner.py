@@ -112,8 +112,6 @@ def base_row(cfg: CaseConfig) -> dict[str, Any]:
 def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = False,
              backbone=None) -> CaseOutcome:
     """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
-    import keras
-
     case = cfg.case
     started = provenance.now()
     variant = make_variant(raw, cfg)
@@ -124,7 +122,10 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = Fa
     model = models.get(case.head, weights=cfg.weights, seed=cfg.seed,
                        learning_rate=case.learning_rate, jit_compile=jit_compile,
                        **({"backbone": backbone} if backbone else {}))
-    keras.utils.set_random_seed(cfg.seed)
+    # No keras.utils.set_random_seed here: it calls tf.random.set_seed, which clears TensorFlow's
+    # kernel cache and costs a reused model 12-15 s on its next first step. Every random choice
+    # of a case is already seeded: the model's init and generator states (ModelCache restores
+    # them), the shuffle and the augmentation layers (explicit seeds in the pipeline).
     clock = _StepClock()
     _gpu_peak_mb(reset=True)
     with PeakMemory() as memory:
