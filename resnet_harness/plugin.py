@@ -52,7 +52,8 @@ OPTIONS = (
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "resnet-harness: the ResNet50 study's experiment matrix")
     for flag, dest, parse, help_text in OPTIONS:
-        group.addoption(flag, dest=f"harness_{dest}", type=parse, default=None, help=help_text)
+        group.addoption(flag, dest=f"harness_{dest}", type=parse, default=None, help=help_text,
+                        metavar=dest.upper())
         parser.addini(f"harness_{dest}", f"default for {flag}", default=None)
     group.addoption("--data-dir", dest="harness_data_dir", action="append", default=None,
                     type=cfg.parse_data_dir, metavar="PATH|NAME=PATH",
