@@ -72,8 +72,9 @@ class HarnessSession:
         if self.is_worker or session.config.option.collectonly:
             return
         datasets = {item.callspec.params["case"].dataset for item in session.items
-                    if hasattr(item, "callspec") and isinstance(item.callspec.params.get("case"),
-                                                                Case)}
+                    if "harness" in getattr(item, "fixturenames", ())
+                    and hasattr(item, "callspec")
+                    and isinstance(item.callspec.params.get("case"), Case)}
         for dataset in sorted(datasets):
             try:
                 self.raw_data(dataset)

@@ -229,3 +229,18 @@ def test_same_seed_gives_identical_metrics_with_determinism(study):
     probas = [np.load(d / "cases" / "table7-cifar10-balanced-split_orig-reg_none.npz")["proba"]
               for d in (first, second)]
     assert np.array_equal(*probas)
+
+
+def test_tests_that_only_parametrize_over_cases_load_no_data(pytester, monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
+    pytester.makepyfile(test_other="""
+import pytest
+from resnet_harness.matrix import CASES
+
+
+@pytest.mark.parametrize("case", CASES[:2])
+def test_uses_a_case_but_not_the_harness(case):
+    assert case.id
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
