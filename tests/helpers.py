@@ -142,3 +142,9 @@ def find_case(table: str, dataset: str, balance: str = "balanced", split: float 
              == (table, dataset, balance, split, regularization)]
     assert len(found) == 1, (table, dataset, balance, split, regularization, found)
     return found[0]
+
+
+# The experiments module as users have it, for pytester runs of the plugin end to end.
+EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
+# Options that make such a run fast and offline: synthetic data, two-layer backbone.
+FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")

@@ -3,11 +3,11 @@ wrong and how to fix it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
+from helpers import EXPERIMENTS
+
 
 BAD_OPTIONS = [
     (["--scale", "huge"], "unknown scale 'huge'; use one of: smoke, reduced, paper"),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from helpers import EXPERIMENTS, FAST
 
 from resnet_harness.baseline import (BaselineError, compare, load_baseline, parse_tolerance,
                                      save_baseline)
@@ -68,8 +69,6 @@ def test_save_baseline_keeps_passed_rows_only(tmp_path):
     assert main(["save-baseline", str(tmp_path / "missing"), str(tmp_path / "x.csv")]) == 2
 
 
-EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
-FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")
 
 
 def test_doctored_baseline_fails_regressions_and_report_shows_them(pytester):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
-FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")
+from helpers import EXPERIMENTS, FAST
+
 
 
 @pytest.fixture
