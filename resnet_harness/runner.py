@@ -19,7 +19,7 @@ from .data import CLASS_NAMES, Variant, make_variant
 from .data.pipeline import make_dataset
 from .metrics import compute_metrics, normalize_proba
 from .matrix import NUM_CLASSES
-from .model import ModelCache
+from .model import ModelCache, predict
 
 
 class PeakMemory:
@@ -134,7 +134,7 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = Fa
         train_time = time.perf_counter() - t0
     peak_gpu = _gpu_peak_mb()
     t0 = time.perf_counter()
-    raw_proba = model.predict(test, verbose=0)
+    raw_proba = predict(model, test)
     test_time = time.perf_counter() - t0
     proba = normalize_proba(raw_proba)
     metrics = compute_metrics(variant.y_test, proba, NUM_CLASSES)

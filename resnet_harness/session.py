@@ -218,7 +218,9 @@ class HarnessSession:
         outcome = yield
         report = outcome.get_result()
         row = item.stash.get(ROW_KEY, None)
-        if report.when != "call" or row is None or not item.config.pluginmanager.hasplugin("html"):
+        # pytest-html registers itself whenever it is installed; build extras only for --html.
+        if (report.when != "call" or row is None or not item.config.pluginmanager.hasplugin("html")
+                or not item.config.getoption("htmlpath", None)):
             return
         from .report.extras import pytest_html_extras
 

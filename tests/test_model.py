@@ -8,7 +8,8 @@ import pytest
 
 from helpers import tiny_backbone
 from resnet_harness.matrix import CASES, Head
-from resnet_harness.model import ModelCache, ModelError, build_model, resnet50_backbone
+from resnet_harness.model import (ModelCache, ModelError, build_model, predict, resnet50_backbone,
+                                  seed_everything)
 
 keras = pytest.importorskip("keras")
 
@@ -289,3 +290,44 @@ def test_cache_keeps_only_the_most_recently_used_models():
     cache.get(Head(dense_units=8, freeze_base=True), **kwargs)  # evicts `hidden`
     assert cache.get(Head(), **kwargs) is plain
     assert cache.get(Head(dense_units=8), **kwargs) is not hidden
+
+
+def test_reseeding_with_the_same_seed_keeps_tensorflow_caches(monkeypatch):
+    import random
+
+    import tensorflow as tf
+
+    seed_everything(11)  # sets TensorFlow's global seed if it differs
+    calls = []
+    monkeypatch.setattr(tf.random, "set_seed", lambda seed: calls.append(seed))
+    first = (random.random(), np.random.random())
+    seed_everything(11)
+    assert (random.random(), np.random.random()) == first  # Python and NumPy reseeded
+    assert calls == []  # tf.random.set_seed clears TensorFlow's kernel cache: not called
+    seed_everything(12)
+    assert calls == [12]
+
+
+def test_predict_matches_keras_and_traces_once_for_any_batch_size():
+    import tensorflow as tf
+
+    model = build_model(Head(), weights="none", seed=0, backbone=tiny_backbone)
+    x = np.random.default_rng(1).random((21, 32, 32, 3), dtype=np.float32)
+    for size in (21, 8):  # 21 = 2 full batches of 8 and a short one
+        data = tf.data.Dataset.from_tensor_slices((x[:size], np.zeros(size))).batch(8)
+        np.testing.assert_allclose(predict(model, data), model.predict(x[:size], batch_size=8,
+                                                                       verbose=0), rtol=1e-6)
+    assert model._harness_forward.experimental_get_tracing_count() == 1
+    empty = tf.data.Dataset.from_tensor_slices((x[:0], np.zeros(0))).batch(8)
+    assert predict(model, empty).shape == (0, 10)
+
+
+def test_cache_reuse_after_another_model_matches_fresh_model():
+    cache = ModelCache()
+    kwargs = dict(weights="none", seed=3, learning_rate=1e-3, backbone=tiny_backbone)
+    model = cache.get(Head(), **kwargs)
+    train(model)
+    train(cache.get(Head(dense_units=8, freeze_base=True), **kwargs))
+    again = train(cache.get(Head(), **kwargs))
+    assert_same(again, train(build_model(Head(), weights="none", seed=3, learning_rate=1e-3,
+                                         backbone=tiny_backbone)))

@@ -20,7 +20,7 @@ import pytest
 from resnet_harness.__main__ import main
 from resnet_harness.matrix import CASES, CASES_BY_ID, get_case
 from resnet_harness.metrics import SCALAR_METRICS, compute_metrics
-from resnet_harness.report import build_report, collect_rows, table, update_latest_link
+from resnet_harness.report import build_report, cells, collect_rows, table, update_latest_link
 from resnet_harness.results import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,7 +217,10 @@ def test_html_is_self_contained_and_shows_results_beside_the_paper(study):
     assert f'{rows[T7_CIFAR_BAL]["metrics"]["accuracy"]:.4f}' in table7 and "0.67" in table7
     assert re.search(r"https?://|src=\"//|href=\"//|url\(|@import|<script|<link", html) is None
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 2 * (len(CASES_BY_ID) - 2) + 3  # two per passed case, 3 overviews
+    assert len(sources) == 3  # the overview plots; per-case figures are HTML tables
+    passed = len(CASES_BY_ID) - 2
+    assert html.count("<table class=\"cm\">") == passed
+    assert html.count("<table class=\"recall\">") == passed
     for source in sources:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -232,7 +235,7 @@ def test_html_is_self_contained_and_shows_results_beside_the_paper(study):
     unfinished = html[html.index('id="unfinished"'):]
     assert T10_DROP3 in unfinished[:unfinished.index("</ul>")]
     assert "abc1234" in html and "pytest experiments --scale smoke" in html  # provenance
-    assert len(html) < 3_000_000  # 21 cases, two images each: a few MB at most
+    assert len(html) < 1_000_000
     assert paths["html"].stat().st_mode & 0o044 == 0o044  # readable by others
 
 
@@ -319,3 +322,27 @@ def test_report_does_not_import_tensorflow(small_run, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_confusion_html_shades_by_share_of_the_true_class_and_prints_counts():
+    page = cells.confusion_html([[3, 1], [0, 4]], ["cat", "<dog>"])
+    rows = re.findall(r"<tr><th class=\"l\">(.*?)</th>(.*?)</tr>", page)
+    assert [name for name, _ in rows] == ["cat", "&lt;dog&gt;"]
+    cat = re.findall(r'background:(#[0-9a-f]{6});color:(#[0-9a-f]+)" title="(\d+) \((\d+)%\)">'
+                     r"(\d*)<", rows[0][1])
+    # 3 of 4 is 75%: dark with white text; 1 of 4 light with dark text.
+    assert [(count, share, text) for _, _, count, share, text in cat] == [
+        ("3", "75", "3"), ("1", "25", "1")]
+    assert cat[0][1] == "#fff" and cat[1][1] == "#222"
+    dog = re.findall(r'background:(#[0-9a-f]{6})[^>]*>(\d*)<', rows[1][1])
+    assert dog == [("#f7fbff", ""), ("#08306b", "4")]  # 0 and 100%: the map's two ends
+    assert "<dog>" not in page
+
+
+def test_recall_html_draws_bars_marks_reduced_classes_and_the_mean():
+    page = cells.recall_html([0.5, 1.0, None], ["a", "b", "c"], reduced=[1])
+    widths = re.findall(r'class="bar" style="width:([\d.]+)%;background:(#[0-9a-f]{6})', page)
+    assert widths == [("50.0", cells.MEASURED), ("100.0", cells.REDUCED),
+                      ("0.0", cells.MEASURED)]
+    assert "macro 0.750" in page and "left:75.0%" in page  # mean of the known values
+    assert "orange: reduced classes" in page and ">–<" in page

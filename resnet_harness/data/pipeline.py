@@ -60,6 +60,14 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
     dataset = tf.data.Dataset.range(len(x))
     if training:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    # Plain Python control flow only: skipping AutoGraph's conversion saves ~0.2 s per data set.
+    load = tf.autograph.experimental.do_not_convert(load)
     dataset = dataset.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE,
                                             deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # tf.data's autotuning model is off, so AUTOTUNE above means TensorFlow's defaults (as many
+    # parallel calls as cores). With it on, destroying an iterator at the end of ``fit`` or
+    # ``predict`` waited for the tuner's next wake-up, which come at 5.1 s, 10.2 s, ... after the
+    # start: 9 of the 21 smoke cases took 10.3 s instead of about 6.5 s (measured, TF 2.21).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)

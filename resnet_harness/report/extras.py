@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import html
 from typing import Any
 
 from ..metrics import SCALAR_METRICS
-from .plots import confusion_png
+from .cells import CSS, confusion_html
 
 
 def pytest_html_extras(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -22,8 +21,7 @@ def pytest_html_extras(row: dict[str, Any]) -> list[dict[str, Any]]:
         for name, value in figures)
     out = [extras.html(f"<table class='harness-metrics'>{cells}</table>")]
     if metrics.get("confusion_matrix"):
-        png = confusion_png(metrics["confusion_matrix"], row.get("class_names") or [],
-                            title=row.get("case_id", ""))
-        if png:
-            out.append(extras.png(base64.b64encode(png).decode(), name="confusion matrix"))
+        out.append(extras.html(f"<style>{CSS}</style>" + confusion_html(
+            metrics["confusion_matrix"], row.get("class_names") or [],
+            title=f"{row.get('case_id', '')}: confusion matrix")))
     return out

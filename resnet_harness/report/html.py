@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from resnet_harness.metrics import PAPER_METRIC, SCALAR_METRICS
-from resnet_harness.report import plots
+from resnet_harness.report import cells, plots
 from resnet_harness.report.table import (NUM_CLASSES, RESOURCE_KEYS, case_order, flatten_row,
                                          paper_tables)
 from resnet_harness.results import atomic_write_bytes
@@ -297,11 +297,9 @@ def _case(row: dict[str, Any], line: pd.Series) -> str:
             f"<li>{escape(str(v))}</li>" for v in violations) + "</ul></div>")
     figures = []
     if metrics.get("confusion_matrix"):
-        figures.append(_img(plots.confusion_png(metrics["confusion_matrix"], names),
-                            f"confusion matrix of {row.get('case_id')}"))
+        figures.append(cells.confusion_html(metrics["confusion_matrix"], names))
     if per_class.get("recall"):
-        figures.append(_img(plots.recall_png(per_class["recall"], names, reduced),
-                            f"per-class recall of {row.get('case_id')}"))
+        figures.append(cells.recall_html(per_class["recall"], names, reduced))
     counts = [f"<tr><td>{k}</td>{_cell(names[k] if k < len(names) else '', 'l')}"
               f"{_cell(fmt(line[f'train_count_c{k}']), 'red' if k in reduced else '')}"
               f"{_cell(fmt(line[f'test_count_c{k}']))}{_cell(fmt(_get(per_class, 'recall', k)))}"
@@ -397,7 +395,7 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
             _provenance(runs, rows, superseded, generated_at)]
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
+            f"<title>{escape(title)}</title><style>{CSS}{cells.CSS}</style></head><body><main>"
             + "".join(body) + "</main></body></html>\n")
 
 

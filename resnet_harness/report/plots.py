@@ -1,4 +1,4 @@
-"""Every figure of the report, each returned as PNG bytes (embedded later as a data URI).
+"""The report's overview figures, each returned as PNG bytes (embedded later as a data URI).
 
 Figures are built with ``matplotlib.figure.Figure`` and rendered by the Agg canvas directly, not
 through ``pyplot``: that touches no global backend or figure registry, so it works headless, from
@@ -8,15 +8,13 @@ pytest workers and next to whatever backend the caller chose, and nothing needs 
 from __future__ import annotations
 
 import io
-import math
-from typing import Any, Sequence
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-DPI = 80  # small images: 21 cases x 2 figures must keep the HTML at a few MB
-MEASURED, PAPER, REDUCED = "#2f6db5", "#9a9a9a", "#e07b20"
+DPI = 80  # small images keep the HTML at a few hundred KB
+MEASURED, PAPER = "#2f6db5", "#9a9a9a"
 DATASET_COLORS = {"cifar10": "#2f6db5", "fashion_mnist": "#c0392b"}
 
 
@@ -27,65 +25,6 @@ def _png(fig: Figure) -> bytes:
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     fig.clear()  # drop artists now rather than at garbage collection
     return buffer.getvalue()
-
-
-def _short(names: Sequence[str], width: int = 9) -> list[str]:
-    return [n if len(n) <= width else n[: width - 1] + "…" for n in names]
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
-                  title: str = "") -> bytes:
-    """Confusion-matrix heat map: colour is the share of the true class (row), text the count.
-
-    No colour bar: the counts are printed in the cells, and a second axes doubles the drawing time.
-    """
-    counts = [[int(v) for v in row] for row in matrix]
-    shares = [[v / (sum(row) or 1) for v in row] for row in counts]
-    # Fixed margins instead of a layout engine: per-case figures are drawn 21 times and the
-    # constrained layout doubles their cost.
-    fig = Figure(figsize=(3.9, 3.9))
-    fig.subplots_adjust(left=0.22, bottom=0.22, right=0.97, top=0.93)
-    ax = fig.add_subplot()
-    ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i, row in enumerate(counts):
-        for j, value in enumerate(row):
-            if value:
-                color = "white" if shares[i][j] > 0.6 else "#222222"
-                ax.text(j, i, str(value), ha="center", va="center", fontsize=6, color=color)
-    ticks = range(len(counts))
-    names = _short(class_names)
-    ax.set_xticks(ticks, names, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(ticks, names, fontsize=7)
-    ax.set_xlabel("predicted", fontsize=8)
-    ax.set_ylabel("true", fontsize=8)
-    ax.set_title(title or "confusion matrix (shade: share of true class)", fontsize=8)
-    return _png(fig)
-
-
-def recall_png(recall: Sequence[float | None], class_names: Sequence[str],
-               reduced: Sequence[int] = (), title: str = "") -> bytes:
-    """Per-class recall bars; the classes the imbalance reduced are drawn in orange."""
-    values = [v if _finite(v) else 0.0 for v in recall]
-    colors = [REDUCED if k in set(reduced) else MEASURED for k in range(len(values))]
-    fig = Figure(figsize=(4.4, 3.0))
-    fig.subplots_adjust(left=0.12, bottom=0.27, right=0.98, top=0.85)
-    ax = fig.add_subplot()
-    ax.bar(range(len(values)), values, color=colors)
-    mean = sum(values) / len(values) if values else 0.0
-    if values:
-        ax.axhline(mean, color="#444444", linestyle="--", linewidth=1)
-    ax.set_xticks(range(len(values)), _short(class_names), rotation=60, ha="right", fontsize=7)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("recall", fontsize=8)
-    ax.tick_params(axis="y", labelsize=7)
-    label = f"per-class recall, dashed: macro {mean:.2f}" + (
-        "\norange: reduced classes" if reduced else "")
-    ax.set_title(title or label, fontsize=9)
-    return _png(fig)
 
 
 def split_png(table9: pd.DataFrame) -> bytes | None:
