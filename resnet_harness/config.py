@@ -202,6 +202,8 @@ class CaseConfig:
     augment: bool
     hflip: bool
     backbone: str = "resnet50"
+    xla: bool = False
+    mixed_precision: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings, as stored with the result row."""
@@ -210,6 +212,7 @@ class CaseConfig:
             "learning_rate": self.case.learning_rate, "max_train_samples": self.max_train_samples,
             "max_test_samples": self.max_test_samples, "augment": self.augment,
             "hflip": self.hflip, "backbone": self.backbone, "head": asdict(self.case.head),
+            "xla": self.xla, "mixed_precision": self.mixed_precision,
             "imbalance": asdict(self.imbalance) if self.imbalance else None,
         }
 
@@ -233,6 +236,8 @@ class RunConfig:
     report_dir: Path = Path("reports")
     backbone: str = "resnet50"
     deterministic: bool = False
+    xla: bool = False
+    mixed_precision: bool = False
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied."""
@@ -253,6 +258,7 @@ class RunConfig:
             max_train_samples=self.max_train_samples or scale.max_train_samples,
             max_test_samples=self.max_test_samples or scale.max_test_samples,
             imbalance=imbalance, augment=case.augment, hflip=self.hflip, backbone=self.backbone,
+            xla=self.xla, mixed_precision=self.mixed_precision,
         )
 
     def data_dir_for(self, dataset: str) -> Path | None:

@@ -25,7 +25,8 @@ class VariableDropout(keras.layers.Layer):
             return inputs
         # The formula of tf.nn.experimental.stateless_dropout, with a tensor rate (Keras'
         # backend dropout compares the rate in Python, which a variable cannot do in a graph).
-        noise = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator)
+        noise = keras.random.uniform(ops.shape(inputs), dtype=inputs.dtype,
+                                     seed=self.seed_generator)
         return ops.where(noise >= self.rate, inputs / (1.0 - self.rate), ops.zeros_like(inputs))
 
     def compute_output_shape(self, input_shape):

@@ -93,28 +93,39 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1e-3,
-                backbone: Callable = resnet50_backbone, jit_compile: bool = False):
+                backbone: Callable = resnet50_backbone, jit_compile: bool = False,
+                mixed_precision: bool = False):
     """The backbone plus the head of ``head``, compiled with Adam and cross-entropy.
 
     Sparse categorical cross-entropy on integer labels equals the paper's categorical
-    cross-entropy on one-hot labels without materialising them.
+    cross-entropy on one-hot labels without materialising them. ``jit_compile`` compiles the
+    train step with XLA; ``mixed_precision`` computes in float16 with float32 variables and a
+    float32 softmax (Keras then scales the loss), for GPUs with tensor cores. Both are off by
+    default: the study used neither.
     """
     import keras
 
     from .head import PenalizedDense, VariableDropout
 
     seed_everything(seed)
-    base = backbone(weights)
-    base.trainable = not head.freeze_base
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(base.output)
-    if head.dense_units:
-        x = keras.layers.Dense(head.dense_units, activation="relu", name="hidden")(x)
-    x = VariableDropout(name="dropout")(x)
-    outputs = PenalizedDense(NUM_CLASSES, activation="softmax", name="predictions")(x)
-    model = keras.Model(base.input, outputs, name="resnet50_harness")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=jit_compile)
+    previous = keras.config.dtype_policy()
+    # The policy is read when layers and the model are made; set it for this build only.
+    keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+    try:
+        base = backbone(weights)
+        base.trainable = not head.freeze_base
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(base.output)
+        if head.dense_units:
+            x = keras.layers.Dense(head.dense_units, activation="relu", name="hidden")(x)
+        x = VariableDropout(name="dropout")(x)
+        outputs = PenalizedDense(NUM_CLASSES, activation="softmax", name="predictions",
+                                 dtype="float32")(x)
+        model = keras.Model(base.input, outputs, name="resnet50_harness")
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=jit_compile)
+    finally:
+        keras.config.set_dtype_policy(previous)
     configure_head(model, head)
     return model
 

@@ -45,6 +45,10 @@ OPTIONS = (
      "horizontal flip in augmentation: on (default, text and Table 5) or off (Table 3)"),
     ("--backbone", "backbone", cfg.parse_backbone,
      "resnet50 (default, the study) or tiny (a two-layer stand-in to test the harness quickly)"),
+    ("--xla", "xla", cfg.parse_on_off,
+     "compile the train step with XLA: off (default, as the study) or on"),
+    ("--mixed-precision", "mixed_precision", cfg.parse_on_off,
+     "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
     ("--report-dir", "report_dir", Path, "where run folders and reports go (default reports/)"),
 )
 

@@ -109,8 +109,7 @@ def base_row(cfg: CaseConfig) -> dict[str, Any]:
     }
 
 
-def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = False,
-             backbone=None) -> CaseOutcome:
+def run_case(cfg: CaseConfig, raw, models: ModelCache, *, backbone=None) -> CaseOutcome:
     """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
     case = cfg.case
     started = provenance.now()
@@ -120,7 +119,8 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, jit_compile: bool = Fa
     test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
                         training=False, seed=cfg.seed)
     model = models.get(case.head, weights=cfg.weights, seed=cfg.seed,
-                       learning_rate=case.learning_rate, jit_compile=jit_compile,
+                       learning_rate=case.learning_rate, jit_compile=cfg.xla,
+                       mixed_precision=cfg.mixed_precision,
                        **({"backbone": backbone} if backbone else {}))
     # No keras.utils.set_random_seed here: it calls tf.random.set_seed, which clears TensorFlow's
     # kernel cache and costs a reused model 12-15 s on its next first step. Every random choice

@@ -258,10 +258,16 @@ class HarnessSession:
 ROW_KEY = pytest.StashKey[dict]()
 
 
+# Settings added after rows were first written; a stored config without them had these values.
+_LATER_SETTINGS = {"xla": False, "mixed_precision": False}
+
+
 def _comparable(config: dict[str, Any] | None) -> Any:
     """A config as stored in JSON (tuples become lists), for equality checks."""
     import json
 
+    if isinstance(config, dict):
+        config = {**_LATER_SETTINGS, **config}
     return json.loads(json.dumps(config, sort_keys=True, default=str))
 
 

@@ -26,6 +26,8 @@ BAD_OPTIONS = [
     (["--imbalance-classes", "0,12"], "classes '0,12' must be distinct integers in [0, 10)"),
     (["--imbalance-fraction", "1.5"], "'1.5' must lie strictly between 0 and 1"),
     (["--hflip", "yes"], "'yes' must be 'on' or 'off'"),
+    (["--xla", "1"], "'1' must be 'on' or 'off'"),
+    (["--mixed-precision", "fp16"], "'fp16' must be 'on' or 'off'"),
     (["--backbone", "vgg"], "unknown backbone 'vgg'; use resnet50 or tiny"),
     (["--tolerance", "speed=1"], "tolerance 'speed=1' must be METRIC=VALUE"),
     (["--baseline", "/no/base.csv"], "baseline /no/base.csv does not exist"),

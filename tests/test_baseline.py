@@ -116,3 +116,14 @@ def test_resume_skips_finished_identical_cases(pytester):
     changed = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10", "--resume",
                                             str(run_dir), "--seed", "5")
     changed.assert_outcomes(passed=2)
+
+
+def test_resume_treats_rows_written_before_later_settings_as_their_defaults():
+    from resnet_harness.config import RunConfig
+    from resnet_harness.matrix import CASES
+    from resnet_harness.session import _comparable
+
+    current = RunConfig().for_case(CASES[0]).as_dict()
+    older = {k: v for k, v in current.items() if k not in ("xla", "mixed_precision")}
+    assert _comparable(older) == _comparable(current)
+    assert _comparable(older) != _comparable(RunConfig(xla=True).for_case(CASES[0]).as_dict())

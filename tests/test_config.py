@@ -212,6 +212,9 @@ def test_case_config_as_dict():
     assert d["head"]["dense_units"] == 1024 and d["head"]["freeze_base"] is True
     assert d["imbalance"]["remove_fraction"] == 0.5 and d["batch_size"] == 32
     assert d["learning_rate"] == 1e-3
+    assert d["xla"] is False and d["mixed_precision"] is False  # the study used neither
+    d = RunConfig(xla=True, mixed_precision=True).for_case(FMNIST_IMB).as_dict()
+    assert d["xla"] is True and d["mixed_precision"] is True
 
 
 def test_run_config_data_dir_for(tmp_path):

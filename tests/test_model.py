@@ -331,3 +331,31 @@ def test_cache_reuse_after_another_model_matches_fresh_model():
     again = train(cache.get(Head(), **kwargs))
     assert_same(again, train(build_model(Head(), weights="none", seed=3, learning_rate=1e-3,
                                          backbone=tiny_backbone)))
+
+
+def test_mixed_precision_computes_in_float16_with_a_float32_softmax():
+    import keras
+
+    before = keras.config.dtype_policy().name
+    model = build_model(Head(dense_units=8, dropout=0.3, regularizer="l2"), weights="none",
+                        seed=0, backbone=tiny_backbone, mixed_precision=True)
+    assert keras.config.dtype_policy().name == before  # the global policy is left as it was
+    assert model.get_layer("hidden").compute_dtype == "float16"
+    assert model.get_layer("hidden").kernel.dtype == "float32"
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+    weights, proba = train(model)
+    assert proba.dtype == np.float32 and np.allclose(proba.sum(axis=1), 1.0, atol=1e-3)
+    assert all(np.isfinite(w).all() for w in weights)
+
+
+def test_cache_reuse_matches_fresh_model_with_mixed_precision_and_xla():
+    kwargs = dict(weights="none", seed=3, learning_rate=1e-3, backbone=tiny_backbone,
+                  mixed_precision=True, jit_compile=True)
+    cache = ModelCache()
+    model = cache.get(Head(), **kwargs)
+    assert model.jit_compile
+    train(model)
+    again = train(cache.get(Head(), **kwargs))
+    kwargs.pop("backbone")
+    assert_same(again, train(build_model(Head(), backbone=tiny_backbone, **kwargs)))
