@@ -55,9 +55,11 @@ class Bounds:
     """Sanity floors a case must clear, per scale. Range checks apply at every scale."""
 
     # Floors applied at reduced and paper scale (metric -> minimum). A model that learned nothing
-    # sits at 0.10 accuracy and 0.50 AUC on 10 balanced classes.
-    reduced: dict[str, float] = field(default_factory=lambda: {"roc_auc_ovr_macro": 0.6,
-                                                               "accuracy": 0.15})
+    # sits at 0.10 accuracy and 0.50 AUC on 10 balanced classes. At reduced scale (3 epochs from
+    # random init) accuracy has no floor: the same CIFAR-10 case gave accuracy 0.177 in one run
+    # and 0.100 (every test image in one class) in the next, while its AUC, 0.722 and 0.674,
+    # still showed what it had learned.
+    reduced: dict[str, float] = field(default_factory=lambda: {"roc_auc_ovr_macro": 0.6})
     paper: dict[str, float] = field(default_factory=lambda: {"roc_auc_ovr_macro": 0.75,
                                                              "accuracy": 0.3})
 
