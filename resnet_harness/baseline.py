@@ -44,13 +44,17 @@ class Comparison:
                 f"{kind} tolerance {self.tolerance:g}")
 
 
+SCORES = "scores"  # shorthand for every quality metric at once
+
+
 def parse_tolerance(value: str) -> tuple[str, float]:
-    """``METRIC=VALUE`` with a known metric and a non-negative number."""
+    """``METRIC=VALUE`` with a known metric (or ``scores``, all quality metrics) and a
+    non-negative number."""
     name, sep, number = value.partition("=")
-    if not sep or name not in DEFAULT_TOLERANCES:
+    if not sep or (name not in DEFAULT_TOLERANCES and name != SCORES):
         raise argparse.ArgumentTypeError(
-            f"tolerance {value!r} must be METRIC=VALUE with METRIC one of: "
-            f"{', '.join(DEFAULT_TOLERANCES)}")
+            f"tolerance {value!r} must be METRIC=VALUE with METRIC one of: {SCORES} (all "
+            f"scores), {', '.join(DEFAULT_TOLERANCES)}")
     try:
         tolerance = float(number)
     except ValueError:
@@ -58,6 +62,15 @@ def parse_tolerance(value: str) -> tuple[str, float]:
     if not tolerance >= 0:
         raise argparse.ArgumentTypeError(f"tolerance {value!r} must be 0 or more")
     return name, tolerance
+
+
+def expand_tolerances(entries) -> dict[str, float]:
+    """``(metric, value)`` pairs in order as a dict; ``scores`` stands for every quality metric,
+    and a later entry overrides an earlier one (``scores=0.15`` then ``accuracy=0.1``)."""
+    out: dict[str, float] = {}
+    for name, value in entries:
+        out.update(dict.fromkeys(SCALAR_METRICS, value) if name == SCORES else {name: value})
+    return out
 
 
 def results_csv(path: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from . import config as cfg
-from .baseline import BaselineError, load_baseline, parse_tolerance
+from .baseline import BaselineError, expand_tolerances, load_baseline, parse_tolerance
 from .matrix import Case
 
 GROUP = "resnet-harness"
@@ -72,8 +72,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("harness_baseline", "default for --baseline", default=None)
     group.addoption("--tolerance", dest="harness_tolerance", action="append", default=None,
                     type=parse_tolerance, metavar="METRIC=VALUE",
-                    help="baseline tolerance: absolute for metrics (accuracy=0.02), relative for "
-                    "train_time_s/test_time_s/peak_rss_mb (0.5 = 50%% slower); repeatable")
+                    help="baseline tolerance: absolute for metrics (accuracy=0.02, scores=0.1 for "
+                    "all of them), relative for train_time_s/test_time_s/peak_rss_mb (0.5 = 50%% "
+                    "slower); repeatable")
     parser.addini("harness_tolerance", "default --tolerance entries (whitespace-separated)",
                   type="args", default=[])
     group.addoption("--resume", dest="harness_resume", default=None, metavar="RUN_DIR",
@@ -136,7 +137,7 @@ def baseline_settings(config: pytest.Config):
             rows = load_baseline(path)
         except BaselineError as exc:
             raise pytest.UsageError(f"--baseline: {exc}") from None
-    return rows, dict(tolerances)
+    return rows, expand_tolerances(tolerances)
 
 
 def resume_dir(config: pytest.Config) -> Path | None:

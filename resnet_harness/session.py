@@ -174,7 +174,7 @@ class HarnessSession:
         """Regressions against the baseline row of the same case and scale (stored in the row)."""
         if self.baseline is None:
             return []
-        from .baseline import DEFAULT_TOLERANCES, compare
+        from .baseline import DEFAULT_TOLERANCES, SCORES, compare, expand_tolerances
 
         base = self.baseline.get((case.id, row["scale"]))
         if base is None:
@@ -183,12 +183,13 @@ class HarnessSession:
         tolerances = dict(self.tolerances)
         if self.current_item is not None:
             for mark in reversed(list(self.current_item.iter_markers("tolerance"))):
-                unknown = set(mark.kwargs) - set(DEFAULT_TOLERANCES)
+                unknown = set(mark.kwargs) - set(DEFAULT_TOLERANCES) - {SCORES}
                 if unknown:
                     pytest.fail(f"{case.id}: tolerance marker names unknown metrics "
-                                f"{sorted(unknown)}; use {', '.join(DEFAULT_TOLERANCES)}",
-                                pytrace=False)
-                tolerances.update(mark.kwargs)
+                                f"{sorted(unknown)}; use {SCORES}, "
+                                f"{', '.join(DEFAULT_TOLERANCES)}", pytrace=False)
+                tolerances.update(expand_tolerances(sorted(
+                    mark.kwargs.items(), key=lambda item: item[0] != SCORES)))
         comparisons = compare(row, base, tolerances)
         regressions = [c.describe() for c in comparisons if c.verdict == "regression"]
         row["baseline"] = {

@@ -10,8 +10,9 @@ import pytest
 
 from helpers import EXPERIMENTS, FAST
 
-from resnet_harness.baseline import (BaselineError, compare, load_baseline, parse_tolerance,
-                                     save_baseline)
+from resnet_harness.baseline import (BaselineError, compare, expand_tolerances, load_baseline,
+                                     parse_tolerance, save_baseline)
+from resnet_harness.metrics import SCALAR_METRICS
 from resnet_harness.__main__ import main
 
 ROW = {"metrics": {"accuracy": 0.70, "roc_auc_ovr_macro": 0.90}, "train_time_s": 100.0,
@@ -43,6 +44,17 @@ def test_parse_tolerance_rejects_bad_values(value, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):
         parse_tolerance(value)
     assert parse_tolerance("peak_rss_mb=0.3") == ("peak_rss_mb", 0.3)
+
+
+def test_scores_tolerance_covers_every_quality_metric_and_later_entries_win():
+    assert parse_tolerance("scores=0.15") == ("scores", 0.15)
+    tolerances = expand_tolerances([parse_tolerance("scores=0.15"),
+                                    parse_tolerance("roc_auc_ovr_macro=0.1"),
+                                    parse_tolerance("train_time_s=2")])
+    assert set(tolerances) == set(SCALAR_METRICS) | {"train_time_s"}
+    assert tolerances["accuracy"] == tolerances["f1_weighted"] == 0.15
+    assert tolerances["roc_auc_ovr_macro"] == 0.1 and tolerances["train_time_s"] == 2
+    assert expand_tolerances([("accuracy", 0.1), ("scores", 0.2)])["accuracy"] == 0.2
 
 
 def test_load_baseline_rejects_missing_and_foreign_files(tmp_path):

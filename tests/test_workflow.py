@@ -27,3 +27,14 @@ def test_nightly_workflow_parses_and_runs_reduced_scale_against_the_baseline():
     assert "pytest experiments --scale reduced" in script and "--baseline" in script
     upload = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
     assert upload and upload[0]["if"] == "always()" and "reports/latest/" in upload[0]["with"]["path"]
+
+
+def test_nightly_tolerances_are_valid_options():
+    from resnet_harness.baseline import parse_tolerance
+
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    (job,) = workflow["jobs"].values()
+    script = "\n".join(step.get("run", "") for step in job["steps"])
+    values = re.findall(r"--tolerance (\S+)", script)
+    assert values
+    assert dict(parse_tolerance(v) for v in values)["roc_auc_ovr_macro"] == 0.1
