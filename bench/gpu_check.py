@@ -7,7 +7,8 @@ prints one JSON line per check, also written to ``OUT/gpu_check.jsonl``:
                 for ``--train`` images and one epoch, once per setting: float32, ``--xla on``,
                 ``--mixed-precision on``, both. Reports steady training images/s (first step
                 excluded), the first step (tracing, XLA compilation), test images/s and TF's peak
-                GPU memory. Ratios are against float32 from the same run.
+                GPU memory. Ratios are against float32 from the same run. The rows fail the
+                paper-scale accuracy floors (one epoch, random init): only the speed counts.
 ``workers``     ``pytest -n 2`` on two cases, then which GPU each worker was pinned to, read
                 from the rows' ``device`` field (``CUDA_VISIBLE_DEVICES`` as the worker saw it).
 
