@@ -327,5 +327,5 @@ def test_table6_head_and_table7_schedule():
 def test_bounds_floors():
     floors = CIFAR_BAL.bounds
     assert floors.floors("smoke") == {}
-    assert floors.floors("reduced") == {"roc_auc_ovr_macro": 0.6}
+    assert floors.floors("reduced") == {"roc_auc_ovr_macro": 0.55}
     assert floors.floors("paper")["accuracy"] == 0.3
