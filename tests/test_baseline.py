@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -139,3 +140,15 @@ def test_resume_treats_rows_written_before_later_settings_as_their_defaults():
     older = {k: v for k, v in current.items() if k not in ("xla", "mixed_precision")}
     assert _comparable(older) == _comparable(current)
     assert _comparable(older) != _comparable(RunConfig(xla=True).for_case(CASES[0]).as_dict())
+
+
+def test_committed_reduced_baseline_loads_and_names_known_cases():
+    from resnet_harness.matrix import CASES_BY_ID
+
+    rows = load_baseline(Path(__file__).resolve().parents[1] / "baselines" / "reduced.csv")
+    assert len(rows) == 21  # the whole matrix
+    assert {scale for _, scale in rows} == {"reduced"}
+    assert {case for case, _ in rows} <= set(CASES_BY_ID)
+    for row in rows.values():
+        assert row["status"] == "passed" and 0.55 <= row["roc_auc_ovr_macro"] <= 1.0
+        assert row["train_samples"] > 0 and row["train_time_s"] > 0
