@@ -13,9 +13,11 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .cells import MEASURED  # one home for the report's "measured" colour
+
 DPI = 80  # small images keep the HTML at a few hundred KB
-MEASURED, PAPER = "#2f6db5", "#9a9a9a"
-DATASET_COLORS = {"cifar10": "#2f6db5", "fashion_mnist": "#c0392b"}
+PAPER = "#9a9a9a"
+DATASET_COLORS = {"cifar10": MEASURED, "fashion_mnist": "#c0392b"}
 
 
 def _png(fig: Figure) -> bytes:
