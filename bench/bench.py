@@ -15,7 +15,7 @@ Modes (``--modes``, comma-separated; default all three):
             pays the graph tracing. Budget: augmented >= 0.95x the un-augmented images/s.
 ``memory``  peak RSS with the FULL CIFAR-10 data (50,000 / 10,000) but only ``--memory-steps``
             training and prediction batches: a driver that builds exactly what ``run_case`` builds
-            (``load_raw`` -> ``make_variant`` -> ``make_dataset`` -> ``ModelCache.get``) and runs
+            (``load_raw`` -> ``runner.make_inputs`` -> ``runner.model_for``) and runs
             ``fit(train.take(K))`` / ``predict(test.take(K))``, against ``plain_keras.py --train 0
             --test 0 --max-steps K`` holding float32 arrays. Budget: harness <= 0.8x plain.
 
@@ -258,14 +258,14 @@ def driver_aug(args) -> dict:
     case, RunConfig = _driver_setup(args)
     from resnet_harness.data import load_raw
     from resnet_harness.model import ModelCache
+    from resnet_harness.data import default_cache_dir
     from resnet_harness.runner import run_case
-    from resnet_harness.session import _cache_dir
 
     run = RunConfig(scale="smoke", seed=args.seed, epochs=args.epochs,
                     max_train_samples=args.train, max_test_samples=args.test,
                     data_dirs={"cifar10": Path(args.data_dir)})
     cfg = run.for_case(case)
-    raw = load_raw(case.dataset, data_dir=Path(args.data_dir), cache_dir=_cache_dir())
+    raw = load_raw(case.dataset, data_dir=Path(args.data_dir), cache_dir=default_cache_dir())
     models = ModelCache()
     # Warm-up: traces the train and predict functions on a few batches, discarded.
     warm = replace(cfg, augment=True, max_train_samples=64, max_test_samples=32, epochs=1)
@@ -289,11 +289,9 @@ def driver_memory(args) -> dict:
     import psutil
 
     case, RunConfig = _driver_setup(args)
-    from resnet_harness.data import load_raw, make_variant
-    from resnet_harness.data.pipeline import make_dataset
+    from resnet_harness.data import default_cache_dir, load_raw
     from resnet_harness.model import ModelCache
-    from resnet_harness.runner import PeakMemory
-    from resnet_harness.session import _cache_dir
+    from resnet_harness.runner import PeakMemory, make_inputs, model_for
 
     proc = psutil.Process()
     stages = {}
@@ -308,26 +306,18 @@ def driver_memory(args) -> dict:
         assert cfg.max_train_samples is None and cfg.max_test_samples is None
         stage("start")
         t0 = time.perf_counter()
-        raw = load_raw(case.dataset, data_dir=Path(args.data_dir), cache_dir=_cache_dir())
+        raw = load_raw(case.dataset, data_dir=Path(args.data_dir),
+                       cache_dir=default_cache_dir())
         stage("load_raw")
-        variant = make_variant(raw, cfg)
-        stage("make_variant")
         import tensorflow  # noqa: F401 - ~640 MB of RSS on its own; attributed separately
 
         stage("import_tensorflow")
-        train = make_dataset(variant.x_train, variant.y_train, batch_size=case.batch_size,
-                             training=True, seed=cfg.seed, augment=cfg.augment, hflip=cfg.hflip)
-        test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
-                            training=False, seed=cfg.seed)
-        stage("make_dataset")
+        # The runner's own steps (variant + pipelines, then the model), so nothing here drifts.
+        variant, train, test = make_inputs(cfg, raw)
+        stage("make_inputs")
         load_s = time.perf_counter() - t0
-        import keras
-
-        models = ModelCache()
-        model = models.get(case.head, weights=cfg.weights, seed=cfg.seed,
-                           learning_rate=case.learning_rate)
+        model = model_for(cfg, ModelCache())
         stage("model_cache_get")
-        keras.utils.set_random_seed(cfg.seed)
         with PeakMemory() as fit_mem:
             t0 = time.perf_counter()
             model.fit(train.take(args.memory_steps), epochs=1, verbose=0, shuffle=False)
@@ -418,9 +408,9 @@ def warm_caches(args, work: Path) -> None:
                         work / "prepare-plain.log", args.timeout)
         check(run, "decoding the JPEGs for the plain script")
     code = ("import sys; from pathlib import Path; sys.path.insert(0, '.');"
-            "from resnet_harness.data import load_raw; from resnet_harness.session import "
-            f"_cache_dir; load_raw('cifar10', data_dir=Path({str(args.data_dir)!r}), "
-            "cache_dir=_cache_dir())")
+            "from resnet_harness.data import load_raw, default_cache_dir; "
+            f"load_raw('cifar10', data_dir=Path({str(args.data_dir)!r}), "
+            "cache_dir=default_cache_dir())")
     run = run_child([args.python, "-c", code], work / "prepare-harness.log", args.timeout)
     check(run, "warming the harness's data cache")
     print(f"  data caches ready ({time.perf_counter() - t0:.0f}s)", flush=True)

@@ -14,13 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .metrics import SCALAR_METRICS
+from .schema import DEFAULT_TOLERANCES, FIELDS_BY_NAME, SCORES, numbers
 
-RESOURCE_METRICS = ("train_time_s", "test_time_s", "peak_rss_mb")
-# Absolute for quality metrics (0..1); relative (a share of the baseline) for time and memory,
-# which are noisy on shared machines.
-DEFAULT_TOLERANCES = {**{name: 0.05 for name in SCALAR_METRICS},
-                      "train_time_s": 1.0, "test_time_s": 1.0, "peak_rss_mb": 0.25}
 REQUIRED_COLUMNS = ("case_id", "scale", "status")
 
 
@@ -39,22 +34,22 @@ class Comparison:
     verdict: str  # "regression" | "improvement" | "same"
 
     def describe(self) -> str:
-        kind = "relative" if self.metric in RESOURCE_METRICS else "absolute"
+        kind = FIELDS_BY_NAME[self.metric].tolerance
         return (f"{self.metric}: measured {self.measured:.4g}, baseline {self.baseline:.4g}, "
                 f"{kind} tolerance {self.tolerance:g}")
 
 
-SCORES = "scores"  # shorthand for every quality metric at once
+SCORES_SHORTHAND = "scores"  # every quality metric at once
 
 
 def parse_tolerance(value: str) -> tuple[str, float]:
     """``METRIC=VALUE`` with a known metric (or ``scores``, all quality metrics) and a
     non-negative number."""
     name, sep, number = value.partition("=")
-    if not sep or (name not in DEFAULT_TOLERANCES and name != SCORES):
+    if not sep or (name not in DEFAULT_TOLERANCES and name != SCORES_SHORTHAND):
         raise argparse.ArgumentTypeError(
-            f"tolerance {value!r} must be METRIC=VALUE with METRIC one of: {SCORES} (all "
-            f"scores), {', '.join(DEFAULT_TOLERANCES)}")
+            f"tolerance {value!r} must be METRIC=VALUE with METRIC one of: "
+            f"{SCORES_SHORTHAND} (all scores), {', '.join(DEFAULT_TOLERANCES)}")
     try:
         tolerance = float(number)
     except ValueError:
@@ -69,7 +64,24 @@ def expand_tolerances(entries) -> dict[str, float]:
     and a later entry overrides an earlier one (``scores=0.15`` then ``accuracy=0.1``)."""
     out: dict[str, float] = {}
     for name, value in entries:
-        out.update(dict.fromkeys(SCALAR_METRICS, value) if name == SCORES else {name: value})
+        out.update(dict.fromkeys(SCORES, value) if name == SCORES_SHORTHAND else {name: value})
+    return out
+
+
+def with_overrides(tolerances: dict[str, float], overrides, where: str) -> dict[str, float]:
+    """``tolerances`` updated by each ``{metric: value}`` of ``overrides`` in order (a marker's
+    or a matrix row's); within one mapping ``scores`` applies first, so named metrics win.
+
+    ``ValueError`` naming ``where`` for an unknown metric.
+    """
+    out = dict(tolerances)
+    for mapping in overrides:
+        unknown = set(mapping) - set(DEFAULT_TOLERANCES) - {SCORES_SHORTHAND}
+        if unknown:
+            raise ValueError(f"{where}: tolerance names unknown metrics {sorted(unknown)}; use "
+                             f"{SCORES_SHORTHAND}, {', '.join(DEFAULT_TOLERANCES)}")
+        out.update(expand_tolerances(sorted(mapping.items(),
+                                            key=lambda item: item[0] != SCORES_SHORTHAND)))
     return out
 
 
@@ -106,11 +118,8 @@ def load_baseline(path: Path | str) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def measured_values(row: dict[str, Any]) -> dict[str, float]:
-    """The comparable figures of a result row."""
-    metrics = row.get("metrics") or {}
-    values = {name: metrics.get(name) for name in SCALAR_METRICS}
-    values.update({name: row.get(name) for name in RESOURCE_METRICS})
-    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+    """The comparable figures of a result row (every field with a tolerance kind)."""
+    return numbers(row, DEFAULT_TOLERANCES)
 
 
 def compare(row: dict[str, Any], base: dict[str, Any],
@@ -123,7 +132,7 @@ def compare(row: dict[str, Any], base: dict[str, Any],
                 not math.isfinite(measured):
             continue
         tolerance = tolerances.get(metric, DEFAULT_TOLERANCES.get(metric, 0.0))
-        if metric in RESOURCE_METRICS:
+        if FIELDS_BY_NAME[metric].tolerance == "relative":
             limit = baseline * (1 + tolerance)
             verdict = ("regression" if measured > limit
                        else "improvement" if measured < baseline * (1 - tolerance) else "same")

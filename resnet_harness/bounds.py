@@ -7,15 +7,18 @@ import math
 from typing import Any
 
 from .data import expected_train_counts
-from .matrix import Case
-from .metrics import SCALAR_METRICS
+from .schema import SCORES
 
 
-def check(row: dict[str, Any], case: Case, scale: str) -> list[str]:
-    """Every violated bound of ``row``, each as "metric=value violates bound"; empty when sane."""
+def check(row: dict[str, Any], *, floors: dict[str, float], imbalanced: bool) -> list[str]:
+    """Every violated bound of ``row``, each as "metric=value violates bound"; empty when sane.
+
+    ``floors``: metric -> minimum (the case's floors at the row's scale); ``imbalanced``: whether
+    the case's training set must be imbalanced.
+    """
     problems: list[str] = []
     metrics = row.get("metrics") or {}
-    for name in SCALAR_METRICS:
+    for name in SCORES:
         value = metrics.get(name)
         if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
             problems.append(f"{name}={value} is not a finite number")
@@ -33,12 +36,13 @@ def check(row: dict[str, Any], case: Case, scale: str) -> list[str]:
     if row["train_counts"] != expected:
         problems.append(f"train class counts {row['train_counts']} differ from the variant's "
                         f"spec {expected}")
-    if case.imbalanced and not row["reduced_classes"]:
+    if imbalanced and not row["reduced_classes"]:
         problems.append("imbalanced case has no reduced classes")
-    if not case.imbalanced and max(row["train_counts"]) - min(row["train_counts"]) > 1 and (
+    if not imbalanced and max(row["train_counts"]) - min(row["train_counts"]) > 1 and (
             max(row["counts_before_imbalance"]) - min(row["counts_before_imbalance"]) <= 1):
         problems.append(f"balanced case has unequal train counts {row['train_counts']}")
-    for name, floor in case.bounds.floors(scale).items():
+    scale = row.get("scale")
+    for name, floor in floors.items():
         value = metrics.get(name)
         if isinstance(value, (int, float)) and math.isfinite(value) and value < floor:
             problems.append(f"{name}={value:.4f} is below its {scale}-scale floor {floor}")

@@ -9,7 +9,6 @@ turns bad input into a one-line usage error before anything trains.
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -187,6 +186,24 @@ def parse_data_source(value: str) -> str:
     return value
 
 
+def parse_bool(value: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case), as a boolean ini key or environment
+    variable would be written."""
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not a yes/no value; use 1 or 0 (true/false)")
+
+
+def parse_path(value: str) -> Path:
+    """A non-empty path (whether it must exist is checked where it is used)."""
+    if not str(value).strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is an empty path; pass a folder or file path")
+    return Path(value).expanduser()
+
+
 @dataclass(frozen=True)
 class CaseConfig:
     """Everything one run of one case needs, after scale and overrides are applied."""
@@ -204,15 +221,19 @@ class CaseConfig:
     backbone: str = "resnet50"
     xla: bool = False
     mixed_precision: bool = False
+    data_source: str = "auto"
+    deterministic: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly settings, as stored with the result row."""
+        """JSON-friendly settings, as stored with the result row: everything that can change a
+        result (``--resume`` reuses a row only when this is equal)."""
         return {
             "epochs": self.epochs, "weights": self.weights, "batch_size": self.case.batch_size,
             "learning_rate": self.case.learning_rate, "max_train_samples": self.max_train_samples,
             "max_test_samples": self.max_test_samples, "augment": self.augment,
             "hflip": self.hflip, "backbone": self.backbone, "head": asdict(self.case.head),
             "xla": self.xla, "mixed_precision": self.mixed_precision,
+            "data_source": self.data_source, "deterministic": self.deterministic,
             "imbalance": asdict(self.imbalance) if self.imbalance else None,
         }
 
@@ -258,7 +279,8 @@ class RunConfig:
             max_train_samples=self.max_train_samples or scale.max_train_samples,
             max_test_samples=self.max_test_samples or scale.max_test_samples,
             imbalance=imbalance, augment=case.augment, hflip=self.hflip, backbone=self.backbone,
-            xla=self.xla, mixed_precision=self.mixed_precision,
+            xla=self.xla, mixed_precision=self.mixed_precision, data_source=self.data_source,
+            deterministic=self.deterministic,
         )
 
     def data_dir_for(self, dataset: str) -> Path | None:
@@ -269,6 +291,14 @@ class RunConfig:
             return self.data_dirs[None] / dataset
         return None
 
+    def synthetic_size(self) -> tuple[int, int]:
+        """Per-class train/test sizes of the synthetic stand-in: enough for the requested caps."""
+        train = max(60, -(-(self.max_train_samples or 0) // NUM_CLASSES) + 2)
+        test = max(20, -(-(self.max_test_samples or 0) // NUM_CLASSES) + 2)
+        if self.scale != "smoke" and not self.max_train_samples:
+            train, test = 500, 100
+        return train, test
+
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["data_dirs"] = {str(k or "*"): str(v) for k, v in self.data_dirs.items()}
@@ -276,6 +306,18 @@ class RunConfig:
         return out
 
 
-def env_default(name: str) -> str | None:
-    """The value of environment variable ``RESNET_HARNESS_<NAME>``, if set and not empty."""
-    return os.environ.get(f"RESNET_HARNESS_{name.upper()}") or None
+# Settings added after rows were first written; a stored config without them had these values.
+_LATER_SETTINGS = {"xla": False, "mixed_precision": False, "deterministic": False}
+
+
+def comparable_config(config: dict[str, Any] | None) -> Any:
+    """A stored or fresh ``CaseConfig.as_dict()`` in one comparable form (as JSON stores it:
+    tuples become lists), older rows completed with the defaults they ran with.
+
+    ``data_source`` has no default: a row that did not record it is never reused.
+    """
+    import json
+
+    if isinstance(config, dict):
+        config = {**_LATER_SETTINGS, **config}
+    return json.loads(json.dumps(config, sort_keys=True, default=str))

@@ -13,22 +13,6 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-# Scalar metrics and the range each must lie in.
-SCALAR_METRICS = (
-    "accuracy", "balanced_accuracy",
-    "precision_macro", "recall_macro", "f1_macro",
-    "precision_weighted", "recall_weighted", "f1_weighted",
-    "roc_auc_ovr_macro",
-)
-
-# The paper's names for the metrics it reports, mapped to ours (macro averaging: the paper does
-# not say which averaging it used; macro is the usual choice under class imbalance).
-PAPER_METRIC = {"accuracy": "accuracy", "precision": "precision_macro",
-                "recall": "recall_macro", "f1": "f1_macro", "roc_auc": "roc_auc_ovr_macro",
-                "train_time_s": "train_time_s", "test_time_s": "test_time_s",
-                "memory_mb": "peak_rss_mb"}
-
-
 def normalize_proba(proba: np.ndarray) -> np.ndarray:
     """Softmax outputs as float64 rows that sum to 1 (float32 rounding can leave them off by 1e-7)."""
     proba = np.asarray(proba, dtype=np.float64)

@@ -68,28 +68,12 @@ def seed_everything(seed: int) -> None:
     measured). Our TensorFlow random ops all carry explicit seeds, so only the global seed's value
     matters to them, not a fresh op-seed sequence.
     """
-    import random
-
     import keras
 
-    try:  # Keras 3 internals; on any other layout, fall back to the public call
-        from keras.src.backend.common import global_state
-        from keras.src.random import seed_generator
-        from keras.src.utils import rng_utils
-        from tensorflow.python.eager import context
+    from .keras_internals import reseed
 
-        unchanged = context.global_seed() == seed
-        names = (rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR)
-    except (ImportError, AttributeError):
-        unchanged = False
-    if not unchanged:
+    if not reseed(seed):
         keras.utils.set_random_seed(seed)
-        return
-    # What set_random_seed does besides tf.random.set_seed (keras/src/utils/rng_utils.py).
-    global_state.set_global_attribute(names[0], seed)
-    global_state.set_global_attribute(names[1], None)
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1e-3,
@@ -171,9 +155,10 @@ def _state_variables(model) -> list:
     """Every variable whose value a training run changes, including random-generator states."""
     seen, out = set(), []
     candidates = list(model.variables) + list(model.optimizer.variables)
-    for layer in model._flatten_layers(include_self=False):  # noqa: SLF001 - all nested layers
-        for generator in getattr(layer, "_seed_generators", []) or []:
-            candidates.append(generator.state)
+    from .keras_internals import generator_states, nested_layers
+
+    for layer in nested_layers(model):
+        candidates.extend(generator_states(layer))
     for variable in candidates:
         if id(variable) not in seen:
             seen.add(id(variable))

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from . import provenance
+from . import provenance, schema
 from .config import CaseConfig
-from .data import CLASS_NAMES, Variant, make_variant
+from .data import Variant, make_variant
 from .data.pipeline import make_dataset
-from .metrics import compute_metrics, normalize_proba
 from .matrix import NUM_CLASSES
-from .model import ModelCache, predict
+from .metrics import compute_metrics, normalize_proba
+from .model import BACKBONES, ModelCache, predict
 
 
 class PeakMemory:
@@ -97,31 +97,31 @@ class _StepClock:
         return Clock()
 
 
-def base_row(cfg: CaseConfig) -> dict[str, Any]:
-    """The identifying part of a result row, known before anything runs."""
+def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
+    """The case's data variant and its training and test ``tf.data`` pipelines."""
     case = cfg.case
-    return {
-        "case_id": case.id, "table": case.table, "dataset": case.dataset,
-        "balance": case.balance, "split": case.split, "regularization": case.regularization,
-        "scale": cfg.scale, "seed": cfg.seed, "config": cfg.as_dict(),
-        "paper": dict(case.paper.as_dict(), source=case.paper.source),
-        "class_names": list(CLASS_NAMES[case.dataset]), "note": case.note,
-    }
-
-
-def run_case(cfg: CaseConfig, raw, models: ModelCache, *, backbone=None) -> CaseOutcome:
-    """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
-    case = cfg.case
-    started = provenance.now()
     variant = make_variant(raw, cfg)
     train = make_dataset(variant.x_train, variant.y_train, batch_size=case.batch_size,
                          training=True, seed=cfg.seed, augment=cfg.augment, hflip=cfg.hflip)
     test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
                         training=False, seed=cfg.seed)
-    model = models.get(case.head, weights=cfg.weights, seed=cfg.seed,
-                       learning_rate=case.learning_rate, jit_compile=cfg.xla,
-                       mixed_precision=cfg.mixed_precision,
-                       **({"backbone": backbone} if backbone else {}))
+    return variant, train, test
+
+
+def model_for(cfg: CaseConfig, models: ModelCache):
+    """The case's compiled model, as freshly built (from ``models`` when one can be reused)."""
+    case = cfg.case
+    return models.get(case.head, weights=cfg.weights, seed=cfg.seed,
+                      learning_rate=case.learning_rate, jit_compile=cfg.xla,
+                      mixed_precision=cfg.mixed_precision, backbone=BACKBONES[cfg.backbone])
+
+
+def run_case(cfg: CaseConfig, raw, models: ModelCache) -> CaseOutcome:
+    """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
+    case = cfg.case
+    started = provenance.now()
+    variant, train, test = make_inputs(cfg, raw)
+    model = model_for(cfg, models)
     # No keras.utils.set_random_seed here: it calls tf.random.set_seed, which clears TensorFlow's
     # kernel cache and costs a reused model 12-15 s on its next first step. Every random choice
     # of a case is already seeded: the model's init and generator states (ModelCache restores
@@ -142,8 +142,7 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, backbone=None) -> Case
     steady = (train_time - (clock.first_batch_end - clock.start)
               if clock.first_batch_end else None)
     images_after_first = n_train * cfg.epochs - min(case.batch_size, n_train)
-    row = base_row(cfg)
-    row.update({
+    row = schema.measured_row(cfg, **{
         "metrics": metrics,
         "train_time_s": train_time, "test_time_s": test_time,
         "first_step_s": (clock.first_batch_end - clock.start) if clock.first_batch_end else None,

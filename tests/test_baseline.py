@@ -13,7 +13,7 @@ from helpers import EXPERIMENTS, FAST
 
 from resnet_harness.baseline import (BaselineError, compare, expand_tolerances, load_baseline,
                                      parse_tolerance, save_baseline)
-from resnet_harness.metrics import SCALAR_METRICS
+from resnet_harness.schema import SCORES as SCALAR_METRICS
 from resnet_harness.__main__ import main
 
 ROW = {"metrics": {"accuracy": 0.70, "roc_auc_ovr_macro": 0.90}, "train_time_s": 100.0,
@@ -134,12 +134,17 @@ def test_resume_skips_finished_identical_cases(pytester):
 def test_resume_treats_rows_written_before_later_settings_as_their_defaults():
     from resnet_harness.config import RunConfig
     from resnet_harness.matrix import CASES
-    from resnet_harness.session import _comparable
+    from resnet_harness.config import comparable_config
 
     current = RunConfig().for_case(CASES[0]).as_dict()
-    older = {k: v for k, v in current.items() if k not in ("xla", "mixed_precision")}
-    assert _comparable(older) == _comparable(current)
-    assert _comparable(older) != _comparable(RunConfig(xla=True).for_case(CASES[0]).as_dict())
+    older = {k: v for k, v in current.items()
+             if k not in ("xla", "mixed_precision", "deterministic")}
+    assert comparable_config(older) == comparable_config(current)
+    assert comparable_config(older) != comparable_config(
+        RunConfig(xla=True).for_case(CASES[0]).as_dict())
+    # A row that did not record its data source is never taken for a run on other data.
+    no_source = {k: v for k, v in current.items() if k != "data_source"}
+    assert comparable_config(no_source) != comparable_config(current)
 
 
 def test_committed_reduced_baseline_loads_and_names_known_cases():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import FrozenInstanceError
+from pathlib import Path
 
 import pytest
 
@@ -135,20 +136,26 @@ def test_parse_backbone():
     bad(parse, "resnet18", "resnet50 or tiny")
 
 
+def test_parse_bool():
+    for value in ("1", "true", "YES", "on"):
+        assert cfg.parse_bool(value) is True
+    for value in ("0", "False", "no", "off"):
+        assert cfg.parse_bool(value) is False
+    bad(cfg.parse_bool, "maybe", "yes/no")
+
+
+def test_parse_path():
+    assert cfg.parse_path("reports") == Path("reports")
+    bad(cfg.parse_path, "", "empty path")
+    bad(cfg.parse_path, "  ", "empty path")
+
+
 def test_every_validator_is_tested():
     tested = {"parse_scale", "parse_positive_int", "parse_seed", "parse_weights",
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
-              "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap"}
+              "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
+              "parse_bool", "parse_path"}
     assert {name for name in dir(cfg) if name.startswith("parse_")} <= tested
-
-
-def test_env_default(monkeypatch):
-    monkeypatch.setenv("RESNET_HARNESS_SCALE", "paper")
-    monkeypatch.setenv("RESNET_HARNESS_SEED", "")
-    assert cfg.env_default("scale") == "paper"
-    assert cfg.env_default("seed") is None
-    monkeypatch.delenv("RESNET_HARNESS_EPOCHS", raising=False)
-    assert cfg.env_default("epochs") is None
 
 
 # ---------------------------------------------------------------------------------------------

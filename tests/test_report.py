@@ -19,8 +19,10 @@ import pytest
 
 from resnet_harness.__main__ import main
 from resnet_harness.matrix import CASES, CASES_BY_ID, get_case
-from resnet_harness.metrics import SCALAR_METRICS, compute_metrics
+from resnet_harness.metrics import compute_metrics
+from resnet_harness.schema import SCORES as SCALAR_METRICS
 from resnet_harness.report import build_report, cells, collect_rows, table, update_latest_link
+from resnet_harness import schema
 from resnet_harness.results import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,11 +80,11 @@ def make_row(case_id: str, *, rng_seed: int = 0, scale: str = "smoke",
 
 
 def failed_row(case_id: str) -> dict:
-    """A case that failed while loading data: no metrics, no times, no counts."""
+    """A case that raised while loading data (status "error"): no metrics, times or counts."""
     case = get_case(case_id)
     return {"case_id": case.id, "table": case.table, "dataset": case.dataset,
             "balance": case.balance, "split": case.split, "regularization": case.regularization,
-            "scale": "smoke", "seed": 0, "status": "failed", "error": FAIL_TEXT,
+            "scale": "smoke", "seed": 0, "status": "error", "error": FAIL_TEXT,
             "paper": dict(case.paper.as_dict(), source=case.paper.source),
             "provenance": {"finished_at": "2026-11-27T01:05:00+00:00"}}
 
@@ -126,10 +128,11 @@ def test_csv_has_one_line_per_case_with_the_rows_values(study):
     columns = list(pd.read_csv(paths["csv"]).columns)
     assert columns[:10] == list(table.ID_COLUMNS)
     expected = (list(SCALAR_METRICS) + [f"recall_class_{k}" for k in range(3)]
-                + [f"recall_c{k}" for k in range(10)] + list(table.RESOURCE_COLUMNS)
+                + [f"recall_c{k}" for k in range(10)]
+                + [f.name for f in schema.FIELDS if not f.in_metrics]
                 + [f"train_count_c{k}" for k in range(10)] + [f"test_count_c{k}" for k in range(10)]
                 + ["epochs", "weights", "train_samples", "test_samples"]
-                + [f"paper_{k}" for k in table.PAPER_KEYS])
+                + [f"paper_{k}" for k in schema.PAPER_KEYS])
     assert set(expected) <= set(columns)
     passed = [cid for cid, row in rows.items() if row["status"] == "passed"]
     assert len(passed) == len(CASES_BY_ID) - 2
@@ -144,7 +147,7 @@ def test_csv_has_one_line_per_case_with_the_rows_values(study):
             assert line[f"test_count_c{k}"] == 16
         assert line["train_samples"] == sum(row["train_counts"])
         assert line["peak_rss_mb"] == row["peak_rss_mb"]
-        for key in table.PAPER_KEYS:
+        for key in schema.PAPER_KEYS:
             if key in row["paper"]:
                 assert line[f"paper_{key}"] == row["paper"][key]
             else:
@@ -158,7 +161,7 @@ def test_csv_has_one_line_per_case_with_the_rows_values(study):
     assert csv.loc[T9_CIFAR_90, "paper_accuracy"] == 0.8577
     assert pd.isna(csv.loc[T9_CIFAR_90, "paper_roc_auc"])  # Table 9 reports no AUC
     failed = csv.loc[T7_FMNIST_BAL]
-    assert (failed["status"], failed["error"]) == ("failed", FAIL_TEXT)
+    assert (failed["status"], failed["error"]) == ("error", FAIL_TEXT)
     assert pd.isna(failed["accuracy"]) and pd.isna(failed["train_time_s"])
     unfinished = csv.loc[T10_DROP3]
     assert unfinished["status"] == "unfinished"
@@ -224,12 +227,12 @@ def test_html_is_self_contained_and_shows_results_beside_the_paper(study):
     for source in sources:
         assert source.startswith("data:image/png;base64,")
         assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert re.search(rf"passed: {len(CASES_BY_ID) - 2}<.*failed: 1<.*unfinished: 1<", html)
+    assert re.search(rf"passed: {len(CASES_BY_ID) - 2}<.*unfinished: 1<.*error: 1<", html)
     assert "<title>study &lt;all cases&gt;</title>" in html
     links = set(re.findall(r'href="#([^"]+)"', html))
     assert len(links) > len(CASES_BY_ID) and links <= set(re.findall(r'id="([^"]+)"', html))
     # The failed case is marked and its error escaped, never injected as markup.
-    assert re.search(rf'<tr class="failed"><td class="l"><a href="#[^"]*">{T7_FMNIST_BAL}<', html)
+    assert re.search(rf'<tr class="error"><td class="l"><a href="#[^"]*">{T7_FMNIST_BAL}<', html)
     assert "input &lt;32x32&gt; &amp; labels don&#x27;t match" in html
     assert "<32x32>" not in html
     unfinished = html[html.index('id="unfinished"'):]

@@ -9,8 +9,18 @@ from .sources import (CLASS_NAMES, DEBIAN_FASHION_MNIST, DataError, RawData, loa
                       load_local, synthetic)
 from .variants import Variant, expected_train_counts, make_variant
 
-__all__ = ["CLASS_NAMES", "DataError", "RawData", "Variant", "expected_train_counts",
-           "load_raw", "make_variant", "synthetic"]
+__all__ = ["CLASS_NAMES", "DataError", "RawData", "Variant", "default_cache_dir",
+           "expected_train_counts", "load_raw", "make_variant", "synthetic"]
+
+
+def default_cache_dir() -> Path:
+    """Where decoded image folders are cached: ``$RESNET_HARNESS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/resnet-harness`` (``~/.cache/resnet-harness``)."""
+    import os
+
+    base = os.environ.get("RESNET_HARNESS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "resnet-harness")
+    return Path(base)
 
 
 def load_raw(dataset: str, *, data_source: str = "auto", data_dir: Path | None = None,

@@ -9,13 +9,12 @@ rebuilt at any time without training and without TensorFlow::
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from resnet_harness import schema
 from resnet_harness.report import html, table
-from resnet_harness.results import RunFolder, atomic_write_bytes, find_rows
+from resnet_harness.results import RunFolder, find_rows
 
 __all__ = ["build_report", "collect_rows", "update_latest_link"]
 
@@ -28,13 +27,6 @@ def _folders(run_dirs: Sequence[Path | str]) -> list[RunFolder]:
             raise FileNotFoundError(f"run folder {path} does not exist or is not a folder")
         seen.setdefault(path.resolve(), RunFolder(path))
     return list(seen.values())
-
-
-def _started_info(folder: RunFolder, case_id: str) -> dict[str, Any]:
-    try:
-        return json.loads((folder.path / "started" / f"{case_id}.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -64,11 +56,11 @@ def collect_rows(run_dirs: Sequence[Path | str]) -> tuple[list[dict[str, Any]],
     """
     folders = _folders(run_dirs)
     infos = {str(f.path): f.run_info() for f in folders}
-    rows = [table.complete_row(row, infos[row["run_dir"]]) for row in find_rows(
+    rows = [schema.complete_row(row, infos[row["run_dir"]]) for row in find_rows(
         [f.path for f in folders])]
     for folder in folders:
         info = infos[str(folder.path)]
-        rows += [table.unfinished_row(case_id, folder.path, _started_info(folder, case_id), info)
+        rows += [schema.unfinished_row(case_id, folder.path, folder.started_info(case_id), info)
                  for case_id in folder.unfinished()]
     kept, superseded = _merge(rows)
     runs = [dict(path=str(f.path), **infos[str(f.path)]) for f in folders]
@@ -85,35 +77,15 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     Returns ``{"csv": path, "html": path}``.
     """
     rows, superseded, runs = collect_rows(run_dirs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = RunFolder(out_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
     frame = table.case_frame(rows)
-    csv_path = table.write_csv(frame, out / "results.csv")
-    html_path = html.write_report(out / "report.html", frame, rows, runs=runs,
+    csv_path = table.write_csv(frame, out.csv_path)
+    html_path = html.write_report(out.html_path, frame, rows, runs=runs,
                                   superseded=superseded, title=title)
     return {"csv": csv_path, "html": html_path}
 
 
 def update_latest_link(reports_root: Path | str, run_dir: Path | str) -> Path:
-    """Point ``reports_root/latest`` at ``run_dir`` with a relative symlink.
-
-    The link is swapped in atomically (a temporary link renamed over the old one), so readers
-    never see it missing. Where symlinks cannot be made (Windows without the privilege, some
-    network file systems) ``reports_root/latest.txt`` holding the run folder's path is written
-    instead. Returns the path written.
-    """
-    root, target = Path(reports_root), Path(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    link, temporary = root / "latest", root / f".latest.{os.getpid()}.tmp"
-    relative = os.path.relpath(target.resolve(), root.resolve())
-    try:
-        temporary.unlink(missing_ok=True)
-        os.symlink(relative, temporary, target_is_directory=True)
-        os.replace(temporary, link)
-    except (OSError, NotImplementedError):
-        temporary.unlink(missing_ok=True)
-        text = root / "latest.txt"
-        atomic_write_bytes(text, (str(target.resolve()) + "\n").encode("utf-8"))
-        return text
-    (root / "latest.txt").unlink(missing_ok=True)  # a stale fallback would contradict the link
-    return link
+    """Point ``reports_root/latest`` at ``run_dir`` (see :meth:`RunFolder.link_latest`)."""
+    return RunFolder(run_dir).link_latest(reports_root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..metrics import SCALAR_METRICS
+from ..schema import FIELDS, value
 from .cells import CSS, confusion_html
 
 
@@ -14,11 +14,10 @@ def pytest_html_extras(row: dict[str, Any]) -> list[dict[str, Any]]:
     from pytest_html import extras
 
     metrics = row.get("metrics") or {}
-    figures = [(name, metrics.get(name)) for name in SCALAR_METRICS] + [
-        (name, row.get(name)) for name in ("train_time_s", "test_time_s", "peak_rss_mb")]
     cells = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{'-' if value is None else f'{value:.4f}'}</td></tr>"
-        for name, value in figures)
+        f"<tr><td>{html.escape(field.name)}</td>"
+        f"<td>{html.escape(field.format(value(row, field.name)))}</td></tr>"
+        for field in FIELDS if field.better)
     out = [extras.html(f"<table class='harness-metrics'>{cells}</table>")]
     if metrics.get("confusion_matrix"):
         out.append(extras.html(f"<style>{CSS}</style>" + confusion_html(

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from resnet_harness.metrics import PAPER_METRIC, SCALAR_METRICS
+from resnet_harness.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC
 from resnet_harness.report import cells, plots
 from resnet_harness.report.table import (NUM_CLASSES, RESOURCE_KEYS, case_order, flatten_row,
                                          paper_tables)
@@ -80,7 +80,9 @@ def fmt_paper(value: Any) -> str:
 
 
 def _resource(key: str) -> bool:
-    return key in RESOURCE_KEYS or key.endswith(("_s", "_mb"))
+    # A paper key (memory_mb) or our field name: not a 0..1 score, so 2 decimals.
+    field = FIELDS_BY_NAME.get(PAPER_METRIC.get(key, key))
+    return key in RESOURCE_KEYS or (field is not None and field.kind != "score")
 
 
 def _diff_cell(diff: Any, paper: Any, key: str) -> str:
@@ -323,7 +325,7 @@ def _get(per_class: dict[str, Any], key: str, k: int) -> Any:
 
 def _metric_table(line: pd.Series) -> str:
     by_ours = {ours: paper for paper, ours in PAPER_METRIC.items()}
-    keys = list(SCALAR_METRICS) + ["train_time_s", "test_time_s", "peak_rss_mb", "peak_gpu_mb"]
+    keys = [field.name for field in FIELDS if field.better]
     lines = []
     for key in keys:
         paper_key = by_ours.get(key)

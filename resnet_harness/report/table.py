@@ -12,22 +12,20 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from resnet_harness import matrix
-from resnet_harness.metrics import PAPER_METRIC, SCALAR_METRICS
+from resnet_harness import matrix, schema
+from resnet_harness.schema import FIELDS, PAPER_KEYS, PAPER_METRIC
 
 NUM_CLASSES = matrix.NUM_CLASSES
 ID_COLUMNS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
               "seed", "status", "error")
-RESOURCE_COLUMNS = ("train_time_s", "test_time_s", "peak_rss_mb", "peak_gpu_mb")
-PAPER_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "train_time_s", "test_time_s",
-              "memory_mb")
 SCALE_RANK = {"smoke": 0, "reduced": 1, "paper": 2}
-# Lower is better for these paper keys; everything else is a score where higher is better.
-RESOURCE_KEYS = ("train_time_s", "test_time_s", "memory_mb")
+# Paper keys where lower is better (the figure our field of that key says so).
+RESOURCE_KEYS = tuple(key for key in PAPER_KEYS
+                      if schema.FIELDS_BY_NAME[PAPER_METRIC[key]].better == "lower")
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
-_INTEGER_COLUMNS = ("seed", "auc_classes", "epochs", "train_samples", "test_samples")
+_INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind == "count")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "paper_source", "reduced_classes", "bounds_violations",
                  "baseline_regressions", "baseline_improvements", "finished_at", "run_dir")
@@ -50,49 +48,9 @@ def _parse_time(stamp: Any) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def complete_row(row: dict[str, Any], run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A copy of ``row`` with the case's identity and paper figures filled in from the matrix.
-
-    Corrupt or unfinished rows carry little more than a case id; the matrix knows the rest, so
-    such rows still land in the right place of every table.
-    """
-    out = dict(row)
-    case = matrix.CASES_BY_ID.get(str(row.get("case_id")))
-    if case is not None:
-        for key in ("table", "dataset", "balance", "split", "regularization"):
-            out.setdefault(key, getattr(case, key))
-        if not out.get("paper"):
-            out["paper"] = dict(case.paper.as_dict(), source=case.paper.source)
-    for key in ("scale", "seed"):
-        if out.get(key) is None and run_info and run_info.get(key) is not None:
-            out[key] = run_info[key]
-    return out
-
-
-def unfinished_row(case_id: str, run_dir: Path | str, info: dict[str, Any] | None = None,
-                   run_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The row shown for a case that started and never wrote its result (the process died)."""
-    info = info or {}
-    row = {"case_id": case_id, "status": "unfinished", "run_dir": str(run_dir),
-           "error": "started but never finished (the process died inside this case)",
-           "scale": info.get("scale"), "seed": info.get("seed"),
-           "provenance": {"started_at": info.get("started_at"), "worker": info.get("worker")}}
-    return complete_row(row, run_info)
-
-
 def _list(value: Any, length: int = NUM_CLASSES) -> list[Any]:
     values = list(value) if isinstance(value, (list, tuple)) else []
     return (values + [None] * length)[:length]
-
-
-def _number(value: Any) -> float | None:
-    # Non-finite floats were stored as null or as the strings "inf"/"-inf".
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -106,17 +64,16 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     reduced = [int(k) for k in row.get("reduced_classes") or []]
 
     flat: dict[str, Any] = {key: row.get(key) for key in ID_COLUMNS}
-    flat.update({name: _number(metrics.get(name)) for name in SCALAR_METRICS})
-    flat["auc_classes"] = metrics.get("auc_classes")
+    flat.update({f.name: _number(schema.value(row, f.name)) for f in FIELDS})
+    # Sample sizes from the counts (also for older rows that did not store them).
+    flat["train_samples"] = _total(row.get("train_counts"))
+    flat["test_samples"] = _total(row.get("test_counts"))
     flat.update({f"recall_class_{k}": _number(recall[k]) for k in reduced if k < NUM_CLASSES})
     flat.update({f"recall_c{k}": _number(recall[k]) for k in range(NUM_CLASSES)})
-    flat.update({name: _number(row.get(name)) for name in RESOURCE_COLUMNS})
     flat.update({f"train_count_c{k}": train_counts[k] for k in range(NUM_CLASSES)})
     flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
     flat["epochs"] = config.get("epochs")
     flat["weights"] = config.get("weights")
-    flat["train_samples"] = _total(row.get("train_counts"))
-    flat["test_samples"] = _total(row.get("test_counts"))
     flat.update({f"paper_{key}": _number(paper.get(key)) for key in PAPER_KEYS})
     flat["paper_source"] = paper.get("source")
     flat["reduced_classes"] = " ".join(str(k) for k in reduced)
@@ -143,7 +100,7 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     reduced = sorted({int(c[len("recall_class_"):]) for r in records for c in r
                       if c.startswith("recall_class_")})
     template = flatten_row({})
-    head = list(ID_COLUMNS) + list(SCALAR_METRICS) + ["auc_classes"]
+    head = list(ID_COLUMNS) + list(schema.SCORES) + ["auc_classes"]
     columns = head + [f"recall_class_{k}" for k in reduced] + \
         [c for c in template if c not in head]
     frame = pd.DataFrame.from_records(records, columns=columns)
@@ -209,6 +166,10 @@ def measured_and_paper(picked: pd.DataFrame, case: matrix.Case, key: str) -> tup
     if math.isnan(paper):
         paper = _float(case.paper.as_dict().get(key))
     return measured, paper
+
+
+def _number(value: Any) -> float | None:
+    return schema.as_number(value)
 
 
 def _float(value: Any) -> float:

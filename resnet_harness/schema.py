@@ -1,0 +1,265 @@
+"""The result row: one registry of its measured fields, the keys a row may hold, the builders of
+every kind of row, and the check that reads one back.
+
+Everything that shows or compares a figure -- ``results.csv``, the baseline comparison, the
+terminal summary, the report's tables and the pytest-html extras -- iterates :data:`FIELDS`, so
+adding a metric means one :class:`Field` entry here plus the code that computes it (in
+``metrics.compute_metrics`` for a score of the predictions, in ``runner`` for anything else).
+
+A row is a JSON object. :func:`validate_row` refuses an unknown or missing key, naming the file,
+so a mistyped key fails where it is written or read instead of showing as "—" in the report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields as dataclass_fields
+from typing import Any, Mapping
+
+from .matrix import CASES_BY_ID, Case, PaperFigures
+
+SCHEMA_VERSION = 2  # 1: rows before the registry; same keys, read as they are
+
+
+@dataclass(frozen=True)
+class Field:
+    """One measured figure of a row.
+
+    ``kind`` is ``score`` (0..1, from the predictions), ``time`` (seconds), ``memory`` (MB),
+    ``rate`` (images per second) or ``count``. ``tolerance`` says how a baseline comparison
+    treats it: ``absolute`` (a score may drop by at most that much) or ``relative`` (a share of
+    the baseline value); ``None`` keeps it out of baseline comparisons.
+    """
+
+    name: str
+    kind: str
+    better: str | None  # "higher" | "lower" | None (no direction)
+    fmt: str = ".4f"
+    tolerance: str | None = None
+    default_tolerance: float | None = None
+    paper_key: str | None = None  # the PaperFigures attribute it is compared with
+    in_metrics: bool = False  # lives in row["metrics"] (a pure function of the predictions)
+    label: str | None = None  # column title in the terminal summary; None: not shown there
+    doc: str = ""
+
+    def format(self, value: Any) -> str:
+        """``value`` as shown in the terminal and the extras; "-" when missing."""
+        number = as_number(value)
+        return "-" if number is None else format(number, self.fmt)
+
+    def is_better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is better than ``b`` for this field (never, without a direction)."""
+        return (a > b) if self.better == "higher" else (a < b) if self.better == "lower" else False
+
+
+def _score(name: str, paper_key: str | None = None, label: str | None = None, doc: str = ""):
+    return Field(name, "score", "higher", ".3f", "absolute", 0.05, paper_key, True, label, doc)
+
+
+# The order here is the order of the CSV columns, the summary and the report's metric tables.
+FIELDS: tuple[Field, ...] = (
+    _score("accuracy", "accuracy", "acc"),
+    _score("balanced_accuracy", None, "bal_acc", "mean per-class recall"),
+    # The paper does not say how it averaged precision/recall/F1; macro is compared with it.
+    _score("precision_macro", "precision"),
+    _score("recall_macro", "recall"),
+    _score("f1_macro", "f1", "f1_mac"),
+    _score("precision_weighted"),
+    _score("recall_weighted"),
+    _score("f1_weighted"),
+    _score("roc_auc_ovr_macro", "roc_auc", "auc", "one-vs-rest, macro over present classes"),
+    Field("auc_classes", "count", None, "d", in_metrics=True,
+          doc="classes present in the test labels, over which the AUC is averaged"),
+    # Noisy on shared machines: relative tolerances (1.0 = may take twice as long).
+    Field("train_time_s", "time", "lower", ".1f", "relative", 1.0, "train_time_s",
+          label="train_s", doc="wall time of fit, graph tracing of the first step included"),
+    Field("test_time_s", "time", "lower", ".1f", "relative", 1.0, "test_time_s",
+          label="test_s", doc="wall time of predicting the test set"),
+    Field("first_step_s", "time", "lower", ".1f",
+          doc="first training step, i.e. graph tracing: depends on run order"),
+    Field("train_images_per_s", "rate", "higher", ".1f",
+          doc="training throughput after the first step"),
+    Field("test_images_per_s", "rate", "higher", ".1f"),
+    Field("peak_rss_mb", "memory", "lower", ".0f", "relative", 0.25, "memory_mb",
+          label="peak_MB", doc="peak resident memory of the process while training"),
+    Field("peak_gpu_mb", "memory", "lower", ".0f", doc="TensorFlow's peak GPU memory"),
+    Field("train_samples", "count", None, "d"),
+    Field("test_samples", "count", None, "d"),
+)
+FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+SCORES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "score")
+# Paper figure name -> our field compared with it (our macro averages for precision/recall/F1).
+PAPER_METRIC: dict[str, str] = {f.paper_key: f.name for f in FIELDS if f.paper_key}
+PAPER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclass_fields(PaperFigures)
+                                    if f.name != "source")
+DEFAULT_TOLERANCES: dict[str, float] = {f.name: f.default_tolerance for f in FIELDS
+                                        if f.tolerance}
+SUMMARY_FIELDS: tuple[Field, ...] = tuple(f for f in FIELDS if f.label)
+STATUSES = ("passed", "failed", "error", "unfinished", "corrupt")
+
+# Keys a row may hold besides the fields above. Identity: known before a case runs.
+IDENTITY_KEYS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
+                 "seed", "config", "paper", "class_names", "note")
+RESULT_KEYS = ("metrics", "train_counts", "test_counts", "counts_before_imbalance",
+               "reduced_classes", "removal_fraction", "data_source", "provenance")
+VERDICT_KEYS = ("status", "error", "bounds", "baseline")
+OPTIONAL_KEYS = ("traceback", "predictions_file", "schema",
+                 # added when read: the folder a row came from, and the row that replaced it
+                 "run_dir", "replaced_by")
+_TOP_LEVEL_FIELDS = tuple(f.name for f in FIELDS if not f.in_metrics)
+KNOWN_KEYS = frozenset(IDENTITY_KEYS + RESULT_KEYS + VERDICT_KEYS + OPTIONAL_KEYS
+                       + _TOP_LEVEL_FIELDS)
+REQUIRED = {
+    "passed": ("case_id", "scale", "seed", "config", "status", "metrics", "train_counts",
+               "test_counts", "train_time_s", "test_time_s", "peak_rss_mb"),
+    "error": ("case_id", "scale", "seed", "status", "error"),
+    "unfinished": ("case_id", "status"),
+    "corrupt": ("case_id", "status", "error"),
+}
+REQUIRED["failed"] = REQUIRED["passed"]
+
+
+class RowError(ValueError):
+    """A row that is not a result row of this harness; the message names its file."""
+
+
+def as_number(value: Any) -> float | None:
+    """A finite or infinite float from a stored value; None for missing, NaN, text or bools.
+
+    Non-finite floats are stored as null or as the strings "inf"/"-inf".
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def value(row: Mapping[str, Any], name: str) -> Any:
+    """The stored value of field ``name`` in ``row`` (None when absent)."""
+    field = FIELDS_BY_NAME[name]
+    holder = (row.get("metrics") or {}) if field.in_metrics else row
+    return holder.get(name) if isinstance(holder, Mapping) else None
+
+
+def numbers(row: Mapping[str, Any], names=None) -> dict[str, float]:
+    """``{field: float}`` for every field of ``names`` (default all) that ``row`` has as a number."""
+    out = {}
+    for name in names or FIELDS_BY_NAME:
+        number = as_number(value(row, name))
+        if number is not None:
+            out[name] = number
+    return out
+
+
+def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
+    """``row`` itself when it is a well-formed result row, else :class:`RowError` naming
+    ``source`` (a file path) and what is wrong."""
+    if not isinstance(row, dict):
+        raise RowError(f"{source}: a result row must be a JSON object, found "
+                       f"{type(row).__name__}")
+    unknown = sorted(set(row) - KNOWN_KEYS)
+    if unknown:
+        raise RowError(f"{source}: unknown row keys {', '.join(unknown)}; register them in "
+                       "resnet_harness/schema.py or remove them")
+    status = row.get("status")
+    if status not in STATUSES:
+        raise RowError(f"{source}: status {status!r} is not one of {', '.join(STATUSES)}")
+    missing = [key for key in REQUIRED[status] if key not in row]
+    if missing:
+        raise RowError(f"{source}: a {status} row lacks {', '.join(missing)}")
+    if not isinstance(row["case_id"], str) or not row["case_id"]:
+        raise RowError(f"{source}: case_id must be a non-empty string")
+    for key in ("config", "paper", "metrics", "provenance", "bounds", "baseline"):
+        if row.get(key) is not None and not isinstance(row[key], dict):
+            raise RowError(f"{source}: {key} must be an object, found {type(row[key]).__name__}")
+    for key in ("train_counts", "test_counts", "counts_before_imbalance", "reduced_classes"):
+        counts = row.get(key)
+        if counts is not None and not (isinstance(counts, list) and all(
+                isinstance(c, int) and not isinstance(c, bool) for c in counts)):
+            raise RowError(f"{source}: {key} must be a list of integers")
+    for field in FIELDS:
+        stored = value(row, field.name)
+        if stored is not None and as_number(stored) is None and stored not in ("inf", "-inf") \
+                and not (isinstance(stored, float) and math.isnan(stored)):
+            raise RowError(f"{source}: {field.name} must be a number, found {stored!r}")
+    return row
+
+
+# -- builders ------------------------------------------------------------------------------------
+
+def paper_figures(case: Case) -> dict[str, Any]:
+    """What the paper reports for ``case``, as stored in a row (``source`` names its tables)."""
+    return dict(case.paper.as_dict(), source=case.paper.source)
+
+
+def identity(cfg) -> dict[str, Any]:
+    """The identifying part of a row, known before anything runs (``cfg``: a ``CaseConfig``)."""
+    from .data.sources import CLASS_NAMES  # data imports nothing heavy; kept lazy for clarity
+
+    case = cfg.case
+    return {
+        "case_id": case.id, "table": case.table, "dataset": case.dataset,
+        "balance": case.balance, "split": case.split, "regularization": case.regularization,
+        "scale": cfg.scale, "seed": cfg.seed, "config": cfg.as_dict(),
+        "paper": paper_figures(case), "class_names": list(CLASS_NAMES[case.dataset]),
+        "note": case.note,
+    }
+
+
+def measured_row(cfg, **measured: Any) -> dict[str, Any]:
+    """A finished case's row before its verdict: identity plus what the run measured.
+
+    ``measured`` keys must be known row keys: a typo fails here, not silently in the report.
+    """
+    row = dict(identity(cfg), **measured)
+    unknown = sorted(set(measured) - KNOWN_KEYS)
+    if unknown:
+        raise RowError(f"runner: unknown row keys {', '.join(unknown)}; register them in "
+                       "resnet_harness/schema.py")
+    return row
+
+
+def error_row(cfg, message: str, trace: str | None = None,
+              provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row of a case that raised: identity, the one-line error and the traceback."""
+    return dict(identity(cfg), status="error", error=message, traceback=trace,
+                provenance=provenance or {})
+
+
+def unfinished_row(case_id: str, run_dir: Any, info: Mapping[str, Any] | None = None,
+                   run_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The row shown for a case that started and never wrote its result (the process died)."""
+    info = info or {}
+    row = {"case_id": case_id, "status": "unfinished", "run_dir": str(run_dir),
+           "error": "started but never finished (the process died inside this case)",
+           "scale": info.get("scale"), "seed": info.get("seed"),
+           "provenance": {"started_at": info.get("started_at"), "worker": info.get("worker")}}
+    return complete_row(row, run_info)
+
+
+def corrupt_row(case_id: str, message: str) -> dict[str, Any]:
+    """The row shown for a case file that could not be read as a row."""
+    return complete_row({"case_id": case_id, "status": "corrupt", "error": message})
+
+
+def complete_row(row: Mapping[str, Any],
+                 run_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of ``row`` with the case's identity and paper figures filled in from the matrix.
+
+    Corrupt or unfinished rows carry little more than a case id; the matrix knows the rest, so
+    such rows still land in the right place of every table.
+    """
+    out = dict(row)
+    case = CASES_BY_ID.get(str(row.get("case_id")))
+    if case is not None:
+        for key in ("table", "dataset", "balance", "split", "regularization"):
+            out.setdefault(key, getattr(case, key))
+        if not out.get("paper"):
+            out["paper"] = paper_figures(case)
+    for key in ("scale", "seed"):
+        if out.get(key) is None and run_info and run_info.get(key) is not None:
+            out[key] = run_info[key]
+    return out

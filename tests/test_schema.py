@@ -1,0 +1,127 @@
+"""The row schema: one registry from which every consumer derives its fields, builders, and the
+check that refuses unknown, missing or mistyped keys, naming the file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from resnet_harness import schema
+from resnet_harness.baseline import DEFAULT_TOLERANCES, measured_values
+from resnet_harness.config import RunConfig
+from resnet_harness.matrix import CASES
+from resnet_harness.metrics import compute_metrics
+from resnet_harness.report import build_report, table
+from resnet_harness.report.extras import pytest_html_extras
+from resnet_harness.results import RunFolder
+from resnet_harness.summary import summary_lines
+
+CFG = RunConfig(data_source="synthetic").for_case(CASES[0])
+
+
+def passed_row(**extra) -> dict:
+    rng = np.random.default_rng(0)
+    y_true = np.repeat(np.arange(10), 8)
+    proba = rng.dirichlet(np.ones(10), size=len(y_true))
+    measured = {
+        "metrics": compute_metrics(y_true, proba, 10), "train_time_s": 3.5, "test_time_s": 0.5,
+        "first_step_s": 1.0, "train_images_per_s": 50.0, "test_images_per_s": 160.0,
+        "peak_rss_mb": 900.0, "peak_gpu_mb": None, "train_samples": 80, "test_samples": 80,
+        "train_counts": [8] * 10, "test_counts": [8] * 10, "counts_before_imbalance": [8] * 10,
+        "reduced_classes": [], "removal_fraction": 0.0, "data_source": "synthetic",
+        "provenance": {"finished_at": "2026-11-27T00:00:00+00:00"}}
+    measured.update(extra)
+    return dict(schema.measured_row(CFG, **measured), status="passed", error=None)
+
+
+def test_scores_in_the_registry_are_what_compute_metrics_computes():
+    metrics = compute_metrics(np.arange(10), np.eye(10), 10)
+    in_metrics = [f.name for f in schema.FIELDS if f.in_metrics]
+    assert set(in_metrics) <= set(metrics)
+    assert all(isinstance(metrics[name], (int, float)) for name in in_metrics)
+
+
+def test_every_consumer_derives_its_fields_from_the_registry(tmp_path):
+    row = passed_row()
+    folder = RunFolder(tmp_path / "run").create({})
+    folder.write_row(row)
+    paths = build_report([folder.path], folder.path)
+    columns = list(pd.read_csv(paths["csv"]).columns)
+    for field in schema.FIELDS:
+        assert field.name in columns  # the CSV
+    assert set(DEFAULT_TOLERANCES) == {f.name for f in schema.FIELDS if f.tolerance}
+    assert set(measured_values(row)) == set(DEFAULT_TOLERANCES)  # the baseline comparison
+    header = summary_lines(folder)[0].split()
+    assert [f.label for f in schema.SUMMARY_FIELDS] == header[2:]  # the terminal summary
+    pytest.importorskip("pytest_html")
+    extras = pytest_html_extras(row)[0]["content"]
+    for field in schema.FIELDS:
+        assert (f"<td>{field.name}</td>" in extras) == bool(field.better)  # pytest-html
+    paper_columns = [c for c in columns if c.startswith("paper_")]
+    assert paper_columns == [f"paper_{k}" for k in schema.PAPER_KEYS] + ["paper_source"]
+    assert set(schema.PAPER_METRIC.values()) <= set(columns)
+    assert set(table.RESOURCE_KEYS) == {"train_time_s", "test_time_s", "memory_mb"}
+
+
+def test_a_typo_in_a_measured_key_fails_where_it_is_written():
+    with pytest.raises(schema.RowError, match="unknown row keys train_tme_s"):
+        schema.measured_row(CFG, train_tme_s=1.0)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "must be a JSON object, found list"),
+    ('"text"', "must be a JSON object, found str"),
+    ("{}", "status None is not one of"),
+    ('{"case_id": "x", "status": "passed"}', "a passed row lacks scale, seed, config, metrics"),
+    ('{"case_id": "x", "status": "error", "scale": "smoke", "seed": 0, "error": "e", '
+     '"colour": 1}', "unknown row keys colour"),
+    ('{"case_id": "x", "status": "error", "scale": "smoke", "seed": 0, "error": "e", '
+     '"metrics": "high"}', "metrics must be an object, found str"),
+    ('{"case_id": "x", "status": "error", "scale": "smoke", "seed": 0, "error": "e", '
+     '"train_time_s": "slow"}', "train_time_s must be a number, found 'slow'"),
+    ('{"case_id": "x", "status": "error", "scale": "smoke", "seed": 0, "error": "e", '
+     '"train_counts": [1, "2"]}', "train_counts must be a list of integers"),
+    ('{"case_id": 3, "status": "unfinished"}', "case_id must be a non-empty string"),
+    ("{not json", "cannot read"),
+])
+def test_reading_a_bad_row_names_the_file_and_the_problem(tmp_path, content, message):
+    folder = RunFolder(tmp_path / "run").create({})
+    path = folder.cases_dir / "table7-cifar10-balanced-split_orig-reg_none.json"
+    path.write_text(content)
+    with pytest.raises(schema.RowError) as exc:
+        folder.row(path.stem)
+    assert str(path) in str(exc.value) and message in str(exc.value)
+    (corrupt,) = folder.rows()  # the report's reading: a corrupt row, never an exception
+    assert corrupt["status"] == "corrupt" and message in corrupt["error"]
+    assert corrupt["table"] == "table7"  # completed from the matrix, so it lands in its table
+
+
+def test_rows_round_trip_through_the_folder(tmp_path):
+    folder = RunFolder(tmp_path / "run").create({})
+    row = passed_row()
+    folder.write_row(row)
+    stored = folder.row(row["case_id"])
+    assert stored["schema"] == schema.SCHEMA_VERSION
+    assert json.loads(json.dumps(row, default=str))["metrics"]["accuracy"] == \
+        stored["metrics"]["accuracy"]
+    error = schema.error_row(CFG, "DataError: no data", "trace")
+    folder.write_row(error)
+    assert folder.row(CFG.case.id)["status"] == "error"
+
+
+def test_writing_a_malformed_row_is_refused(tmp_path):
+    folder = RunFolder(tmp_path / "run").create({})
+    with pytest.raises(schema.RowError, match="unknown row keys accuracy_typo"):
+        folder.write_row(dict(passed_row(), accuracy_typo=1.0))
+    assert not list(folder.cases_dir.glob("*.json"))
+
+
+def test_field_format_and_direction():
+    accuracy, time = schema.FIELDS_BY_NAME["accuracy"], schema.FIELDS_BY_NAME["train_time_s"]
+    assert accuracy.format(0.12345) == "0.123" and accuracy.format(None) == "-"
+    assert time.format("inf") == "inf" and time.format(12.34) == "12.3"
+    assert accuracy.is_better(0.5, 0.4) and time.is_better(1.0, 2.0)
+    assert not schema.FIELDS_BY_NAME["train_samples"].is_better(2, 1)
