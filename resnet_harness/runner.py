@@ -154,7 +154,7 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache) -> CaseOutcome:
         "counts_before_imbalance": variant.counts_before_imbalance,
         "reduced_classes": list(variant.reduced_classes),
         "removal_fraction": variant.removal_fraction,
-        "data_source": variant.source,
+        "data_source": variant.source, "data_fingerprint": raw.fingerprint,
         "provenance": dict(provenance.host(), versions=provenance.versions(),
                            device=provenance.device(), git_commit=provenance.git_commit(),
                            started_at=started, finished_at=provenance.now()),

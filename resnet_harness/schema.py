@@ -101,7 +101,8 @@ STATUSES = ("passed", "failed", "error", "unfinished", "corrupt")
 IDENTITY_KEYS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
                  "seed", "config", "paper", "class_names", "note")
 RESULT_KEYS = ("metrics", "train_counts", "test_counts", "counts_before_imbalance",
-               "reduced_classes", "removal_fraction", "data_source", "provenance")
+               "reduced_classes", "removal_fraction", "data_source", "data_fingerprint",
+               "provenance")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
 OPTIONAL_KEYS = ("traceback", "predictions_file", "schema",
                  # added when read: the folder a row came from, and the row that replaced it

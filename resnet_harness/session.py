@@ -183,13 +183,19 @@ class HarnessSession:
         return row
 
     def _skip_if_finished(self, case_cfg: CaseConfig) -> None:
+        """Skip a case whose row in the resumed folder passed with everything that can change
+        its result equal: scale, seed, configuration and the data's fingerprint."""
         try:
             row = self.folder.row(case_cfg.case.id)
         except RowError:
             return  # a corrupt row is run again
-        if row is not None and row["status"] == "passed" and row.get("scale") == case_cfg.scale \
-                and row.get("seed") == case_cfg.seed \
-                and comparable_config(row.get("config")) == comparable_config(case_cfg.as_dict()):
+        if row is None or row["status"] != "passed":
+            return
+        stored = (row.get("scale"), row.get("seed"), comparable_config(row.get("config")),
+                  row.get("data_fingerprint"))
+        wanted = (case_cfg.scale, case_cfg.seed, comparable_config(case_cfg.as_dict()),
+                  self.raw_data(case_cfg.case.dataset).fingerprint)
+        if stored == wanted:
             pytest.skip(f"resumed: {case_cfg.case.id} already passed in {self.folder.path}")
 
     # -- end of run ------------------------------------------------------------------------------

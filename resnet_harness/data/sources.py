@@ -47,6 +47,19 @@ class RawData:
     y_test: np.ndarray
     source: str  # where it came from, for the result row
 
+    @property
+    def fingerprint(self) -> str:
+        """A digest of every image and label (and the split's shapes), computed once: two runs
+        with the same fingerprint trained and tested on the same data (~0.2 s for CIFAR-10)."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            digest = hashlib.blake2b(digest_size=16)
+            for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+                digest.update(repr((array.dtype.str, array.shape)).encode())
+                digest.update(np.ascontiguousarray(array).data)
+            cached = self.__dict__["_fingerprint"] = digest.hexdigest()
+        return cached
+
     def validate(self, dataset: str) -> "RawData":
         """Check dtypes, shapes and label range; raise :class:`DataError` naming the problem."""
         shape = NATIVE_SHAPE[dataset]
