@@ -30,6 +30,13 @@ OPTIONS = (
     ("--max-test-samples", "max_test_samples", cfg.parse_sample_cap,
      "cap the test set (stratified subset)"),
     ("--seed", "seed", cfg.parse_seed, "seed of every random choice (default 0)"),
+    ("--seeds", "seeds", cfg.parse_seeds,
+     "run every case once per seed, the seed in its id (-seed3): 0,1,2,3,4 or 0-4"),
+    ("--comparison", "comparison", cfg.parse_comparison,
+     "study (default: each arm as the paper ran it) or controlled (Table 7's imbalanced arm "
+     "with its balanced arm's head, epochs and augmentation)"),
+    ("--equivalence-delta", "equivalence_delta", cfg.parse_delta,
+     "margin within which two arms count as equivalent in comparisons (default 0.01)"),
     ("--weights", "weights", cfg.parse_weights,
      "imagenet, none (random init) or PATH of a ResNet50 notop weights file"),
     ("--data-source", "data_source", cfg.parse_data_source,
@@ -187,6 +194,15 @@ def case_param(case: Case):
     if case.tolerances:
         marks.append(pytest.mark.tolerance(**dict(case.tolerances)))
     return pytest.param(case, id=case.id, marks=marks)
+
+
+def case_params(config: pytest.Config) -> list:
+    """``pytest.param`` of every case this session runs (each seed of ``--seeds`` its own)."""
+    from .matrix import CASES
+
+    session = config.stash.get(SESSION_KEY, None)
+    cases = session.run.cases() if session is not None else list(CASES)
+    return [case_param(case) for case in cases]
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ class HarnessSession:
             self.folder.create(self._run_info())
         self.ran_cases = True
         self.folder.mark_started(case.id, {"started_at": provenance.now(), "scale": self.run.scale,
-                                           "seed": self.run.seed,
+                                           "seed": case_cfg.seed,
                                            "worker": provenance.host()["worker"]})
         try:
             self._prepare_tensorflow()
@@ -260,7 +260,7 @@ ROW_KEY = pytest.StashKey[dict]()
 
 
 # Settings added after rows were first written; a stored config without them had these values.
-_LATER_SETTINGS = {"xla": False, "mixed_precision": False}
+_LATER_SETTINGS = {"xla": False, "mixed_precision": False, "recipe": "study"}
 
 
 def _comparable(config: dict[str, Any] | None) -> Any:

@@ -57,7 +57,7 @@ def complete_row(row: dict[str, Any], run_info: dict[str, Any] | None = None) ->
     such rows still land in the right place of every table.
     """
     out = dict(row)
-    case = matrix.CASES_BY_ID.get(str(row.get("case_id")))
+    case = matrix.find_case(str(row.get("case_id")))
     if case is not None:
         for key in ("table", "dataset", "balance", "split", "regularization"):
             out.setdefault(key, getattr(case, key))
@@ -162,7 +162,7 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 def case_order(case_id: Any, scale: Any = None) -> tuple[int, str, int]:
     """Sort key: the matrix's order (Tables 7, 9, 10), unknown ids last, then by scale."""
-    position = _ORDER.get(str(case_id), len(_ORDER))
+    position = _ORDER.get(matrix.split_seed(str(case_id))[0], len(_ORDER))
     return position, str(case_id), SCALE_RANK.get(scale, -1) if isinstance(scale, str) else -1
 
 
