@@ -247,6 +247,10 @@ class HarnessSession:
         terminalreporter.section("resnet-harness")
         for line in summary_lines(self.folder):
             terminalreporter.write_line(line)
+        from .claims import summary_lines as claim_lines
+
+        for line in claim_lines(self.folder.rows(), self.run.equivalence_delta):
+            terminalreporter.write_line(line)
         if self.report_paths:
             terminalreporter.write_line(f"report: {self.report_paths['html']}")
             terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")

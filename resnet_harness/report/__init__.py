@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from resnet_harness import claims
 from resnet_harness.report import html, table
 from resnet_harness.results import RunFolder, atomic_write_bytes, find_rows
 
@@ -89,6 +90,7 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     out.mkdir(parents=True, exist_ok=True)
     frame = table.case_frame(rows)
     csv_path = table.write_csv(frame, out / "results.csv")
+    claims.write_claims(rows, out, claims.delta_of(runs))
     html_path = html.write_report(out / "report.html", frame, rows, runs=runs,
                                   superseded=superseded, title=title)
     return {"csv": csv_path, "html": html_path}
