@@ -132,10 +132,13 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = LEV
     summary = seed_summary(diffs, level)
     if summary.n < 2:
         return Paired(summary.n, summary.mean, math.nan, math.nan, math.nan)
-    if summary.std == 0:
+    if summary.std <= 1e-12 * max(1.0, abs(summary.mean)):  # rounding noise only
         return Paired(summary.n, summary.mean, summary.mean, summary.mean,
-                      1.0 if summary.mean == 0 else 0.0)
-    p_value = float(sps.ttest_1samp(diffs, 0.0).pvalue)
+                      1.0 if abs(summary.mean) <= 1e-12 else 0.0)
+    # The paired t-test (scipy.stats.ttest_1samp on the differences), written out so that
+    # the same standard error gives the interval and the p-value.
+    t = summary.mean / (summary.std / math.sqrt(summary.n))
+    p_value = float(2 * sps.t.sf(abs(t), summary.n - 1))
     return Paired(summary.n, summary.mean, summary.low, summary.high, p_value)
 
 
