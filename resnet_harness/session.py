@@ -177,6 +177,9 @@ class HarnessSession:
         from .baseline import DEFAULT_TOLERANCES, SCORES, compare, expand_tolerances
 
         base = self.baseline.get((case.id, row["scale"]))
+        recipe = base.get("recipe") if base is not None else None
+        if isinstance(recipe, str) and recipe != row["config"].get("recipe", "study"):
+            base = None  # --comparison controlled changed this case's recipe: not comparable
         if base is None:
             row["baseline"] = {"path": self.baseline_path, "missing": True}
             return []

@@ -29,7 +29,7 @@ _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
 _INTEGER_COLUMNS = ("seed", "auc_classes", "epochs", "train_samples", "test_samples")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
-                 "error", "weights", "paper_source", "reduced_classes", "bounds_violations",
+                 "error", "weights", "recipe", "paper_source", "reduced_classes", "bounds_violations",
                  "baseline_regressions", "baseline_improvements", "finished_at", "run_dir")
 
 
@@ -115,6 +115,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
     flat["epochs"] = config.get("epochs")
     flat["weights"] = config.get("weights")
+    flat["recipe"] = config.get("recipe")
     flat["train_samples"] = _total(row.get("train_counts"))
     flat["test_samples"] = _total(row.get("test_counts"))
     flat.update({f"paper_{key}": _number(paper.get(key)) for key in PAPER_KEYS})
