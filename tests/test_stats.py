@@ -336,3 +336,13 @@ def test_html_section_and_terminal_lines_say_confounded():
                  and "imbalanced-beats" in line)
     assert lines[index + 1].strip().startswith("confounded:")
     assert claims.delta_of([{"options": {"equivalence_delta": 0.02}}]) == 0.02
+
+
+def test_paper_tables_show_the_mean_over_seeds():
+    from resnet_harness.report import table
+
+    rows = planted(0.05)
+    frame = table.table7_frame(table.case_frame(rows))
+    line = frame[(frame["dataset"] == "cifar10") & (frame["metric"] == "accuracy")].iloc[0]
+    expected = np.mean([r["metrics"]["accuracy"] for r in rows if r["balance"] == "balanced"])
+    assert line["balanced_measured"] == pytest.approx(expected)

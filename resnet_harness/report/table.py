@@ -207,6 +207,11 @@ def measured_and_paper(picked: pd.DataFrame, case: matrix.Case, key: str) -> tup
         line = picked.loc[case.id]
         measured = _float(line.get(PAPER_METRIC[key]))
         paper = _float(line.get(f"paper_{key}"))
+    else:  # --seeds: the mean over the case's seeds (claims.csv has their intervals)
+        seeded = [i for i in picked.index if matrix.split_seed(str(i))[0] == case.id]
+        values = [v for v in (_float(picked.loc[i].get(PAPER_METRIC[key])) for i in seeded)
+                  if not math.isnan(v)]
+        measured = sum(values) / len(values) if values else math.nan
     if math.isnan(paper):
         paper = _float(case.paper.as_dict().get(key))
     return measured, paper
