@@ -23,7 +23,8 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .comparisons import COMPARISONS, MEASURES, Result, _case, compare
+from .comparisons import COMPARISONS, MEASURES, Result, case_id, compare
+from .matrix import SPLITS as _SPLITS
 from .results import atomic_write_bytes
 
 
@@ -47,16 +48,15 @@ class Claim:
 
 
 def _t7(dataset: str, measure: str, expect: str = "higher") -> Check:
-    return Check(_case("table7", dataset), _case("table7", dataset, "imbalanced"), measure,
+    return Check(case_id("table7", dataset), case_id("table7", dataset, "imbalanced"), measure,
                  expect)
 
 
 def _t10(baseline: str, treatment: str) -> Check:
-    return Check(_case("table10", "fashion_mnist", reg=baseline),
-                 _case("table10", "fashion_mnist", reg=treatment), "accuracy", "higher")
+    return Check(case_id("table10", "fashion_mnist", reg=baseline),
+                 case_id("table10", "fashion_mnist", reg=treatment), "accuracy", "higher")
 
 
-_SPLITS = (0.5, 0.6, 0.7, 0.8, 0.9)
 CLAIMS: tuple[Claim, ...] = (
     Claim("imbalanced-beats-balanced-cifar10",
           "CIFAR-10: imbalanced training beats balanced on F1, AUC and accuracy",
@@ -72,13 +72,14 @@ CLAIMS: tuple[Claim, ...] = (
           tuple(_t7(d, m) for d in ("cifar10", "fashion_mnist") for m in ("train_time", "memory"))),
     Claim("cifar10-accuracy-rises-with-split",
           "CIFAR-10 test accuracy rises with the training share (50/50 to 90/10)", "Table 9",
-          tuple(Check(_case("table9", "cifar10", split=a), _case("table9", "cifar10", split=b),
+          tuple(Check(case_id("table9", "cifar10", split=a), case_id("table9", "cifar10", split=b),
                       "accuracy", "higher") for a, b in zip(_SPLITS, _SPLITS[1:]))),
     Claim("fashion_mnist-beats-cifar10-every-split",
           "Fashion-MNIST reaches a higher test accuracy than CIFAR-10 at every split",
           "Table 9, conclusion",
-          tuple(Check(_case("table9", "cifar10", split=s), _case("table9", "fashion_mnist", split=s),
-                      "accuracy", "higher") for s in _SPLITS)),
+          tuple(Check(case_id("table9", "cifar10", split=s),
+                      case_id("table9", "fashion_mnist", split=s), "accuracy", "higher")
+                for s in _SPLITS)),
     Claim("dropout0.3-best-regulariser",
           "Dropout 0.3 is the best regulariser on Fashion-MNIST (accuracy)", "Table 10",
           tuple(_t10(r, "dropout0.3") for r in ("l1", "l2", "dropout0.1", "dropout0.5",
@@ -99,7 +100,8 @@ _FAILS = {"higher": ("lower", "equivalent"), "lower": ("higher", "equivalent"),
 class ClaimResult:
     claim: Claim
     verdict: str  # supported | contradicted | inconclusive | not run
-    checks: tuple[tuple[Check, Result | None, str], ...]  # (check, result, holds|fails|unclear|not run)
+    # (check, its comparison's result, outcome: holds | fails | unclear | not run)
+    checks: tuple[tuple[Check, Result | None, str], ...]
 
     @property
     def confounds(self) -> list[str]:
@@ -165,7 +167,8 @@ def describe(result: Result) -> str:
 
 
 def _evidence(check: Check, result: Result | None, outcome: str) -> str:
-    label = f"{MEASURES[check.measure].label} ({result.comparison.name if result else check.treatment})"
+    arms = result.comparison.name if result else check.treatment
+    label = f"{MEASURES[check.measure].label} ({arms})"
     if result is None or result.n == 0:
         return f"{label}: not run"
     return f"{label}: {describe(result)} -> {result.direction} ({outcome})"
@@ -262,7 +265,11 @@ def summary_lines(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> list[s
     width = max(len(c.claim.key) for c in claim_results)
     lines = ["claims (paired over seeds; see claims.csv):"]
     for c in claim_results:
-        lines.append(f"  {c.claim.key:<{width}} {c.verdict}")
-        if c.confounds and c.verdict != "not run":
-            lines.append(f"  {'':<{width}}   confounded: {'; '.join(c.confounds)}")
+        if c.verdict != "not run":
+            lines.append(f"  {c.claim.key:<{width}} {c.verdict}")
+            if c.confounds:
+                lines.append(f"  {'':<{width}}   confounded: {'; '.join(c.confounds)}")
+    not_run = [c.claim.key for c in claim_results if c.verdict == "not run"]
+    if not_run:
+        lines.append(f"  not run: {', '.join(not_run)}")
     return lines

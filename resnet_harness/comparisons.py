@@ -92,8 +92,9 @@ def _short(case_id: str) -> str:
     return " ".join(parts)
 
 
-def _case(table: str, dataset: str, balance: str = "balanced", split: float | None = None,
-          reg: str = "none") -> str:
+def case_id(table: str, dataset: str, balance: str = "balanced", split: float | None = None,
+            reg: str = "none") -> str:
+    """The id (without seed) of the matrix row with these attributes."""
     (case,) = [c for c in matrix.CASES
                if (c.table, c.dataset, c.balance, c.split, c.regularization)
                == (table, dataset, balance, split, reg)]
@@ -105,30 +106,30 @@ def _declared() -> tuple[Comparison, ...]:
     table7 = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc_ovr_macro", "reduced_recall",
               "train_time", "memory")
     for dataset in matrix.DATASETS:  # Table 7/8: imbalanced against balanced
-        out.append(Comparison("table7", "balance", _case("table7", dataset),
-                              _case("table7", dataset, "imbalanced"), table7))
+        out.append(Comparison("table7", "balance", case_id("table7", dataset),
+                              case_id("table7", dataset, "imbalanced"), table7))
     for dataset in matrix.DATASETS:  # Table 9: each split against the next larger one
         for small, large in zip(matrix.SPLITS, matrix.SPLITS[1:]):
-            out.append(Comparison("table9-splits", "split", _case("table9", dataset, split=small),
-                                  _case("table9", dataset, split=large)))
+            out.append(Comparison("table9-splits", "split", case_id("table9", dataset, split=small),
+                                  case_id("table9", dataset, split=large)))
     for split in matrix.SPLITS:  # Table 9: Fashion-MNIST against CIFAR-10 at the same split
-        out.append(Comparison("table9-datasets", "dataset", _case("table9", "cifar10", split=split),
-                              _case("table9", "fashion_mnist", split=split)))
+        out.append(Comparison("table9-datasets", "dataset", case_id("table9", "cifar10", split=split),
+                              case_id("table9", "fashion_mnist", split=split)))
     regs = [c.regularization for c in matrix.CASES if c.table == "table10"]
-    control = _case("table10", "fashion_mnist")
+    control = case_id("table10", "fashion_mnist")
     for reg in regs:  # Table 10: each regulariser against the no-regularization control
         if reg != "none":
             out.append(Comparison("table10-control", "regularization", control,
-                                  _case("table10", "fashion_mnist", reg=reg),
+                                  case_id("table10", "fashion_mnist", reg=reg),
                                   ("accuracy", "roc_auc_ovr_macro")))
-    best = _case("table10", "fashion_mnist", reg="dropout0.3")
+    best = case_id("table10", "fashion_mnist", reg="dropout0.3")
     for reg in regs:  # Table 10's claim: dropout 0.3 beats every other regulariser
         if reg not in ("none", "dropout0.3"):
             out.append(Comparison("table10-dropout0.3", "regularization",
-                                  _case("table10", "fashion_mnist", reg=reg), best))
+                                  case_id("table10", "fashion_mnist", reg=reg), best))
     out.append(Comparison("table10-l2-l1", "regularization",
-                          _case("table10", "fashion_mnist", reg="l1"),
-                          _case("table10", "fashion_mnist", reg="l2")))
+                          case_id("table10", "fashion_mnist", reg="l1"),
+                          case_id("table10", "fashion_mnist", reg="l2")))
     return tuple(out)
 
 
@@ -205,9 +206,11 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def case_summaries(rows: Iterable[dict[str, Any]],
-                   measures: Sequence[str] = ("accuracy", "balanced_accuracy", "f1_macro",
-                                              "roc_auc_ovr_macro")) -> dict[str, dict[str, Summary]]:
+SUMMARY_MEASURES = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc_ovr_macro")
+
+
+def case_summaries(rows: Iterable[dict[str, Any]], measures: Sequence[str] = SUMMARY_MEASURES
+                   ) -> dict[str, dict[str, Summary]]:
     """Per case id (without seed): mean, std and 95% t interval of each figure over seeds."""
     by_case: dict[str, list[dict[str, Any]]] = {}
     for (base, _), row in sorted(usable_rows(rows).items()):

@@ -46,7 +46,7 @@ def test_seeds_with_xdist_resume_baseline_and_claims(study):
     first.stdout.fnmatch_lines(["claims (paired over seeds; see claims.csv):",
                                 "*imbalanced-beats-balanced-cifar10 *",
                                 "*confounded: augment: True -> False*",
-                                "*l2-beats-l1 *not run"])
+                                "*not run: *l2-beats-l1*"])
     run_dir = (study.path / "reports" / "latest").resolve()
     rows = {p.stem: json.loads(p.read_text()) for p in (run_dir / "cases").glob("*.json")}
     assert sorted(rows) == sorted(f"{c}-seed{s}" for c in (BAL, IMB) for s in (0, 1))

@@ -240,7 +240,8 @@ def test_false_positive_rate_under_no_difference_stays_near_alpha():
 
 
 def test_one_seed_is_inconclusive_and_time_is_relative():
-    rows = [make_row(CIFAR_BAL, 0, 0.6, train_time=100), make_row(CIFAR_IMB, 0, 0.7, train_time=150)]
+    rows = [make_row(CIFAR_BAL, 0, 0.6, train_time=100),
+            make_row(CIFAR_IMB, 0, 0.7, train_time=150)]
     results = comparisons.compare(rows)
     assert _result(results, CIFAR_BAL, CIFAR_IMB).verdict == "inconclusive"
     time = _result(results, CIFAR_BAL, CIFAR_IMB, "train_time")

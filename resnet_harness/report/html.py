@@ -200,7 +200,8 @@ def _header(title: str, frame: pd.DataFrame, runs: Sequence[dict[str, Any]],
         parts.append('<p class="warn">Smoke-scale rows train one epoch on a few hundred images; '
                      "their differences to the paper carry no meaning.</p>")
     nav = (("claims", "Claims"), ("summary", "Paper tables"), ("results", "All cases"),
-           ("overview", "Plots"), ("counts", "Class counts"), ("cases", "Per case"), ("provenance", "Provenance"))
+           ("overview", "Plots"), ("counts", "Class counts"), ("cases", "Per case"),
+           ("provenance", "Provenance"))
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
     return "".join(parts)
 

@@ -29,7 +29,8 @@ _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
 _INTEGER_COLUMNS = ("seed", "auc_classes", "epochs", "train_samples", "test_samples")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
-                 "error", "weights", "recipe", "paper_source", "reduced_classes", "bounds_violations",
+                 "error", "weights", "recipe", "paper_source", "reduced_classes",
+                 "bounds_violations",
                  "baseline_regressions", "baseline_improvements", "finished_at", "run_dir")
 
 
