@@ -23,7 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .comparisons import COMPARISONS, MEASURES, Result, case_id, compare
+from .comparisons import COMPARISONS, MEASURES, Result, case_id, case_summaries, compare
 from .matrix import SPLITS as _SPLITS
 from .results import atomic_write_bytes
 
@@ -205,11 +205,19 @@ def _csv_bytes(records: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
 
 def write_claims(rows: Iterable[dict[str, Any]], out_dir: Path | str,
                  delta: float = 0.01) -> dict[str, Path]:
-    """Write ``claims.csv`` (one line per claim) and ``comparisons.csv`` (one line per figure of
-    each comparison) into ``out_dir``; returns their paths."""
+    """Write ``claims.csv`` (one line per claim), ``comparisons.csv`` (one line per figure of
+    each comparison) and ``seeds.csv`` (per case and figure: mean, std and 95% t interval over
+    seeds) into ``out_dir``; returns their paths."""
+    rows = list(rows)
     claim_results, results = evaluate(rows, delta)
     out = Path(out_dir)
-    paths = {"claims": out / "claims.csv", "comparisons": out / "comparisons.csv"}
+    paths = {"claims": out / "claims.csv", "comparisons": out / "comparisons.csv",
+             "seeds": out / "seeds.csv"}
+    summaries = [dict(case=case, measure=measure, **summary.as_dict())
+                 for case, by_measure in case_summaries(rows).items()
+                 for measure, summary in by_measure.items()]
+    atomic_write_bytes(paths["seeds"], _csv_bytes(
+        summaries, ("case", "measure", "n", "mean", "std", "low", "high")))
     atomic_write_bytes(paths["claims"], _csv_bytes(claim_records(claim_results), CLAIM_COLUMNS))
     records = [r.as_dict() for r in results]
     columns = list(records[0]) if records else ["comparison"]
@@ -223,6 +231,7 @@ _CSS_CLASS = {"supported": "better", "contradicted": "worse", "inconclusive": "c
 
 def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> str:
     """The claims and comparisons as an HTML fragment (the report's CSS classes)."""
+    rows = list(rows)
     claim_results, results = evaluate(rows, delta)
     lines = []
     for c in claim_results:
@@ -256,7 +265,25 @@ def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> str:
             + "".join(lines) + "</table>"
             '<h3>Comparisons</h3><table><tr><th class="l">family</th><th class="l">comparison'
             '</th><th class="l">figure</th><th>difference [95% CI] p</th><th>verdict</th>'
-            '<th class="l">also differs (confounds)</th></tr>' + "".join(ran) + "</table>")
+            '<th class="l">also differs (confounds)</th></tr>' + "".join(ran) + "</table>"
+            + _seeds_table(rows))
+
+
+def _seeds_table(rows: list[dict[str, Any]]) -> str:
+    summaries = {case: by_measure for case, by_measure in case_summaries(rows).items()
+                 if any(s.n >= 2 for s in by_measure.values())}
+    if not summaries:
+        return ""
+    names = list(next(iter(summaries.values())))
+    head = "".join(f"<th>{escape(MEASURES[m].label)}</th>" for m in names)
+    body = "".join(
+        f'<tr><td class="l">{escape(case)}</td><td>{max(s.n for s in by_measure.values())}</td>'
+        + "".join(f"<td>{_num(s.mean, '.4f')} ± {_num(s.std, '.4f')}<br>"
+                  f"[{_num(s.low, '.4f')}, {_num(s.high, '.4f')}]</td>"
+                  for s in by_measure.values()) + "</tr>"
+        for case, by_measure in summaries.items())
+    return ('<h3>Per case over seeds: mean ± std [95% t interval]</h3>'
+            f'<table><tr><th class="l">case</th><th>seeds</th>{head}</tr>{body}</table>')
 
 
 def summary_lines(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> list[str]:

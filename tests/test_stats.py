@@ -311,6 +311,11 @@ def test_claims_not_run_without_their_cases_and_supported_with_a_planted_effect(
     line = compared[(compared["treatment"] == CIFAR_IMB.id)
                     & (compared["measure"] == "accuracy")].iloc[0]
     assert line["verdict"] == "better" and line["n_seeds"] == 5
+    seeds = pd.read_csv(paths["seeds"]).set_index(["case", "measure"])
+    expected = stats.seed_summary([r["metrics"]["accuracy"] for r in rows
+                                   if r["balance"] == "balanced"])
+    assert seeds.loc[(CIFAR_BAL.id, "accuracy"), "n"] == 5
+    assert seeds.loc[(CIFAR_BAL.id, "accuracy"), "low"] == pytest.approx(expected.low)
 
 
 def test_reduced_recall_claim_uses_the_reduced_classes():
@@ -332,6 +337,7 @@ def test_html_section_and_terminal_lines_say_confounded():
                  make_row(FASHION_IMB, seed, 0.7 + seed / 100)]
     html = claims.html_section(rows)
     assert 'id="claims"' in html and "confounded" in html and "head.dense_units" in html
+    assert "Per case over seeds" in html
     lines = claims.summary_lines(rows)
     index = next(i for i, line in enumerate(lines) if "fashion_mnist" in line
                  and "imbalanced-beats" in line)
