@@ -23,7 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .comparisons import COMPARISONS, MEASURES, Result, case_id, case_summaries, compare
+from .comparisons import CAVEATS, COMPARISONS, MEASURES, Result, case_id, case_summaries, compare
 from .matrix import SPLITS as _SPLITS
 from .results import atomic_write_bytes
 
@@ -171,7 +171,8 @@ def _evidence(check: Check, result: Result | None, outcome: str) -> str:
     label = f"{MEASURES[check.measure].label} ({arms})"
     if result is None or result.n == 0:
         return f"{label}: not run"
-    return f"{label}: {describe(result)} -> {result.direction} ({outcome})"
+    caveats = "".join(f" [{f}: {CAVEATS[f]}]" for f in result.fields if f in CAVEATS)
+    return f"{label}: {describe(result)} -> {result.direction} ({outcome}){caveats}"
 
 
 def delta_of(runs: Sequence[dict[str, Any]], default: float = 0.01) -> float:

@@ -54,6 +54,10 @@ MEASURES = {m.name: m for m in (
 # training time includes graph tracing, the peak RSS the data set already loaded.
 RESOURCE_FIELDS = {"train_time": ("steady_train_time_s", "train_time_s"),
                    "memory": ("rss_added_mb", "peak_rss_mb")}
+# The process's peak RSS only grows while cases run one after another in it, so a case that runs
+# later (the imbalanced arm runs after the balanced one) looks bigger on run order alone.
+CAVEATS = {"peak_rss_mb": "peak RSS of the whole process: grows with run order",
+           "train_time_s": "includes graph tracing of the first step"}
 # Fields that the declared factor itself changes: not confounds.
 FACTOR_FIELDS = {
     "balance": ("balance", "imbalance", "recipe"),
@@ -154,6 +158,7 @@ class Result:
     seeds: tuple[int, ...] = ()
     baseline_mean: float = math.nan
     treatment_mean: float = math.nan
+    fields: tuple[str, ...] = ()  # row fields behind a time or memory figure
 
     def as_dict(self) -> dict[str, Any]:
         """A flat record (``comparisons.csv``)."""
@@ -165,7 +170,7 @@ class Result:
                 "difference": self.mean, "ci_low": self.low, "ci_high": self.high,
                 "relative": MEASURES[self.measure].resource, "p_value": self.p_value,
                 "p_holm": self.p_holm, "verdict": self.verdict, "direction": self.direction,
-                "confounds": "; ".join(self.confounds)}
+                "fields": " ".join(self.fields), "confounds": "; ".join(self.confounds)}
 
 
 # -- rows ----------------------------------------------------------------------------------------
@@ -184,14 +189,22 @@ def usable_rows(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[st
     return out
 
 
+def resource_field(row: dict[str, Any], measure: str,
+                   partner: dict[str, Any] | None = None) -> str | None:
+    """The row field that gives a time or memory figure: the steady-state one when both rows
+    have it, else the raw one."""
+    for key in RESOURCE_FIELDS[measure]:
+        if _finite(row.get(key)) and (partner is None or _finite(partner.get(key))):
+            return key
+    return None
+
+
 def value(row: dict[str, Any], measure: str, partner: dict[str, Any] | None = None) -> float:
     """One figure of a row; NaN when missing. ``reduced_recall`` averages the recall of the
     classes that the imbalanced one of ``row`` and ``partner`` reduced."""
     if measure in RESOURCE_FIELDS:
-        for key in RESOURCE_FIELDS[measure]:
-            if _finite(row.get(key)) and (partner is None or _finite(partner.get(key))):
-                return float(row[key])
-        return math.nan
+        key = resource_field(row, measure, partner)
+        return float(row[key]) if key else math.nan
     metrics = row.get("metrics") or {}
     if measure == "reduced_recall":
         reduced = row.get("reduced_classes") or (partner or {}).get("reduced_classes") or []
@@ -274,6 +287,7 @@ class _Raw:
     a: list[float] = field(default_factory=list)
     b: list[float] = field(default_factory=list)
     confounds: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
 
 
 def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
@@ -298,6 +312,9 @@ def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
                 a, b = table[comp.baseline, seed], table[comp.treatment, seed]
                 va, vb = value(a, name, b), value(b, name, a)
                 if not (math.isnan(va) or math.isnan(vb)):
+                    key = resource_field(a, name, b) if name in RESOURCE_FIELDS else None
+                    if key and key not in raw.fields:
+                        raw.fields.append(key)
                     raw.seeds.append(seed)
                     raw.a.append(va)
                     raw.b.append(vb)
@@ -324,5 +341,6 @@ def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
         results.append(Result(
             raw.comparison, raw.measure, pair.n, pair.mean, pair.low, pair.high, pair.p_value,
             p_holm, _verdict(direction, measure), direction, tuple(raw.confounds),
-            tuple(raw.seeds), seed_summary(raw.a).mean, seed_summary(raw.b).mean))
+            tuple(raw.seeds), seed_summary(raw.a).mean, seed_summary(raw.b).mean,
+            tuple(raw.fields)))
     return results

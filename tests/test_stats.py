@@ -254,6 +254,12 @@ def test_steady_state_figures_win_over_raw_ones():
     assert comparisons.value(a, "train_time", b) == 10.0
     del b["steady_train_time_s"]
     assert comparisons.value(a, "train_time", b) == 100.0  # only when both arms have it
+    rows = []
+    for seed in range(3):
+        rows += [make_row(CIFAR_BAL, seed, 0.6), make_row(CIFAR_IMB, seed, 0.6)]
+        rows[-2]["rss_added_mb"], rows[-1]["rss_added_mb"] = 100.0, 120.0 + seed
+    memory = _result(comparisons.compare(rows), CIFAR_BAL, CIFAR_IMB, "memory")
+    assert memory.fields == ("rss_added_mb",) and memory.mean == pytest.approx(0.21)
 
 
 def test_confounds_of_table7_fashion_study_and_controlled():
@@ -297,6 +303,8 @@ def test_claims_not_run_without_their_cases_and_supported_with_a_planted_effect(
     costs = _claim(verdicts, "imbalanced-costs-more")
     assert costs.verdict == "inconclusive"  # holds on CIFAR-10; Fashion-MNIST not run
     assert [o for _, _, o in costs.checks] == ["holds", "holds", "not run", "not run"]
+    assert "[peak_rss_mb: peak RSS of the whole process: grows with run order]" in \
+        costs.evidence()
     assert _claim(verdicts, "l2-beats-l1").verdict == "not run"
     equal = claims.evaluate(planted(0.0, noise=0.002))[0]
     assert _claim(equal, "imbalanced-beats-balanced-cifar10").verdict == "contradicted"
