@@ -1,16 +1,18 @@
-"""The study's scenarios as pytest cases: one per row of ``resnet_harness.matrix.CASES``.
+"""The study's scenarios as pytest cases: one per row of ``resnet_harness.matrix.CASES``, once
+per seed under ``--seeds`` (ids end in ``-seed3``).
 
 Select with ``-k`` on the case id (``pytest experiments -k "cifar and imbalanced"``) or with the
 markers ``cifar10``, ``fashion_mnist``, ``table7``, ``table9``, ``table10``, ``balanced`` and
 ``imbalanced`` (``-m balanced``: "balanced" is also a substring of "imbalanced").
 """
 
-import pytest
-
-from resnet_harness.matrix import CASES
-from resnet_harness.plugin import case_param
+from resnet_harness.plugin import case_params
 
 
-@pytest.mark.parametrize("case", [case_param(case) for case in CASES])
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        metafunc.parametrize("case", case_params(metafunc.config))
+
+
 def test_case(case, harness):
     harness.check(case)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .matrix import DATASETS, NUM_CLASSES, Case
+from .matrix import CASES, CASES_BY_ID, DATASETS, NUM_CLASSES, Case
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,47 @@ def parse_seed(value: str) -> int:
         raise argparse.ArgumentTypeError(f"seed {value!r} is not an integer") from None
     if not 0 <= number < 2**32:
         raise argparse.ArgumentTypeError(f"seed {value!r} must be in [0, 2**32)")
+    return number
+
+
+def parse_seeds(value: str) -> tuple[int, ...]:
+    """Seeds to repeat every case with: ``0,1,2,3,4``, a range ``0-4``, or both (``0-2,7``)."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(value).split(",")):
+        first, sep, last = part.partition("-")
+        try:
+            bounds = [parse_seed(first)] + ([parse_seed(last)] if sep else [])
+        except argparse.ArgumentTypeError:
+            bounds = []
+        if not part or not bounds or bounds[-1] < bounds[0]:
+            raise argparse.ArgumentTypeError(
+                f"seeds {value!r}: {part!r} is not a seed or a range; use e.g. 0,1,2,3,4 or 0-4")
+        seeds.extend(range(bounds[0], bounds[-1] + 1))
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds {value!r} name a seed twice; list each once")
+    return tuple(seeds)
+
+
+COMPARISONS = ("study", "controlled")
+
+
+def parse_comparison(value: str) -> str:
+    """``study`` (each arm as the paper ran it) or ``controlled`` (Table 7's imbalanced arm with
+    its balanced arm's head, epochs, augmentation and freezing, so only the data differs)."""
+    if value not in COMPARISONS:
+        raise argparse.ArgumentTypeError(
+            f"unknown comparison {value!r}; use one of: {', '.join(COMPARISONS)}")
+    return value
+
+
+def parse_delta(value: str) -> float:
+    """An equivalence margin: a number in (0, 1), e.g. 0.01 for one point of accuracy."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number; use e.g. 0.01") from None
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"{value!r} must lie strictly between 0 and 1, e.g. 0.01")
     return number
 
 
@@ -223,6 +264,7 @@ class CaseConfig:
     mixed_precision: bool = False
     data_source: str = "auto"
     deterministic: bool = False
+    recipe: str = "study"  # "controlled": Table 7's imbalanced arm ran its balanced arm's recipe
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings, as stored with the result row: everything that can change a
@@ -235,6 +277,7 @@ class CaseConfig:
             "xla": self.xla, "mixed_precision": self.mixed_precision,
             "data_source": self.data_source, "deterministic": self.deterministic,
             "imbalance": asdict(self.imbalance) if self.imbalance else None,
+            "recipe": self.recipe,
         }
 
 
@@ -259,10 +302,25 @@ class RunConfig:
     deterministic: bool = False
     xla: bool = False
     mixed_precision: bool = False
+    seeds: tuple[int, ...] | None = None  # --seeds: every case once per seed
+    comparison: str = "study"
+    equivalence_delta: float = 0.01  # |difference| below which two arms count as equivalent
 
     def for_case(self, case: Case) -> CaseConfig:
-        """The concrete settings of ``case`` at this scale, overrides applied."""
+        """The concrete settings of ``case`` at this scale, overrides applied.
+
+        A seeded case (``--seeds``) runs with its own seed instead of ``--seed``. Under
+        ``--comparison controlled`` Table 7's imbalanced arm takes its balanced arm's head,
+        epochs and augmentation, so the two arms differ in their data only.
+        """
         scale = SCALES[self.scale]
+        recipe = "study"
+        if self.comparison == "controlled" and case.table == "table7" and case.imbalanced:
+            balanced = CASES_BY_ID[replace(case, balance="balanced", seed=None).id]
+            controlled = replace(case, head=balanced.head, epochs=balanced.epochs,
+                                 augment=balanced.augment)
+            if controlled != case:
+                case, recipe = controlled, "controlled"
         imbalance = None
         if case.imbalanced:
             imbalance = IMBALANCE_READINGS[self.imbalance]
@@ -273,15 +331,21 @@ class RunConfig:
                                     remove_fraction=self.imbalance_fraction, remove_total=None,
                                     keep_per_class=None)
         return CaseConfig(
-            case=case, scale=self.scale, seed=self.seed,
+            case=case, scale=self.scale, seed=self.seed if case.seed is None else case.seed,
             epochs=self.epochs or scale.epochs or case.epochs,
             weights=self.weights or scale.weights or case.weights,
             max_train_samples=self.max_train_samples or scale.max_train_samples,
             max_test_samples=self.max_test_samples or scale.max_test_samples,
             imbalance=imbalance, augment=case.augment, hflip=self.hflip, backbone=self.backbone,
             xla=self.xla, mixed_precision=self.mixed_precision, data_source=self.data_source,
-            deterministic=self.deterministic,
+            deterministic=self.deterministic, recipe=recipe,
         )
+
+    def cases(self, cases=CASES) -> list[Case]:
+        """The cases to run: the matrix's, once per seed of ``--seeds`` when given."""
+        if not self.seeds:
+            return list(cases)
+        return [replace(case, seed=seed) for case in cases for seed in self.seeds]
 
     def data_dir_for(self, dataset: str) -> Path | None:
         """The local folder given for ``dataset``, if any (``NAME=PATH`` beats ``PATH/NAME``)."""
@@ -307,7 +371,8 @@ class RunConfig:
 
 
 # Settings added after rows were first written; a stored config without them had these values.
-_LATER_SETTINGS = {"xla": False, "mixed_precision": False, "deterministic": False}
+_LATER_SETTINGS = {"xla": False, "mixed_precision": False, "deterministic": False,
+                   "recipe": "study"}
 
 
 def comparable_config(config: dict[str, Any] | None) -> Any:

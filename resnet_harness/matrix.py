@@ -10,7 +10,8 @@ from the command line (see ``resnet_harness.config``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 DATASETS = ("cifar10", "fashion_mnist")
 NUM_CLASSES = 10
@@ -89,11 +90,17 @@ class Case:
     bounds: Bounds = field(default_factory=Bounds)
     tolerances: tuple[tuple[str, float], ...] = ()  # per-case baseline tolerances (metric, value)
     note: str = ""
+    seed: int | None = None  # set only under --seeds: one case per seed, the seed in the id
 
     @property
     def id(self) -> str:
         """Test id: table, data set, balance, split and regularization, e.g.
-        ``table9-cifar10-balanced-split70_30-reg_none``."""
+        ``table9-cifar10-balanced-split70_30-reg_none``; ``-seed3`` appended under ``--seeds``."""
+        return self.base_id + ("" if self.seed is None else f"-seed{self.seed}")
+
+    @property
+    def base_id(self) -> str:
+        """The id without the seed: the same for every seed of one scenario."""
         split = ("split_orig" if self.split is None
                  else f"split{round(self.split * 100)}_{round((1 - self.split) * 100)}")
         return f"{self.table}-{self.dataset}-{self.balance}-{split}-reg_{self.regularization}"
@@ -188,6 +195,24 @@ def _table10() -> list[Case]:
 CASES: tuple[Case, ...] = tuple(_table7() + _table9() + _table10())
 CASES_BY_ID: dict[str, Case] = {case.id: case for case in CASES}
 assert len(CASES_BY_ID) == len(CASES), "case ids must be unique"
+
+
+_SEED_SUFFIX = re.compile(r"-seed(\d+)$")
+
+
+def split_seed(case_id: str) -> tuple[str, int | None]:
+    """``("table7-...-reg_none", 3)`` for ``"table7-...-reg_none-seed3"``; seed None without one."""
+    match = _SEED_SUFFIX.search(case_id)
+    if match is None:
+        return case_id, None
+    return case_id[:match.start()], int(match.group(1))
+
+
+def find_case(case_id: str) -> Case | None:
+    """The matrix row of ``case_id`` (seeded ids give the row with that seed), or None."""
+    base, seed = split_seed(str(case_id))
+    case = CASES_BY_ID.get(base)
+    return case if case is None or seed is None else replace(case, seed=seed)
 
 
 def get_case(case_id: str) -> Case:

@@ -52,6 +52,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-train-samples", cfg.parse_sample_cap, "cap the training set (stratified subset)"),
     Option("--max-test-samples", cfg.parse_sample_cap, "cap the test set (stratified subset)"),
     Option("--seed", cfg.parse_seed, "seed of every random choice (default 0)"),
+    Option("--seeds", cfg.parse_seeds,
+           "run every case once per seed, the seed in its id (-seed3): 0,1,2,3,4 or 0-4"),
+    Option("--comparison", cfg.parse_comparison,
+           "study (default: each arm as the paper ran it) or controlled (Table 7's imbalanced "
+           "arm with its balanced arm's head, epochs and augmentation)"),
+    Option("--equivalence-delta", cfg.parse_delta,
+           "margin within which two arms count as equivalent in comparisons (default 0.01)"),
     Option("--weights", cfg.parse_weights,
            "imagenet, none (random init) or PATH of a ResNet50 notop weights file"),
     Option("--data-source", cfg.parse_data_source,

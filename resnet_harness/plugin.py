@@ -56,6 +56,15 @@ def case_param(case: Case):
     return pytest.param(case, id=case.id, marks=marks)
 
 
+def case_params(config: pytest.Config) -> list:
+    """``pytest.param`` of every case this session runs (each seed of ``--seeds`` its own)."""
+    from .matrix import CASES
+
+    session = config.stash.get(SESSION_KEY, None)
+    cases = session.run.cases() if session is not None else list(CASES)
+    return [case_param(case) for case in cases]
+
+
 class CaseCheck:
     """What the ``harness`` fixture hands a test: runs a case for that test's item."""
 

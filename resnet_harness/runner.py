@@ -20,6 +20,7 @@ from .data.pipeline import make_dataset
 from .matrix import NUM_CLASSES
 from .metrics import compute_metrics, normalize_proba
 from .model import BACKBONES, ModelCache, predict
+from .stats import INTERVAL_METHOD, run_intervals
 
 
 class PeakMemory:
@@ -144,6 +145,8 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache) -> CaseOutcome:
     images_after_first = n_train * cfg.epochs - min(case.batch_size, n_train)
     row = schema.measured_row(cfg, **{
         "metrics": metrics,
+        "intervals": run_intervals(variant.y_test, proba.argmax(axis=1), seed=cfg.seed),
+        "interval_method": INTERVAL_METHOD,
         "train_time_s": train_time, "test_time_s": test_time,
         "first_step_s": (clock.first_batch_end - clock.start) if clock.first_batch_end else None,
         "train_images_per_s": (images_after_first / steady) if steady and steady > 0 else None,

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, fields as dataclass_fields
 from typing import Any, Mapping
 
-from .matrix import CASES_BY_ID, Case, PaperFigures
+from .matrix import Case, PaperFigures, find_case
 
 SCHEMA_VERSION = 2  # 1: rows before the registry; same keys, read as they are
 
@@ -102,7 +102,9 @@ IDENTITY_KEYS = ("case_id", "table", "dataset", "balance", "split", "regularizat
                  "seed", "config", "paper", "class_names", "note")
 RESULT_KEYS = ("metrics", "train_counts", "test_counts", "counts_before_imbalance",
                "reduced_classes", "removal_fraction", "data_source", "data_fingerprint",
-               "provenance")
+               "provenance",
+               # 95% bootstrap intervals over the test set: {metric: [low, high]} (stats.py)
+               "intervals", "interval_method")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
 OPTIONAL_KEYS = ("traceback", "predictions_file", "schema",
                  # added when read: the folder a row came from, and the row that replaced it
@@ -173,7 +175,7 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
         raise RowError(f"{source}: a {status} row lacks {', '.join(missing)}")
     if not isinstance(row["case_id"], str) or not row["case_id"]:
         raise RowError(f"{source}: case_id must be a non-empty string")
-    for key in ("config", "paper", "metrics", "provenance", "bounds", "baseline"):
+    for key in ("config", "paper", "metrics", "provenance", "bounds", "baseline", "intervals"):
         if row.get(key) is not None and not isinstance(row[key], dict):
             raise RowError(f"{source}: {key} must be an object, found {type(row[key]).__name__}")
     for key in ("train_counts", "test_counts", "counts_before_imbalance", "reduced_classes"):
@@ -254,7 +256,7 @@ def complete_row(row: Mapping[str, Any],
     such rows still land in the right place of every table.
     """
     out = dict(row)
-    case = CASES_BY_ID.get(str(row.get("case_id")))
+    case = find_case(str(row.get("case_id")))
     if case is not None:
         for key in ("table", "dataset", "balance", "split", "regularization"):
             out.setdefault(key, getattr(case, key))

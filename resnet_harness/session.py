@@ -160,7 +160,7 @@ class HarnessSession:
                                     git_commit=provenance.git_commit(),
                                     options=self.resolved.provenance()))
         self.folder.mark_started(case.id, {"started_at": provenance.now(), "scale": self.run.scale,
-                                           "seed": self.run.seed,
+                                           "seed": case_cfg.seed,
                                            "worker": provenance.host()["worker"]})
         try:
             self._prepare_tensorflow()
@@ -175,6 +175,9 @@ class HarnessSession:
                 provenance=_finished()))
             raise
         base = self.baseline.get((case.id, case_cfg.scale)) if self.baseline else None
+        if base is not None and isinstance(base.get("recipe"), str) \
+                and base["recipe"] != case_cfg.recipe:
+            base = None  # --comparison controlled changed this case's recipe: not comparable
         verdict = judge(outcome.row, floors=case.bounds.floors(case_cfg.scale),
                         imbalanced=case.imbalanced, baseline_row=base,
                         baseline_path=self.baseline_path, tolerances=tolerances)
@@ -221,6 +224,10 @@ class HarnessSession:
 
         terminalreporter.section("resnet-harness")
         for line in summary_lines(self.folder):
+            terminalreporter.write_line(line)
+        from .claims import summary_lines as claim_lines
+
+        for line in claim_lines(self.folder.rows(), self.run.equivalence_delta):
             terminalreporter.write_line(line)
         if self.report_paths:
             terminalreporter.write_line(f"report: {self.report_paths['html']}")

@@ -138,7 +138,7 @@ def test_resume_treats_rows_written_before_later_settings_as_their_defaults():
 
     current = RunConfig().for_case(CASES[0]).as_dict()
     older = {k: v for k, v in current.items()
-             if k not in ("xla", "mixed_precision", "deterministic")}
+             if k not in ("xla", "mixed_precision", "deterministic", "recipe")}
     assert comparable_config(older) == comparable_config(current)
     assert comparable_config(older) != comparable_config(
         RunConfig(xla=True).for_case(CASES[0]).as_dict())

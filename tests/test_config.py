@@ -136,6 +136,16 @@ def test_parse_backbone():
     bad(parse, "resnet18", "resnet50 or tiny")
 
 
+def test_parse_comparison_and_delta():
+    assert cfg.parse_comparison("study") == "study"
+    assert cfg.parse_comparison("controlled") == "controlled"
+    bad(cfg.parse_comparison, "paired", "study, controlled")
+    assert cfg.parse_delta("0.01") == 0.01
+    for value in ("0", "1", "-0.1", "nan"):
+        bad(cfg.parse_delta, value, "strictly between 0 and 1")
+    bad(cfg.parse_delta, "one", "not a number")
+
+
 def test_parse_bool():
     for value in ("1", "true", "YES", "on"):
         assert cfg.parse_bool(value) is True
@@ -151,7 +161,9 @@ def test_parse_path():
 
 
 def test_every_validator_is_tested():
-    tested = {"parse_scale", "parse_positive_int", "parse_seed", "parse_weights",
+    # parse_seeds: tests/test_stats.py
+    tested = {"parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
+              "parse_positive_int", "parse_seed", "parse_weights",
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
               "parse_bool", "parse_path"}

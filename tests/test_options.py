@@ -37,10 +37,11 @@ def test_nothing_given_means_defaults_and_not_active():
 @pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.dest)
 def test_every_option_has_the_same_precedence(option, tmp_path):
     """command line > environment > ini > default, for every option of the table."""
-    samples = {"scale": ("paper", "reduced", "smoke"), "data_dir": None, "tolerance": None}
     raw = {"scale": ["paper", "reduced", "smoke"], "epochs": ["3", "4", "5"],
            "max_train_samples": ["30", "40", "50"], "max_test_samples": ["30", "40", "50"],
-           "seed": ["1", "2", "3"], "weights": ["none", "imagenet", "none"],
+           "seed": ["1", "2", "3"], "seeds": ["0-2", "1,2", "4"],
+           "comparison": ["controlled", "study", "controlled"],
+           "equivalence_delta": ["0.02", "0.03", "0.04"], "weights": ["none", "imagenet", "none"],
            "data_source": ["synthetic", "auto", "synthetic"],
            "data_dir": [f"cifar10={tmp_path}", str(tmp_path), f"fashion_mnist={tmp_path}"],
            "imbalance": ["table2", "table4", "table6"], "imbalance_classes": ["1", "2", "3"],
@@ -50,7 +51,6 @@ def test_every_option_has_the_same_precedence(option, tmp_path):
            "report_dir": ["a", "b", "c"], "baseline": ["x.csv", "y.csv", "z.csv"],
            "tolerance": ["accuracy=0.1", "scores=0.2", "f1_macro=0.3"],
            "resume": ["r1", "r2", "r3"]}[option.dest]
-    del samples
     cli_raw, env_raw, ini_raw = raw
 
     def parsed(text):

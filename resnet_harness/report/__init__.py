@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from resnet_harness import schema
+from resnet_harness import claims, schema
 from resnet_harness.report import html, table
 from resnet_harness.results import RunFolder, find_rows
 
@@ -81,6 +81,7 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     out.path.mkdir(parents=True, exist_ok=True)
     frame = table.case_frame(rows)
     csv_path = table.write_csv(frame, out.csv_path)
+    claims.write_claims(rows, out.path, claims.delta_of(runs))
     html_path = html.write_report(out.html_path, frame, rows, runs=runs,
                                   superseded=superseded, title=title)
     return {"csv": csv_path, "html": html_path}

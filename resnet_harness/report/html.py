@@ -16,11 +16,12 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from resnet_harness.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC
+from resnet_harness import claims
 from resnet_harness.report import cells, plots
 from resnet_harness.report.table import (NUM_CLASSES, RESOURCE_KEYS, case_order, flatten_row,
                                          paper_tables)
 from resnet_harness.results import atomic_write_bytes
+from resnet_harness.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC
 
 LABELS = {"f1": "F1 score", "precision": "Precision (macro)", "recall": "Recall (macro)",
           "accuracy": "Accuracy", "roc_auc": "ROC AUC (OvR macro)",
@@ -200,8 +201,9 @@ def _header(title: str, frame: pd.DataFrame, runs: Sequence[dict[str, Any]],
     if "smoke" in scales:
         parts.append('<p class="warn">Smoke-scale rows train one epoch on a few hundred images; '
                      "their differences to the paper carry no meaning.</p>")
-    nav = (("summary", "Paper tables"), ("results", "All cases"), ("overview", "Plots"),
-           ("counts", "Class counts"), ("cases", "Per case"), ("provenance", "Provenance"))
+    nav = (("claims", "Claims"), ("summary", "Paper tables"), ("results", "All cases"),
+           ("overview", "Plots"), ("counts", "Class counts"), ("cases", "Per case"),
+           ("provenance", "Provenance"))
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
     return "".join(parts)
 
@@ -385,6 +387,7 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
                 _img(plots.regularization_png(tables["table10"]), "regularization comparison"),
                 _img(plots.resources_png(frame), "train time and peak memory per case")]
     body = [_header(title, frame, runs, generated_at),
+            claims.html_section(rows, claims.delta_of(runs)),
             '<h2 id="summary">Measured against the paper</h2>', _summary(tables),
             '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Overview plots</h2>',

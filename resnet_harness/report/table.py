@@ -27,7 +27,8 @@ _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
 _INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind == "count")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
-                 "error", "weights", "paper_source", "reduced_classes", "bounds_violations",
+                 "error", "weights", "recipe", "paper_source", "reduced_classes",
+                 "bounds_violations",
                  "baseline_regressions", "baseline_improvements", "finished_at", "run_dir")
 
 
@@ -74,6 +75,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
     flat["epochs"] = config.get("epochs")
     flat["weights"] = config.get("weights")
+    flat["recipe"] = config.get("recipe")
     flat.update({f"paper_{key}": _number(paper.get(key)) for key in PAPER_KEYS})
     flat["paper_source"] = paper.get("source")
     flat["reduced_classes"] = " ".join(str(k) for k in reduced)
@@ -119,7 +121,7 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 def case_order(case_id: Any, scale: Any = None) -> tuple[int, str, int]:
     """Sort key: the matrix's order (Tables 7, 9, 10), unknown ids last, then by scale."""
-    position = _ORDER.get(str(case_id), len(_ORDER))
+    position = _ORDER.get(matrix.split_seed(str(case_id))[0], len(_ORDER))
     return position, str(case_id), SCALE_RANK.get(scale, -1) if isinstance(scale, str) else -1
 
 
@@ -163,6 +165,11 @@ def measured_and_paper(picked: pd.DataFrame, case: matrix.Case, key: str) -> tup
         line = picked.loc[case.id]
         measured = _float(line.get(PAPER_METRIC[key]))
         paper = _float(line.get(f"paper_{key}"))
+    else:  # --seeds: the mean over the case's seeds (claims.csv has their intervals)
+        seeded = [i for i in picked.index if matrix.split_seed(str(i))[0] == case.id]
+        values = [v for v in (_float(picked.loc[i].get(PAPER_METRIC[key])) for i in seeded)
+                  if not math.isnan(v)]
+        measured = sum(values) / len(values) if values else math.nan
     if math.isnan(paper):
         paper = _float(case.paper.as_dict().get(key))
     return measured, paper
