@@ -65,8 +65,8 @@ def test_matrix_tolerances_become_the_cases_marker():
 
 
 MARKED = EXPERIMENTS.replace(
-    '@pytest.mark.parametrize("case"',
-    '@pytest.mark.tolerance(scores=1.0)\n@pytest.mark.parametrize("case"')
+    "def test_case(", "import pytest\n\n\n@pytest.mark.tolerance(scores=1.0)\ndef test_case(")
+assert MARKED != EXPERIMENTS
 
 
 def test_tolerance_marker_loosens_the_baseline_comparison(pytester):
