@@ -173,6 +173,27 @@ def parse_on_off(value: str) -> bool:
     return value == "on"
 
 
+BN_RECALIBRATE_MODES = ("auto", "on", "off")
+# Scales at which ``--bn-recalibrate auto`` re-estimates BatchNorm statistics: the short runs from
+# random init whose moving averages lag the weights. At paper scale the study's protocol stands.
+BN_RECALIBRATE_AUTO_SCALES = ("smoke", "reduced")
+
+
+def parse_bn_recalibrate(value: str) -> str:
+    """``auto`` (on at smoke and reduced scale, off at paper scale), ``on`` or ``off``."""
+    if value not in BN_RECALIBRATE_MODES:
+        raise argparse.ArgumentTypeError(
+            f"unknown --bn-recalibrate mode {value!r}; use one of: {', '.join(BN_RECALIBRATE_MODES)}")
+    return value
+
+
+def resolve_bn_recalibrate(mode: str, scale: str) -> bool:
+    """Whether BatchNorm statistics are re-estimated for ``mode`` at ``scale``."""
+    if mode == "auto":
+        return scale in BN_RECALIBRATE_AUTO_SCALES
+    return mode == "on"
+
+
 def parse_backbone(value: str) -> str:
     """``resnet50`` (the study) or ``tiny`` (a two-layer stand-in for fast self-tests)."""
     if value not in ("resnet50", "tiny"):
@@ -204,6 +225,7 @@ class CaseConfig:
     backbone: str = "resnet50"
     xla: bool = False
     mixed_precision: bool = False
+    bn_recalibrate: bool = False  # resolved from RunConfig.bn_recalibrate and the scale
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings, as stored with the result row."""
@@ -213,6 +235,7 @@ class CaseConfig:
             "max_test_samples": self.max_test_samples, "augment": self.augment,
             "hflip": self.hflip, "backbone": self.backbone, "head": asdict(self.case.head),
             "xla": self.xla, "mixed_precision": self.mixed_precision,
+            "bn_recalibrate": self.bn_recalibrate,
             "imbalance": asdict(self.imbalance) if self.imbalance else None,
         }
 
@@ -238,6 +261,7 @@ class RunConfig:
     deterministic: bool = False
     xla: bool = False
     mixed_precision: bool = False
+    bn_recalibrate: str = "auto"
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied."""
@@ -259,6 +283,7 @@ class RunConfig:
             max_test_samples=self.max_test_samples or scale.max_test_samples,
             imbalance=imbalance, augment=case.augment, hflip=self.hflip, backbone=self.backbone,
             xla=self.xla, mixed_precision=self.mixed_precision,
+            bn_recalibrate=resolve_bn_recalibrate(self.bn_recalibrate, self.scale),
         )
 
     def data_dir_for(self, dataset: str) -> Path | None:

@@ -49,6 +49,9 @@ OPTIONS = (
      "compile the train step with XLA: off (default, as the study) or on"),
     ("--mixed-precision", "mixed_precision", cfg.parse_on_off,
      "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
+    ("--bn-recalibrate", "bn_recalibrate", cfg.parse_bn_recalibrate,
+     "re-estimate BatchNorm statistics on training images before evaluating: auto (default: on "
+     "at smoke and reduced scale, off at paper scale), on or off"),
     ("--report-dir", "report_dir", Path, "where run folders and reports go (default reports/)"),
 )
 

@@ -260,7 +260,7 @@ ROW_KEY = pytest.StashKey[dict]()
 
 
 # Settings added after rows were first written; a stored config without them had these values.
-_LATER_SETTINGS = {"xla": False, "mixed_precision": False}
+_LATER_SETTINGS = {"xla": False, "mixed_precision": False, "bn_recalibrate": False}
 
 
 def _comparable(config: dict[str, Any] | None) -> Any:

@@ -26,7 +26,14 @@ def summary_lines(folder: RunFolder) -> list[str]:
             + " ".join(f"{_fmt(metrics.get(key)):>7}" for key, _ in COLUMNS)
             + f" {_fmt(row.get('train_time_s'), '.1f'):>8} {_fmt(row.get('test_time_s'), '.1f'):>7}"
             f" {_fmt(row.get('peak_rss_mb'), '.0f'):>8}")
+        lines += [f"  warning: {text}" for text in row.get("warnings") or []]
     for case_id in folder.unfinished():
         lines.append(f"{case_id:<{width}} {'unfinished':<8}")
     lines.append(f"rows: {folder.cases_dir}")
+    if any(row.get("scale") == "smoke" for row in rows):
+        lines.append(SMOKE_NOTE)
     return lines
+
+
+SMOKE_NOTE = ("smoke scale: these figures check the pipeline end to end (1 epoch, a few hundred "
+              "images); they carry no meaning as results")
