@@ -63,14 +63,15 @@ class PeakMemory:
 
 
 def _gpu_peak_mb(reset: bool = False) -> float | None:
-    """TensorFlow's peak GPU memory since the last reset, or None on a CPU."""
+    """TensorFlow's peak GPU memory since the last reset, or None on a CPU. ``reset=True``
+    starts a new peak and returns the memory in use at that moment."""
     import tensorflow as tf
 
     if not tf.config.list_physical_devices("GPU"):
         return None
     if reset:
         tf.config.experimental.reset_memory_stats("GPU:0")
-        return None
+        return tf.config.experimental.get_memory_info("GPU:0")["current"] / 2**20
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
@@ -120,12 +121,12 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, backbone=None) -> Case
     # Memory is sampled over the whole case; what it adds above the level just before it started
     # does not depend on how much earlier cases left behind (peak_rss_mb does).
     with PeakMemory() as memory:
-        _gpu_peak_mb(reset=True)
-        return _run(cfg, raw, models, backbone, started, memory)
+        gpu_before = _gpu_peak_mb(reset=True)  # a new peak per case, from what it found in use
+        return _run(cfg, raw, models, backbone, started, memory, gpu_before)
 
 
 def _run(cfg: CaseConfig, raw, models: ModelCache, backbone, started: str,
-         memory: "PeakMemory") -> CaseOutcome:
+         memory: "PeakMemory", gpu_before: float | None) -> CaseOutcome:
     case = cfg.case
     variant = make_variant(raw, cfg)
     train = make_dataset(variant.x_train, variant.y_train, batch_size=case.batch_size,
@@ -163,6 +164,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, backbone, started: str,
         "test_images_per_s": len(variant.y_test) / test_time if test_time > 0 else None,
         "peak_rss_mb": memory.peak_mb, "peak_gpu_mb": peak_gpu,
         "rss_before_mb": memory.start_mb, "rss_added_mb": memory.peak_mb - memory.start_mb,
+        "gpu_added_mb": (peak_gpu - gpu_before) if peak_gpu is not None else None,
         "model_reused": reused,
         "train_samples": n_train, "test_samples": len(variant.y_test),
         "train_counts": variant.train_counts, "test_counts": variant.test_counts,

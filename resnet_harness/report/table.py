@@ -18,7 +18,13 @@ from resnet_harness.metrics import PAPER_METRIC, SCALAR_METRICS
 NUM_CLASSES = matrix.NUM_CLASSES
 ID_COLUMNS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
               "seed", "status", "error")
-RESOURCE_COLUMNS = ("train_time_s", "test_time_s", "peak_rss_mb", "peak_gpu_mb")
+RESOURCE_COLUMNS = ("train_time_s", "steady_train_time_s", "first_step_s", "test_time_s",
+                    "peak_rss_mb", "rss_added_mb", "peak_gpu_mb", "gpu_added_mb",
+                    "bn_recalibration_s")
+# Learning diagnostics (diagnostics.py) and the scores before BatchNorm re-estimation
+# (``<metric>_as_trained``, calibration.py).
+DIAGNOSTIC_COLUMNS = ("train_loss", "train_accuracy", "train_inference_accuracy",
+                      "train_inference_accuracy_as_trained")
 PAPER_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "train_time_s", "test_time_s",
               "memory_mb")
 SCALE_RANK = {"smoke": 0, "reduced": 1, "paper": 2}
@@ -30,7 +36,8 @@ _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
 _INTEGER_COLUMNS = ("seed", "auc_classes", "epochs", "train_samples", "test_samples")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "paper_source", "reduced_classes", "bounds_violations",
-                 "baseline_regressions", "baseline_improvements", "finished_at", "run_dir")
+                 "baseline_regressions", "baseline_improvements", "finished_at", "run_dir",
+                 "bn_recalibrated", "warnings")
 
 
 def finished_at(row: dict[str, Any]) -> datetime:
@@ -111,6 +118,11 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"recall_class_{k}": _number(recall[k]) for k in reduced if k < NUM_CLASSES})
     flat.update({f"recall_c{k}": _number(recall[k]) for k in range(NUM_CLASSES)})
     flat.update({name: _number(row.get(name)) for name in RESOURCE_COLUMNS})
+    flat.update({name: _number(row.get(name)) for name in DIAGNOSTIC_COLUMNS})
+    trained = row.get("metrics_as_trained") or {}
+    flat.update({f"{name}_as_trained": _number(trained.get(name)) for name in SCALAR_METRICS})
+    flat["bn_recalibrated"] = row.get("bn_recalibrated")
+    flat["warnings"] = "; ".join(row.get("warnings") or [])
     flat.update({f"train_count_c{k}": train_counts[k] for k in range(NUM_CLASSES)})
     flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
     flat["epochs"] = config.get("epochs")
