@@ -42,17 +42,20 @@ DEFAULT_BATCHES = 32
 @dataclass(frozen=True)
 class Recalibration:
     """What :func:`recalibrate_batchnorm` did: layers updated, layers left frozen, batches,
-    images and seconds (tracing of its function included the first time a model uses it)."""
+    images, seconds in all and of the first batch (which includes tracing the step the first
+    time a model is recalibrated)."""
 
     layers: int
     frozen_layers: int
     batches: int
     images: int
     seconds: float
+    first_batch_s: float | None = None
 
     def as_dict(self) -> dict:
         return {"layers": self.layers, "frozen_layers": self.frozen_layers,
-                "batches": self.batches, "images": self.images, "seconds": self.seconds}
+                "batches": self.batches, "images": self.images, "seconds": self.seconds,
+                "first_batch_s": self.first_batch_s}
 
 
 def batchnorm_layers(model) -> tuple[list, list]:
@@ -121,6 +124,7 @@ def recalibrate_batchnorm(model, dataset) -> Recalibration:
     sums_mean = [np.zeros(layer.moving_mean.shape, np.float64) for layer in layers]
     sums_var = [np.zeros(layer.moving_variance.shape, np.float64) for layer in layers]
     batches = images = 0
+    first_batch_s = None
     try:
         for layer in layers:
             layer.momentum = 0.0
@@ -133,6 +137,8 @@ def recalibrate_batchnorm(model, dataset) -> Recalibration:
                 sums_var[k] += variances[k].numpy()
             batches += 1
             images += int(x.shape[0])
+            if first_batch_s is None:
+                first_batch_s = time.perf_counter() - start
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
@@ -140,4 +146,5 @@ def recalibrate_batchnorm(model, dataset) -> Recalibration:
         raise ValueError("BatchNorm recalibration got no batches; pass a non-empty data set")
     assign([tf.constant(s / batches, tf.float32) for s in sums_mean],
            [tf.constant(s / batches, tf.float32) for s in sums_var])
-    return Recalibration(len(layers), len(frozen), batches, images, time.perf_counter() - start)
+    return Recalibration(len(layers), len(frozen), batches, images, time.perf_counter() - start,
+                         first_batch_s)

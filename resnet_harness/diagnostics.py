@@ -14,14 +14,16 @@ import math
 
 import numpy as np
 
-# Up to this many training images are evaluated in inference mode (stratified, seeded).
+# Up to this many training images are evaluated in inference mode (stratified, seeded), and never
+# more than the case has test images: the figure then has the resolution of the test metrics it
+# is read beside, and costs at most one more test prediction (smoke scale: 160 images).
 SAMPLE_SIZE = 1000
 
 # Why 0.15: on the same images, inference-mode accuracy should be *at least* the training
 # accuracy of the last epoch -- the latter is a running average over the epoch (earlier, worse
 # weights), with augmentation and dropout on; only overfitting in the last few steps and sampling
 # noise pull the other way. The sampling standard error of an accuracy on 1,000 images is at most
-# 0.016, on the 320 of a smoke run 0.028, so 0.15 is 5-9 standard errors: no healthy run crosses
+# 0.016, on the 160 of a smoke run 0.040, so 0.15 is 4-9 standard errors: no healthy run crosses
 # it by chance. The artefact this catches is far larger: the BatchNorm collapse of issue 10 put
 # inference-mode test accuracy 0.41 (Fashion-MNIST, 0.788 vs 0.375) and 0.36 (CIFAR-10, 0.470 vs
 # 0.110) below the training accuracy.

@@ -38,7 +38,8 @@ def evaluate(model, variant, cfg: CaseConfig, test, history) -> tuple[dict[str, 
     ``train_inference_accuracy`` (+ ``_as_trained``), ``train_inference_samples``, and
     ``warnings``.
     """
-    sample = diag.sample_indices(variant.y_train, diag.SAMPLE_SIZE, cfg.seed)
+    sample = diag.sample_indices(variant.y_train, min(diag.SAMPLE_SIZE, len(variant.y_test)),
+                                 cfg.seed)
     sample_set = _dataset(variant.x_train, variant.y_train, cfg, sample)
     y_sample = variant.y_train[sample]
 

@@ -187,7 +187,7 @@ def test_on_keeps_both_sets_of_metrics_and_probabilities():
     assert fields["bn_recalibrated"] is True
     assert fields["bn_recalibration"]["layers"] == 2
     assert fields["bn_recalibration"]["images"] == 96  # 3 whole batches of 32
-    assert fields["bn_recalibration_s"] > 0
+    assert fields["bn_recalibration_s"] >= fields["bn_recalibration"]["first_batch_s"] > 0
     assert any(not np.array_equal(before[k], v) for k, v in stats(model).items())
     assert not np.allclose(arrays["proba"], arrays["proba_as_trained"])
     np.testing.assert_array_equal(arrays["y_pred"], arrays["proba"].argmax(axis=1))
@@ -195,9 +195,9 @@ def test_on_keeps_both_sets_of_metrics_and_probabilities():
         float(np.mean(arrays["y_pred"] == arrays["y_true"])))
     assert fields["metrics_as_trained"]["accuracy"] == pytest.approx(
         float(np.mean(arrays["proba_as_trained"].argmax(axis=1) == arrays["y_true"])))
-    # The diagnostics: what fit saw, and inference-mode accuracy on 96 training images.
+    # The diagnostics: what fit saw, and inference-mode accuracy on training images.
     assert fields["train_loss"] > 0 and 0 <= fields["train_accuracy"] <= 1
-    assert fields["train_inference_samples"] == 96
+    assert fields["train_inference_samples"] == 40  # no more than the test images
     assert 0 <= fields["train_inference_accuracy"] <= 1
     assert isinstance(fields["warnings"], list)
 
