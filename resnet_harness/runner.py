@@ -56,6 +56,10 @@ class PeakMemory:
     def peak_mb(self) -> float:
         return self.peak_bytes / 2**20
 
+    def current_mb(self) -> float:
+        """The process's resident memory now."""
+        return self._process.memory_info().rss / 2**20
+
     @property
     def start_mb(self) -> float:
         """The process's resident memory when sampling started."""
@@ -138,6 +142,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, backbone, started: str,
                        mixed_precision=cfg.mixed_precision,
                        **({"backbone": backbone} if backbone else {}))
     reused = not models.built_last
+    model_ready_mb = memory.current_mb()
     # No keras.utils.set_random_seed here: it calls tf.random.set_seed, which clears TensorFlow's
     # kernel cache and costs a reused model 12-15 s on its next first step. Every random choice
     # of a case is already seeded: the model's init and generator states (ModelCache restores
@@ -164,6 +169,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, backbone, started: str,
         "test_images_per_s": len(variant.y_test) / test_time if test_time > 0 else None,
         "peak_rss_mb": memory.peak_mb, "peak_gpu_mb": peak_gpu,
         "rss_before_mb": memory.start_mb, "rss_added_mb": memory.peak_mb - memory.start_mb,
+        "rss_model_ready_mb": model_ready_mb,
         "gpu_added_mb": (peak_gpu - gpu_before) if peak_gpu is not None else None,
         "model_reused": reused,
         "train_samples": n_train, "test_samples": len(variant.y_test),

@@ -200,6 +200,7 @@ def test_on_keeps_both_sets_of_metrics_and_probabilities():
     assert fields["train_inference_samples"] == 40  # no more than the test images
     assert 0 <= fields["train_inference_accuracy"] <= 1
     assert isinstance(fields["warnings"], list)
+    assert fields["evaluation_s"] > fields["test_time_s"] + fields["bn_recalibration_s"]
 
 
 def test_on_with_a_frozen_base_changes_nothing():

@@ -381,3 +381,16 @@ def test_scores_as_trained_and_warnings_appear_beside_the_reported_ones(tmp_path
 def test_scores_as_trained_are_not_shown_when_nothing_changed(small_run, tmp_path):
     html = build_report([small_run], tmp_path / "out")["html"].read_text()
     assert "as trained" not in html
+
+
+def test_terminal_summary_shows_warnings_and_says_what_smoke_figures_are(tmp_path):
+    from resnet_harness.summary import SMOKE_NOTE, summary_lines
+
+    row, arrays = make_row(T7_CIFAR_BAL)
+    row["warnings"] = ["inference-mode accuracy on training images 0.110 trails it"]
+    lines = summary_lines(write_run(tmp_path / "smoke", [(row, arrays)]))
+    assert "  warning: inference-mode accuracy on training images 0.110 trails it" in lines
+    assert lines[-1] == SMOKE_NOTE and "no meaning as results" in SMOKE_NOTE
+    assert "steady_s" in lines[0] and "added_MB" in lines[0] and " 8.0 " in lines[1]
+    reduced = make_row(T7_CIFAR_BAL, scale="reduced")
+    assert SMOKE_NOTE not in summary_lines(write_run(tmp_path / "reduced", [reduced]))

@@ -20,7 +20,7 @@ ID_COLUMNS = ("case_id", "table", "dataset", "balance", "split", "regularization
               "seed", "status", "error")
 RESOURCE_COLUMNS = ("train_time_s", "steady_train_time_s", "first_step_s", "test_time_s",
                     "peak_rss_mb", "rss_added_mb", "peak_gpu_mb", "gpu_added_mb",
-                    "bn_recalibration_s")
+                    "bn_recalibration_s", "evaluation_s")
 # Learning diagnostics (diagnostics.py) and the scores before BatchNorm re-estimation
 # (``<metric>_as_trained``, calibration.py).
 DIAGNOSTIC_COLUMNS = ("train_loss", "train_accuracy", "train_inference_accuracy",
