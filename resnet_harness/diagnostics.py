@@ -19,15 +19,18 @@ import numpy as np
 # is read beside, and costs at most one more test prediction (smoke scale: 160 images).
 SAMPLE_SIZE = 1000
 
-# Why 0.15: on the same images, inference-mode accuracy should be *at least* the training
+# Why 0.10: on the same images, inference-mode accuracy should be *at least* the training
 # accuracy of the last epoch -- the latter is a running average over the epoch (earlier, worse
 # weights), with augmentation and dropout on; only overfitting in the last few steps and sampling
 # noise pull the other way. The sampling standard error of an accuracy on 1,000 images is at most
-# 0.016, on the 160 of a smoke run 0.040, so 0.15 is 4-9 standard errors: no healthy run crosses
-# it by chance. The artefact this catches is far larger: the BatchNorm collapse of issue 10 put
-# inference-mode test accuracy 0.41 (Fashion-MNIST, 0.788 vs 0.375) and 0.36 (CIFAR-10, 0.470 vs
-# 0.110) below the training accuracy.
-GAP_MARGIN = 0.15
+# 0.016 (6 standard errors to the margin); on the 160 of a smoke run 0.040, where training
+# accuracy after one epoch hardly leaves chance, so the gap rarely gets near the margin. The
+# BatchNorm collapse of issue 10 is larger: reduced scale, as trained, the gap measured 0.198
+# (Fashion-MNIST: 0.551 vs 0.353) and 0.139 and 0.163 (CIFAR-10: 0.240 vs 0.101, 0.263 vs
+# 0.100; a model predicting 2-4 classes); 0.15 would have missed the CIFAR-10 run whose training
+# accuracy was lowest. After re-estimation the same runs gave -0.074 and -0.032 (inference above
+# training, as it should be).
+GAP_MARGIN = 0.10
 
 
 def sample_indices(y: np.ndarray, size: int = SAMPLE_SIZE, seed: int = 0) -> np.ndarray:
