@@ -177,8 +177,10 @@ def _summary(tables: dict[str, pd.DataFrame], colour: bool = True) -> str:
                "neither better nor worse.")
     legend = (f'<p class="note">Δ = measured − paper. {shading} Precision, recall and F1 are '
               "macro averages. Our training time leaves out the first step (graph tracing, paid "
-              "once per architecture and process); our memory is what the case added to the "
-              "process's resident memory, so neither depends on the order cases ran in.</p>")
+              "once per architecture and process), so it does not depend on the order cases ran "
+              "in. Our memory is what the case added to the process's resident memory: the "
+              "first case of each architecture also built and traced the model (hundreds of "
+              "MB); the cases after it reuse that model and add little.</p>")
     return legend + "".join(parts)
 
 
