@@ -183,7 +183,8 @@ def parse_bn_recalibrate(value: str) -> str:
     """``auto`` (on at smoke and reduced scale, off at paper scale), ``on`` or ``off``."""
     if value not in BN_RECALIBRATE_MODES:
         raise argparse.ArgumentTypeError(
-            f"unknown --bn-recalibrate mode {value!r}; use one of: {', '.join(BN_RECALIBRATE_MODES)}")
+            f"unknown --bn-recalibrate mode {value!r}; use one of: "
+            f"{', '.join(BN_RECALIBRATE_MODES)}")
     return value
 
 

@@ -42,7 +42,8 @@ th,td{border:1px solid #dde1e6;padding:3px 8px;text-align:right;vertical-align:t
 th{background:#eef1f5;text-align:center}td.l,th.l{text-align:left}
 tr.failed td,tr.error td,tr.corrupt td{background:#fdecea}tr.unfinished td{background:#fff6db}
 td.better{background:#e3f4e6;color:#17632a}td.worse{background:#fbe4e2;color:#a4261b}
-td.close{background:#f3f3f3}td.plain{color:#555}td.none{color:#999}td.red{background:#ffe9cc;font-weight:600}
+td.close{background:#f3f3f3}td.plain{color:#555}
+td.none{color:#999}td.red{background:#ffe9cc;font-weight:600}
 .badge{display:inline-block;padding:2px 10px;border-radius:11px;font-weight:600;margin-right:6px;
  font-size:13px;border:1px solid transparent}
 .b-passed{background:#e3f4e6;color:#17632a}.b-failed,.b-error,.b-corrupt{background:#fbe4e2;
