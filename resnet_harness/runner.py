@@ -122,8 +122,9 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, backbone=None) -> Case
     """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
     case = cfg.case
     started = provenance.now()
-    # Memory is sampled over the whole case; what it adds above the level just before it started
-    # does not depend on how much earlier cases left behind (peak_rss_mb does).
+    # Memory is sampled over the whole case. What it adds above the level just before it started
+    # does not climb with what earlier cases left behind (peak_rss_mb does); the first case of an
+    # architecture still adds the model it builds and traces (model_reused says which).
     with PeakMemory() as memory:
         gpu_before = _gpu_peak_mb(reset=True)  # a new peak per case, from what it found in use
         return _run(cfg, raw, models, backbone, started, memory, gpu_before)
