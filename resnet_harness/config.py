@@ -213,6 +213,28 @@ def parse_on_off(value: str) -> bool:
     return value == "on"
 
 
+BN_RECALIBRATE_MODES = ("auto", "on", "off")
+# Scales at which ``--bn-recalibrate auto`` re-estimates BatchNorm statistics: the short runs from
+# random init whose moving averages lag the weights. At paper scale the study's protocol stands.
+BN_RECALIBRATE_AUTO_SCALES = ("smoke", "reduced")
+
+
+def parse_bn_recalibrate(value: str) -> str:
+    """``auto`` (on at smoke and reduced scale, off at paper scale), ``on`` or ``off``."""
+    if value not in BN_RECALIBRATE_MODES:
+        raise argparse.ArgumentTypeError(
+            f"unknown --bn-recalibrate mode {value!r}; use one of: "
+            f"{', '.join(BN_RECALIBRATE_MODES)}")
+    return value
+
+
+def resolve_bn_recalibrate(mode: str, scale: str) -> bool:
+    """Whether BatchNorm statistics are re-estimated for ``mode`` at ``scale``."""
+    if mode == "auto":
+        return scale in BN_RECALIBRATE_AUTO_SCALES
+    return mode == "on"
+
+
 def parse_backbone(value: str) -> str:
     """``resnet50`` (the study) or ``tiny`` (a two-layer stand-in for fast self-tests)."""
     if value not in ("resnet50", "tiny"):
@@ -265,6 +287,7 @@ class CaseConfig:
     data_source: str = "auto"
     deterministic: bool = False
     recipe: str = "study"  # "controlled": Table 7's imbalanced arm ran its balanced arm's recipe
+    bn_recalibrate: bool = False  # resolved from RunConfig.bn_recalibrate and the scale
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings, as stored with the result row: everything that can change a
@@ -276,6 +299,7 @@ class CaseConfig:
             "hflip": self.hflip, "backbone": self.backbone, "head": asdict(self.case.head),
             "xla": self.xla, "mixed_precision": self.mixed_precision,
             "data_source": self.data_source, "deterministic": self.deterministic,
+            "bn_recalibrate": self.bn_recalibrate,
             "imbalance": asdict(self.imbalance) if self.imbalance else None,
             "recipe": self.recipe,
         }
@@ -305,6 +329,7 @@ class RunConfig:
     seeds: tuple[int, ...] | None = None  # --seeds: every case once per seed
     comparison: str = "study"
     equivalence_delta: float = 0.01  # |difference| below which two arms count as equivalent
+    bn_recalibrate: str = "auto"
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied.
@@ -339,6 +364,7 @@ class RunConfig:
             imbalance=imbalance, augment=case.augment, hflip=self.hflip, backbone=self.backbone,
             xla=self.xla, mixed_precision=self.mixed_precision, data_source=self.data_source,
             deterministic=self.deterministic, recipe=recipe,
+            bn_recalibrate=resolve_bn_recalibrate(self.bn_recalibrate, self.scale),
         )
 
     def cases(self, cases=CASES) -> list[Case]:
@@ -372,7 +398,7 @@ class RunConfig:
 
 # Settings added after rows were first written; a stored config without them had these values.
 _LATER_SETTINGS = {"xla": False, "mixed_precision": False, "deterministic": False,
-                   "recipe": "study"}
+                   "recipe": "study", "bn_recalibrate": False}
 
 
 def comparable_config(config: dict[str, Any] | None) -> Any:

@@ -63,12 +63,36 @@ class Bounds:
     # 50/50 split, 2,000 training images, gave 0.596 and 0.693 in two runs), Fashion-MNIST
     # 0.77-0.94.
     reduced: dict[str, float] = field(default_factory=lambda: {"roc_auc_ovr_macro": 0.55})
-    paper: dict[str, float] = field(default_factory=lambda: {"roc_auc_ovr_macro": 0.75,
-                                                             "accuracy": 0.3})
+    # At paper scale: what the paper reports for the case, minus PAPER_FLOOR_MARGIN (see
+    # paper_floors); the default is only for cases built without figures.
+    paper: dict[str, float] = field(default_factory=lambda: {"roc_auc_ovr_macro": 0.55})
 
     def floors(self, scale: str) -> dict[str, float]:
         """Floors for one scale name (smoke has none: one epoch on a few hundred images)."""
         return dict(getattr(self, scale, {}) or {})
+
+
+# Paper-scale floors sit this far (absolute) below the paper's own figure for the case. The
+# paper's figures are single runs; a faithful re-run differs by seed noise and by the readings
+# this harness had to choose (imbalance recipe, Table 9's unstated epochs, averaging), and a
+# floor at the paper's figure would fail half of all faithful runs. 0.10 is twice the spread of
+# three runs of one CIFAR-10 case measured at reduced scale (AUC 0.674-0.722), and still far
+# above chance for every case (the lowest floors: CIFAR-10 AUC 0.55, Table 9's CIFAR-10 50/50
+# accuracy 0.211, against chance 0.50 and 0.10).
+PAPER_FLOOR_MARGIN = 0.10
+# The "learned something" AUC floor that every paper-scale case keeps when the paper gives no AUC.
+LEARNED_AUC = 0.55
+
+
+def paper_floors(paper: PaperFigures, margin: float = PAPER_FLOOR_MARGIN) -> dict[str, float]:
+    """Paper-scale floors from the paper's figures: accuracy and ROC AUC each ``margin`` below
+    what the paper reports (AUC never below :data:`LEARNED_AUC`)."""
+    floors = {"roc_auc_ovr_macro": LEARNED_AUC}
+    if paper.roc_auc is not None:
+        floors["roc_auc_ovr_macro"] = max(LEARNED_AUC, round(paper.roc_auc - margin, 4))
+    if paper.accuracy is not None:
+        floors["accuracy"] = round(paper.accuracy - margin, 4)
+    return floors
 
 
 @dataclass(frozen=True)
@@ -119,6 +143,10 @@ _PLAIN = Head()
 _TABLE6 = Head(dense_units=1024, freeze_base=True)
 
 
+_TABLE7_FMNIST_BALANCED = PaperFigures(0.66, 0.63, 0.73, 0.59, 0.84, 355.95, 134.9, 4868.14,
+                                       "Tables 7, 8")
+
+
 def _table7() -> list[Case]:
     # Table 7 (metrics) and Table 8 (time, memory) describe the same four runs. Precision, recall
     # and F1 are compared with our macro averages (the paper does not say which averaging it used).
@@ -127,8 +155,7 @@ def _table7() -> list[Case]:
                                               2553.05, "Tables 7, 8"),
         ("cifar10", "imbalanced"): PaperFigures(0.73, 0.62, 0.66, 0.72, 0.68, 2163.77, 3.5,
                                                 5242.31, "Tables 7, 8"),
-        ("fashion_mnist", "balanced"): PaperFigures(0.66, 0.63, 0.73, 0.59, 0.84, 355.95, 134.9,
-                                                    4868.14, "Tables 7, 8"),
+        ("fashion_mnist", "balanced"): _TABLE7_FMNIST_BALANCED,
         ("fashion_mnist", "imbalanced"): PaperFigures(0.86, 0.65, 0.77, 0.62, 0.86, 471.38,
                                                       134.9, 9627.61, "Tables 7, 8"),
     }
@@ -136,7 +163,8 @@ def _table7() -> list[Case]:
     for (dataset, balance), paper in figures.items():
         head = _TABLE6 if (dataset, balance) == ("fashion_mnist", "imbalanced") else _PLAIN
         cases.append(Case("table7", dataset, balance, None, "none", head,
-                          EPOCHS[dataset, balance], augment=balance == "balanced", paper=paper))
+                          EPOCHS[dataset, balance], augment=balance == "balanced", paper=paper,
+                          bounds=Bounds(paper=paper_floors(paper))))
     return cases
 
 
@@ -157,7 +185,8 @@ def _table9() -> list[Case]:
             paper = PaperFigures(accuracy=acc, train_time_s=train_s, test_time_s=test_s,
                                  memory_mb=mem, source="Table 9")
             cases.append(Case("table9", dataset, "balanced", split, "none", _PLAIN,
-                              EPOCHS[dataset, "balanced"], augment=True, paper=paper))
+                              EPOCHS[dataset, "balanced"], augment=True, paper=paper,
+                              bounds=Bounds(paper=paper_floors(paper))))
     return cases
 
 
@@ -186,9 +215,12 @@ def _table10() -> list[Case]:
                  if figures else PaperFigures(source="not reported"))
         note = "control row, not in the paper" if reg == "none" else (
             "named in the text, not in Table 10" if figures is None else "")
+        # Rows the paper does not report take their floors from Table 7's Fashion-MNIST balanced
+        # run: the same data, head (no or weaker regularization) and schedule.
+        reference = paper if figures else _TABLE7_FMNIST_BALANCED
         cases.append(Case("table10", "fashion_mnist", "balanced", None, reg, head,
                           EPOCHS["fashion_mnist", "balanced"], augment=True, paper=paper,
-                          note=note))
+                          note=note, bounds=Bounds(paper=paper_floors(reference))))
     return cases
 
 

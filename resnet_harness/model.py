@@ -44,14 +44,17 @@ def resnet50_backbone(weights: str):
 
 
 def tiny_backbone(weights: str):
-    """A two-convolution stand-in for ResNet50 (random init only), for fast self-tests of the
-    harness's wiring; never used for the study's figures."""
+    """A two-convolution stand-in for ResNet50 (random init only, one BatchNormalization), for
+    fast self-tests of the harness's wiring; never used for the study's figures."""
     import keras
 
     if weights != "none":
         raise ModelError("the tiny backbone has no pretrained weights; use --weights none")
     inputs = keras.Input(INPUT_SHAPE)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="tiny_conv1")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, name="tiny_conv1")(inputs)
+    # One BatchNormalization, like ResNet50's 53, so that self-tests exercise its re-estimation.
+    x = keras.layers.BatchNormalization(name="tiny_bn")(x)
+    x = keras.layers.ReLU(name="tiny_relu")(x)
     x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="tiny_conv2")(x)
     return keras.Model(inputs, x, name="tiny_backbone")
 
@@ -210,6 +213,7 @@ class ModelCache:
         self._build = build
         self._max_models = max_models
         self._models: dict = {}  # insertion order = least recently used first
+        self.built_last = False  # whether the last get() built its model (else reused one)
 
     def get(self, head: Head, *, weights: str, seed: int, learning_rate: float, **kwargs):
         """A model for this architecture, as freshly built (reused when one exists)."""
@@ -222,11 +226,13 @@ class ModelCache:
                                 **kwargs)
             model.optimizer.build(model.trainable_variables)
             self._models[key] = (model, _Snapshot(_state_variables(model)))
+            self.built_last = True
             return model
         model, snapshot = self._models.pop(key)
         self._models[key] = (model, snapshot)
         snapshot.restore()
         configure_head(model, head)
+        self.built_last = False
         return model
 
     def clear(self) -> None:

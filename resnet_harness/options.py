@@ -82,6 +82,9 @@ OPTIONS: tuple[Option, ...] = (
            "compile the train step with XLA: off (default, as the study) or on"),
     Option("--mixed-precision", cfg.parse_on_off,
            "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
+    Option("--bn-recalibrate", cfg.parse_bn_recalibrate,
+           "re-estimate BatchNorm statistics on training batches before evaluating: auto "
+           "(default: on at smoke and reduced scale, off at paper scale), on or off"),
     Option("--deterministic", cfg.parse_bool, "turn on TensorFlow op determinism (slower)",
            kind="flag"),
     Option("--report-dir", cfg.parse_path,

@@ -17,9 +17,8 @@ from . import provenance, schema
 from .config import CaseConfig
 from .data import Variant, make_variant
 from .data.pipeline import make_dataset
-from .matrix import NUM_CLASSES
-from .metrics import compute_metrics, normalize_proba
-from .model import BACKBONES, ModelCache, predict
+from .evaluation import evaluate
+from .model import BACKBONES, ModelCache
 from .stats import INTERVAL_METHOD, run_intervals
 
 
@@ -37,7 +36,7 @@ class PeakMemory:
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self.peak_bytes = 0
+        self.peak_bytes = self.start_bytes = 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -45,7 +44,7 @@ class PeakMemory:
             self._stop.wait(self._interval)
 
     def __enter__(self) -> "PeakMemory":
-        self.peak_bytes = self._process.memory_info().rss
+        self.start_bytes = self.peak_bytes = self._process.memory_info().rss
         self._thread.start()
         return self
 
@@ -58,16 +57,26 @@ class PeakMemory:
     def peak_mb(self) -> float:
         return self.peak_bytes / 2**20
 
+    def current_mb(self) -> float:
+        """The process's resident memory now."""
+        return self._process.memory_info().rss / 2**20
+
+    @property
+    def start_mb(self) -> float:
+        """The process's resident memory when sampling started."""
+        return self.start_bytes / 2**20
+
 
 def _gpu_peak_mb(reset: bool = False) -> float | None:
-    """TensorFlow's peak GPU memory since the last reset, or None on a CPU."""
+    """TensorFlow's peak GPU memory since the last reset, or None on a CPU. ``reset=True``
+    starts a new peak and returns the memory in use at that moment."""
     import tensorflow as tf
 
     if not tf.config.list_physical_devices("GPU"):
         return None
     if reset:
         tf.config.experimental.reset_memory_stats("GPU:0")
-        return None
+        return tf.config.experimental.get_memory_info("GPU:0")["current"] / 2**20
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
@@ -119,39 +128,51 @@ def model_for(cfg: CaseConfig, models: ModelCache):
 
 def run_case(cfg: CaseConfig, raw, models: ModelCache) -> CaseOutcome:
     """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
-    case = cfg.case
     started = provenance.now()
+    # Memory is sampled over the whole case. What it adds above the level just before it started
+    # does not climb with what earlier cases left behind (peak_rss_mb does); the first case of an
+    # architecture still adds the model it builds and traces (model_reused says which).
+    with PeakMemory() as memory:
+        gpu_before = _gpu_peak_mb(reset=True)  # a new peak per case, from what it found in use
+        return _run(cfg, raw, models, started, memory, gpu_before)
+
+
+def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMemory",
+         gpu_before: float | None) -> CaseOutcome:
+    case = cfg.case
     variant, train, test = make_inputs(cfg, raw)
     model = model_for(cfg, models)
+    reused = not models.built_last
+    model_ready_mb = memory.current_mb()
     # No keras.utils.set_random_seed here: it calls tf.random.set_seed, which clears TensorFlow's
     # kernel cache and costs a reused model 12-15 s on its next first step. Every random choice
     # of a case is already seeded: the model's init and generator states (ModelCache restores
     # them), the shuffle and the augmentation layers (explicit seeds in the pipeline).
     clock = _StepClock()
-    _gpu_peak_mb(reset=True)
-    with PeakMemory() as memory:
-        t0 = time.perf_counter()
-        model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock], shuffle=False)
-        train_time = time.perf_counter() - t0
-    peak_gpu = _gpu_peak_mb()
     t0 = time.perf_counter()
-    raw_proba = predict(model, test)
-    test_time = time.perf_counter() - t0
-    proba = normalize_proba(raw_proba)
-    metrics = compute_metrics(variant.y_test, proba, NUM_CLASSES)
+    history = model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock], shuffle=False)
+    train_time = time.perf_counter() - t0
+    fields, arrays = evaluate(model, variant, cfg, test, history)
+    peak_gpu = _gpu_peak_mb()
     n_train = len(variant.y_train)
+    # Steady state: the first step (graph tracing for the first case of an architecture, ~46 s
+    # for ResNet50 on 2 cores, under a second for a reused model) is left out of both figures.
     steady = (train_time - (clock.first_batch_end - clock.start)
               if clock.first_batch_end else None)
     images_after_first = n_train * cfg.epochs - min(case.batch_size, n_train)
-    row = schema.measured_row(cfg, **{
-        "metrics": metrics,
-        "intervals": run_intervals(variant.y_test, proba.argmax(axis=1), seed=cfg.seed),
+    test_time = fields["test_time_s"]
+    row = schema.measured_row(cfg, **fields, **{
+        "intervals": run_intervals(variant.y_test, arrays["y_pred"], seed=cfg.seed),
         "interval_method": INTERVAL_METHOD,
-        "train_time_s": train_time, "test_time_s": test_time,
+        "train_time_s": train_time, "steady_train_time_s": steady,
         "first_step_s": (clock.first_batch_end - clock.start) if clock.first_batch_end else None,
         "train_images_per_s": (images_after_first / steady) if steady and steady > 0 else None,
         "test_images_per_s": len(variant.y_test) / test_time if test_time > 0 else None,
         "peak_rss_mb": memory.peak_mb, "peak_gpu_mb": peak_gpu,
+        "rss_before_mb": memory.start_mb, "rss_added_mb": memory.peak_mb - memory.start_mb,
+        "rss_model_ready_mb": model_ready_mb,
+        "gpu_added_mb": (peak_gpu - gpu_before) if peak_gpu is not None else None,
+        "model_reused": reused,
         "train_samples": n_train, "test_samples": len(variant.y_test),
         "train_counts": variant.train_counts, "test_counts": variant.test_counts,
         "counts_before_imbalance": variant.counts_before_imbalance,
@@ -162,6 +183,4 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache) -> CaseOutcome:
                            device=provenance.device(), git_commit=provenance.git_commit(),
                            started_at=started, finished_at=provenance.now()),
     })
-    arrays = {"y_true": variant.y_test.astype(np.int64), "proba": proba,
-              "y_pred": proba.argmax(axis=1)}
     return CaseOutcome(row, arrays, variant)

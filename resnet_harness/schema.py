@@ -25,10 +25,13 @@ SCHEMA_VERSION = 2  # 1: rows before the registry; same keys, read as they are
 class Field:
     """One measured figure of a row.
 
-    ``kind`` is ``score`` (0..1, from the predictions), ``time`` (seconds), ``memory`` (MB),
+    ``kind`` is ``score`` (0..1, from the test predictions), ``diagnostic`` (a learning
+    diagnostic such as the training loss or accuracy), ``time`` (seconds), ``memory`` (MB),
     ``rate`` (images per second) or ``count``. ``tolerance`` says how a baseline comparison
     treats it: ``absolute`` (a score may drop by at most that much) or ``relative`` (a share of
-    the baseline value); ``None`` keeps it out of baseline comparisons.
+    the baseline value); ``None`` keeps it out of baseline comparisons. ``source`` is where the
+    row holds it: at the top level (``row``), or under ``key`` (default: the name) in the
+    ``metrics`` or ``metrics_as_trained`` object.
     """
 
     name: str
@@ -38,9 +41,15 @@ class Field:
     tolerance: str | None = None
     default_tolerance: float | None = None
     paper_key: str | None = None  # the PaperFigures attribute it is compared with
-    in_metrics: bool = False  # lives in row["metrics"] (a pure function of the predictions)
+    source: str = "row"  # "row" | "metrics" | "metrics_as_trained"
     label: str | None = None  # column title in the terminal summary; None: not shown there
     doc: str = ""
+    key: str | None = None  # its key inside ``source`` when that is not the name
+
+    @property
+    def in_metrics(self) -> bool:
+        """Whether it is a pure function of the reported test predictions (``metrics``)."""
+        return self.source == "metrics"
 
     def format(self, value: Any) -> str:
         """``value`` as shown in the terminal and the extras; "-" when missing."""
@@ -53,7 +62,17 @@ class Field:
 
 
 def _score(name: str, paper_key: str | None = None, label: str | None = None, doc: str = ""):
-    return Field(name, "score", "higher", ".3f", "absolute", 0.05, paper_key, True, label, doc)
+    return Field(name, "score", "higher", ".3f", "absolute", 0.05, paper_key, "metrics", label,
+                 doc)
+
+
+def _as_trained(score: Field) -> Field:
+    # The same score before BatchNorm re-estimation (--bn-recalibrate): shown beside the
+    # reported one, never compared with a baseline or the paper.
+    return Field(f"{score.name}_as_trained", "score", "higher", score.fmt,
+                 source="metrics_as_trained", key=score.name,
+                 label="acc_tr" if score.name == "accuracy" else None,
+                 doc=f"{score.name} as fit left the model, before BatchNorm re-estimation")
 
 
 # The order here is the order of the CSV columns, the summary and the report's metric tables.
@@ -68,26 +87,50 @@ FIELDS: tuple[Field, ...] = (
     _score("recall_weighted"),
     _score("f1_weighted"),
     _score("roc_auc_ovr_macro", "roc_auc", "auc", "one-vs-rest, macro over present classes"),
-    Field("auc_classes", "count", None, "d", in_metrics=True,
+    Field("auc_classes", "count", None, "d", source="metrics",
           doc="classes present in the test labels, over which the AUC is averaged"),
-    # Noisy on shared machines: relative tolerances (1.0 = may take twice as long).
-    Field("train_time_s", "time", "lower", ".1f", "relative", 1.0, "train_time_s",
-          label="train_s", doc="wall time of fit, graph tracing of the first step included"),
+    # Learning diagnostics (diagnostics.py): what fit saw against the model in inference mode.
+    Field("train_loss", "diagnostic", "lower", ".4f", doc="final training loss of fit"),
+    Field("train_accuracy", "diagnostic", "higher", ".3f", doc="final training accuracy of fit"),
+    Field("train_inference_accuracy", "diagnostic", "higher", ".3f",
+          doc="inference-mode accuracy on a fixed stratified training sample (reported model)"),
+    Field("train_inference_accuracy_as_trained", "diagnostic", "higher", ".3f",
+          doc="the same, before BatchNorm re-estimation"),
+    # Noisy on shared machines: relative tolerances (1.0 = may take twice as long). The paper's
+    # time and memory are compared with the figures that do not depend on run order.
+    Field("train_time_s", "time", "lower", ".1f", "relative", 1.0, label="train_s",
+          doc="wall time of fit, graph tracing of the first step included: depends on run order"),
+    Field("steady_train_time_s", "time", "lower", ".1f", "relative", 1.0, "train_time_s",
+          label="steady_s", doc="fit without its first step (graph tracing)"),
     Field("test_time_s", "time", "lower", ".1f", "relative", 1.0, "test_time_s",
-          label="test_s", doc="wall time of predicting the test set"),
+          label="test_s", doc="wall time of predicting the test set (reported model)"),
     Field("first_step_s", "time", "lower", ".1f",
           doc="first training step, i.e. graph tracing: depends on run order"),
+    Field("bn_recalibration_s", "time", "lower", ".1f", doc="BatchNorm re-estimation"),
+    Field("evaluation_s", "time", "lower", ".1f",
+          doc="everything after fit: predictions, re-estimation, diagnostics"),
     Field("train_images_per_s", "rate", "higher", ".1f",
           doc="training throughput after the first step"),
     Field("test_images_per_s", "rate", "higher", ".1f"),
-    Field("peak_rss_mb", "memory", "lower", ".0f", "relative", 0.25, "memory_mb",
-          label="peak_MB", doc="peak resident memory of the process while training"),
+    Field("peak_rss_mb", "memory", "lower", ".0f", "relative", 0.25, label="peak_MB",
+          doc="peak resident memory of the process during the case: grows with run order"),
+    Field("rss_added_mb", "memory", "lower", ".0f", "relative", 0.5, "memory_mb",
+          label="added_MB", doc="peak during the case minus the process's level before it"),
+    Field("rss_before_mb", "memory", None, ".0f", doc="resident memory before the case"),
+    Field("rss_model_ready_mb", "memory", None, ".0f",
+          doc="resident memory once the model was built or reset"),
     Field("peak_gpu_mb", "memory", "lower", ".0f", doc="TensorFlow's peak GPU memory"),
+    Field("gpu_added_mb", "memory", "lower", ".0f",
+          doc="TensorFlow's GPU peak during the case minus what was in use at its start"),
     Field("train_samples", "count", None, "d"),
     Field("test_samples", "count", None, "d"),
+    Field("train_inference_samples", "count", None, "d",
+          doc="size of the training sample of the inference-mode diagnostic"),
 )
+FIELDS += tuple(_as_trained(f) for f in FIELDS if f.kind == "score")
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
-SCORES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "score")
+# The reported test scores: what bounds, baselines and comparisons look at.
+SCORES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "score" and f.in_metrics)
 # Paper figure name -> our field compared with it (our macro averages for precision/recall/F1).
 PAPER_METRIC: dict[str, str] = {f.paper_key: f.name for f in FIELDS if f.paper_key}
 PAPER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclass_fields(PaperFigures)
@@ -100,16 +143,19 @@ STATUSES = ("passed", "failed", "error", "unfinished", "corrupt")
 # Keys a row may hold besides the fields above. Identity: known before a case runs.
 IDENTITY_KEYS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
                  "seed", "config", "paper", "class_names", "note")
-RESULT_KEYS = ("metrics", "train_counts", "test_counts", "counts_before_imbalance",
+RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "counts_before_imbalance",
                "reduced_classes", "removal_fraction", "data_source", "data_fingerprint",
                "provenance",
                # 95% bootstrap intervals over the test set: {metric: [low, high]} (stats.py)
-               "intervals", "interval_method")
+               "intervals", "interval_method",
+               # BatchNorm re-estimation and learning diagnostics (calibration.py, evaluation.py)
+               "bn_recalibrated", "bn_recalibration", "inference_gap_margin", "warnings",
+               "model_reused")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
 OPTIONAL_KEYS = ("traceback", "predictions_file", "schema",
                  # added when read: the folder a row came from, and the row that replaced it
                  "run_dir", "replaced_by")
-_TOP_LEVEL_FIELDS = tuple(f.name for f in FIELDS if not f.in_metrics)
+_TOP_LEVEL_FIELDS = tuple(f.name for f in FIELDS if f.source == "row")
 KNOWN_KEYS = frozenset(IDENTITY_KEYS + RESULT_KEYS + VERDICT_KEYS + OPTIONAL_KEYS
                        + _TOP_LEVEL_FIELDS)
 REQUIRED = {
@@ -143,8 +189,8 @@ def as_number(value: Any) -> float | None:
 def value(row: Mapping[str, Any], name: str) -> Any:
     """The stored value of field ``name`` in ``row`` (None when absent)."""
     field = FIELDS_BY_NAME[name]
-    holder = (row.get("metrics") or {}) if field.in_metrics else row
-    return holder.get(name) if isinstance(holder, Mapping) else None
+    holder = row if field.source == "row" else (row.get(field.source) or {})
+    return holder.get(field.key or name) if isinstance(holder, Mapping) else None
 
 
 def numbers(row: Mapping[str, Any], names=None) -> dict[str, float]:
@@ -175,7 +221,8 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
         raise RowError(f"{source}: a {status} row lacks {', '.join(missing)}")
     if not isinstance(row["case_id"], str) or not row["case_id"]:
         raise RowError(f"{source}: case_id must be a non-empty string")
-    for key in ("config", "paper", "metrics", "provenance", "bounds", "baseline", "intervals"):
+    for key in ("config", "paper", "metrics", "metrics_as_trained", "provenance", "bounds",
+                "baseline", "intervals", "bn_recalibration"):
         if row.get(key) is not None and not isinstance(row[key], dict):
             raise RowError(f"{source}: {key} must be an object, found {type(row[key]).__name__}")
     for key in ("train_counts", "test_counts", "counts_before_imbalance", "reduced_classes"):

@@ -148,3 +148,18 @@ def find_case(table: str, dataset: str, balance: str = "balanced", split: float 
 EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
 # Options that make such a run fast and offline: synthetic data, two-layer backbone.
 FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")
+
+
+def bn_backbone(weights: str):
+    """A stand-in for ResNet50 with two BatchNormalization layers (ResNet50 has 53), for the
+    BatchNorm re-estimation tests: conv -> BN -> relu -> conv -> BN -> relu."""
+    import keras
+
+    inputs = keras.Input(shape=(32, 32, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, name="c1")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="r1")(x)
+    x = keras.layers.Conv2D(6, 3, strides=2, name="c2")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    outputs = keras.layers.ReLU(name="r2")(x)
+    return keras.Model(inputs, outputs, name="bn_backbone")

@@ -47,7 +47,8 @@ def test_every_option_has_the_same_precedence(option, tmp_path):
            "imbalance": ["table2", "table4", "table6"], "imbalance_classes": ["1", "2", "3"],
            "imbalance_fraction": ["0.2", "0.3", "0.4"], "hflip": ["on", "off", "on"],
            "backbone": ["tiny", "resnet50", "tiny"], "xla": ["on", "off", "on"],
-           "mixed_precision": ["on", "off", "on"], "deterministic": [None, "1", "yes"],
+           "mixed_precision": ["on", "off", "on"],
+           "bn_recalibrate": ["on", "off", "auto"], "deterministic": [None, "1", "yes"],
            "report_dir": ["a", "b", "c"], "baseline": ["x.csv", "y.csv", "z.csv"],
            "tolerance": ["accuracy=0.1", "scores=0.2", "f1_macro=0.3"],
            "resume": ["r1", "r2", "r3"]}[option.dest]

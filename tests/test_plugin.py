@@ -55,10 +55,20 @@ def test_smoke_cases_write_rows_predictions_and_report(study):
     import numpy as np
 
     with np.load(run_dir / imbalanced["predictions_file"]) as saved:
-        assert saved["proba"].shape == (160, 10)
+        assert saved["proba"].shape == saved["proba_as_trained"].shape == (160, 10)
         assert np.array_equal(saved["y_pred"], saved["proba"].argmax(axis=1))
         accuracy = float((saved["y_pred"] == saved["y_true"]).mean())
     assert accuracy == pytest.approx(imbalanced["metrics"]["accuracy"], abs=1e-12)
+    # BatchNorm re-estimation is on at smoke scale (auto); both results are kept.
+    assert imbalanced["config"]["bn_recalibrate"] is True and imbalanced["bn_recalibrated"]
+    assert imbalanced["bn_recalibration"]["layers"] == 1
+    assert set(imbalanced["metrics_as_trained"]) == set(imbalanced["metrics"])
+    for key in ("train_loss", "train_accuracy", "train_inference_accuracy",
+                "train_inference_accuracy_as_trained", "steady_train_time_s", "rss_added_mb"):
+        assert isinstance(imbalanced[key], float), key
+    assert imbalanced["train_inference_samples"] == 160 and imbalanced["warnings"] == []
+    assert imbalanced["steady_train_time_s"] < imbalanced["train_time_s"]
+    result.stdout.fnmatch_lines(["smoke scale: these figures check the pipeline*"])
     frame = pd.read_csv(run_dir / "results.csv")
     assert sorted(frame["case_id"]) == sorted(rows)
     assert (study.path / "reports" / "latest").resolve() == run_dir.resolve()

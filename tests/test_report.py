@@ -65,6 +65,7 @@ def make_row(case_id: str, *, rng_seed: int = 0, scale: str = "smoke",
         "scale": scale, "seed": 0, "status": "passed", "error": None,
         "metrics": compute_metrics(y_true, proba, 10),
         "train_time_s": 10.0 + rng_seed, "test_time_s": 1.25, "peak_rss_mb": 2100.5 + rng_seed,
+        "steady_train_time_s": 8.0 + rng_seed, "rss_added_mb": 300.25 + rng_seed,
         "peak_gpu_mb": None, "train_counts": train_counts, "test_counts": [16] * 10,
         "counts_before_imbalance": [32] * 10, "reduced_classes": reduced,
         "class_names": [f"class{k}" for k in range(10)],
@@ -193,7 +194,7 @@ def test_paper_tables_put_measured_beside_paper(study):
 
     t8 = tables["table8"].set_index(["dataset", "metric"])
     assert t8.loc[("cifar10", "memory_mb"), "balanced_measured"] == \
-        rows[T7_CIFAR_BAL]["peak_rss_mb"]
+        rows[T7_CIFAR_BAL]["rss_added_mb"]
     assert t8.loc[("cifar10", "train_time_s"), "imbalanced_paper"] == 2163.77
 
     t9 = tables["table9"].set_index(["dataset", "split"])
@@ -349,3 +350,50 @@ def test_recall_html_draws_bars_marks_reduced_classes_and_the_mean():
                       ("0.0", cells.MEASURED)]
     assert "macro 0.750" in page and "left:75.0%" in page  # mean of the known values
     assert "orange: reduced classes" in page and ">–<" in page
+
+
+def test_differences_to_the_paper_are_coloured_at_paper_scale_only(tmp_path):
+    """A smaller run is not "better" than the paper because it took less time: below paper scale
+    the Δ cells carry no colour, in the summary tables and per case."""
+    for scale, coloured in (("reduced", False), ("paper", True)):
+        run = write_run(tmp_path / scale, [make_row(T7_CIFAR_BAL, scale=scale)])
+        html = build_report([run.path], tmp_path / f"{scale}-out")["html"].read_text()
+        for part in (html[html.index("Table 7: performance"):html.index('id="results"')],
+                     html[html.index('id="cases"'):html.index('id="provenance"')]):
+            assert bool(re.search(r'<td class="(better|worse|close)">', part)) is coloured
+            assert ('<td class="plain">' in part) is (not coloured)
+
+
+def test_scores_as_trained_and_warnings_appear_beside_the_reported_ones(tmp_path):
+    row, arrays = make_row(T7_CIFAR_BAL, scale="reduced")
+    row.update(metrics_as_trained=dict(row["metrics"], accuracy=0.1, roc_auc_ovr_macro=0.61),
+               bn_recalibrated=True, train_accuracy=0.47, train_inference_accuracy=0.11,
+               warnings=["inference-mode accuracy on training images 0.110 trails it"])
+    paths = build_report([write_run(tmp_path / "run", [(row, arrays)]).path], tmp_path / "out")
+    html = paths["html"].read_text()
+    assert "acc. as trained" in html and "<th>as trained</th>" in html
+    assert "0.1000" in html and "0.6100" in html
+    assert html.count("0.110 trails it") == 2  # all-cases table and the case's section
+    line = pd.read_csv(paths["csv"]).iloc[0]
+    assert line["accuracy_as_trained"] == 0.1 and line["accuracy"] == row["metrics"]["accuracy"]
+    assert line["train_accuracy"] == 0.47 and "trails it" in line["warnings"]
+    t8 = table.table8_frame(table.case_frame([row])).set_index(["dataset", "metric"])
+    assert t8.loc[("cifar10", "train_time_s"), "balanced_measured"] == row["steady_train_time_s"]
+
+
+def test_scores_as_trained_are_not_shown_when_nothing_changed(small_run, tmp_path):
+    html = build_report([small_run], tmp_path / "out")["html"].read_text()
+    assert "as trained" not in html
+
+
+def test_terminal_summary_shows_warnings_and_says_what_smoke_figures_are(tmp_path):
+    from resnet_harness.summary import SMOKE_NOTE, summary_lines
+
+    row, arrays = make_row(T7_CIFAR_BAL)
+    row["warnings"] = ["inference-mode accuracy on training images 0.110 trails it"]
+    lines = summary_lines(write_run(tmp_path / "smoke", [(row, arrays)]))
+    assert "  warning: inference-mode accuracy on training images 0.110 trails it" in lines
+    assert lines[-1] == SMOKE_NOTE and "no meaning as results" in SMOKE_NOTE
+    assert "steady_s" in lines[0] and "added_MB" in lines[0] and " 8.0 " in lines[1]
+    reduced = make_row(T7_CIFAR_BAL, scale="reduced")
+    assert SMOKE_NOTE not in summary_lines(write_run(tmp_path / "reduced", [reduced]))

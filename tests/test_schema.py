@@ -29,7 +29,7 @@ def passed_row(**extra) -> dict:
     measured = {
         "metrics": compute_metrics(y_true, proba, 10), "train_time_s": 3.5, "test_time_s": 0.5,
         "first_step_s": 1.0, "train_images_per_s": 50.0, "test_images_per_s": 160.0,
-        "peak_rss_mb": 900.0, "peak_gpu_mb": None, "train_samples": 80, "test_samples": 80,
+        "steady_train_time_s": 2.5, "rss_added_mb": 300.0, "peak_rss_mb": 900.0, "peak_gpu_mb": None, "train_samples": 80, "test_samples": 80,
         "train_counts": [8] * 10, "test_counts": [8] * 10, "counts_before_imbalance": [8] * 10,
         "reduced_classes": [], "removal_fraction": 0.0, "data_source": "synthetic",
         "provenance": {"finished_at": "2026-11-27T00:00:00+00:00"}}

@@ -21,12 +21,13 @@ from resnet_harness.report import cells, plots
 from resnet_harness.report.table import (NUM_CLASSES, RESOURCE_KEYS, case_order, flatten_row,
                                          paper_tables)
 from resnet_harness.results import atomic_write_bytes
-from resnet_harness.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC
+from resnet_harness.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC, SCORES
 
 LABELS = {"f1": "F1 score", "precision": "Precision (macro)", "recall": "Recall (macro)",
           "accuracy": "Accuracy", "roc_auc": "ROC AUC (OvR macro)",
-          "train_time_s": "Training time (s)", "test_time_s": "Testing time (s)",
-          "memory_mb": "Memory (MB, ours: peak RSS)", "balanced": "Balanced",
+          "train_time_s": "Training time (s; ours: steady state, first step left out)",
+          "test_time_s": "Testing time (s)",
+          "memory_mb": "Memory (MB; ours: resident memory the case added)", "balanced": "Balanced",
           "imbalanced": "Imbalanced", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST"}
 STATUS_ORDER = ("passed", "failed", "unfinished", "error", "corrupt")
 
@@ -42,7 +43,8 @@ th,td{border:1px solid #dde1e6;padding:3px 8px;text-align:right;vertical-align:t
 th{background:#eef1f5;text-align:center}td.l,th.l{text-align:left}
 tr.failed td,tr.error td,tr.corrupt td{background:#fdecea}tr.unfinished td{background:#fff6db}
 td.better{background:#e3f4e6;color:#17632a}td.worse{background:#fbe4e2;color:#a4261b}
-td.close{background:#f3f3f3}td.none{color:#999}td.red{background:#ffe9cc;font-weight:600}
+td.close{background:#f3f3f3}td.plain{color:#555}
+td.none{color:#999}td.red{background:#ffe9cc;font-weight:600}
 .badge{display:inline-block;padding:2px 10px;border-radius:11px;font-weight:600;margin-right:6px;
  font-size:13px;border:1px solid transparent}
 .b-passed{background:#e3f4e6;color:#17632a}.b-failed,.b-error,.b-corrupt{background:#fbe4e2;
@@ -86,7 +88,9 @@ def _resource(key: str) -> bool:
     return key in RESOURCE_KEYS or (field is not None and field.kind != "score")
 
 
-def _diff_cell(diff: Any, paper: Any, key: str) -> str:
+def _diff_cell(diff: Any, paper: Any, key: str, colour: bool = True) -> str:
+    """A Δ cell; ``colour`` only where the two figures describe the same work (paper scale):
+    a smaller run is not "better" or "worse" than the paper, only smaller."""
     if _missing(diff):
         return '<td class="none">—</td>'
     if _resource(key):
@@ -94,6 +98,7 @@ def _diff_cell(diff: Any, paper: Any, key: str) -> str:
     else:
         close, better = abs(diff) <= 0.02, diff > 0
     css = "close" if close else ("better" if better else "worse")
+    css = css if colour else "plain"
     text = f"{diff:+.2f}" if _resource(key) else f"{diff:+.4f}"
     return f'<td class="{css}">{escape(text)}</td>'
 
@@ -128,7 +133,8 @@ def _reg_label(reg: str) -> str:
 
 
 def _compare_table(frame: pd.DataFrame, labels: Sequence[tuple[str, str, Callable]],
-                   groups: Sequence[str], key_of: Callable[[pd.Series, str], str]) -> str:
+                   groups: Sequence[str], key_of: Callable[[pd.Series, str], str],
+                   colour: bool = True) -> str:
     """A measured | paper | difference table; the first label column spans its repeated values."""
     top = "".join(f'<th rowspan="2" class="l">{escape(h)}</th>' for _, h, _ in labels)
     top += "".join(f'<th colspan="3">{escape(_label(g))}</th>' for g in groups)
@@ -147,31 +153,38 @@ def _compare_table(frame: pd.DataFrame, labels: Sequence[tuple[str, str, Callabl
             measured, paper = line[f"{group}_measured"], line[f"{group}_paper"]
             cells.append(_cell(fmt(measured, key), "none" if _missing(measured) else ""))
             cells.append(_cell(fmt_paper(paper), "none" if _missing(paper) else ""))
-            cells.append(_diff_cell(line[f"{group}_diff"], paper, key))
+            cells.append(_diff_cell(line[f"{group}_diff"], paper, key, colour))
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return _table([], lines, head_html=f"<tr>{top}</tr><tr>{sub}</tr>")
 
 
-def _summary(tables: dict[str, pd.DataFrame]) -> str:
+def _summary(tables: dict[str, pd.DataFrame], colour: bool = True) -> str:
     by_metric = (("dataset", "Dataset", _label), ("metric", "Metric", _label))
     parts = [
         "<h3>Table 7: performance</h3>",
         _compare_table(tables["table7"], by_metric, ("balanced", "imbalanced"),
-                       lambda line, _: line["metric"]),
+                       lambda line, _: line["metric"], colour),
         "<h3>Table 8: training/testing time and memory</h3>",
         _compare_table(tables["table8"], by_metric, ("balanced", "imbalanced"),
-                       lambda line, _: line["metric"]),
+                       lambda line, _: line["metric"], colour),
         "<h3>Table 9: train/test splits (balanced data)</h3>",
         _compare_table(tables["table9"], (("dataset", "Dataset", _label),
                                           ("split", "Train / test", _split_label)),
-                       ("accuracy",) + RESOURCE_KEYS, lambda _, group: group),
+                       ("accuracy",) + RESOURCE_KEYS, lambda _, group: group, colour),
         "<h3>Table 10: regularization (Fashion-MNIST, balanced)</h3>",
         _compare_table(tables["table10"], (("regularization", "Regularization", _reg_label),),
-                       ("accuracy", "roc_auc") + RESOURCE_KEYS, lambda _, group: group),
+                       ("accuracy", "roc_auc") + RESOURCE_KEYS, lambda _, group: group, colour),
     ]
-    legend = ('<p class="note">Δ = measured − paper. Green: better than the paper, red: worse, '
-              'grey: within 0.02 (scores) or 10% (time, memory). Precision, recall and F1 are '
-              'macro averages; memory is the peak resident set size of the process.</p>')
+    shading = ("Green: better than the paper, red: worse, grey: within 0.02 (scores) or 10% "
+               "(time, memory)." if colour else
+               "Not coloured: below paper scale the run is smaller work than the paper's, so "
+               "neither better nor worse.")
+    legend = (f'<p class="note">Δ = measured − paper. {shading} Precision, recall and F1 are '
+              "macro averages. Our training time leaves out the first step (graph tracing, paid "
+              "once per architecture and process), so it does not depend on the order cases ran "
+              "in. Our memory is what the case added to the process's resident memory: the "
+              "first case of each architecture also built and traced the model (hundreds of "
+              "MB); the cases after it reuse that model and add little.</p>")
     return legend + "".join(parts)
 
 
@@ -213,6 +226,9 @@ def _results(frame: pd.DataFrame) -> str:
                ("f1_macro", "F1 macro"), ("roc_auc_ovr_macro", "AUC"),
                ("train_time_s", "train s"), ("test_time_s", "test s"),
                ("peak_rss_mb", "RSS MB"), ("peak_gpu_mb", "GPU MB"))
+    if _recalibrated(frame):  # the scores before BatchNorm re-estimation, beside them
+        columns = columns[:4] + (("accuracy_as_trained", "acc. as trained"),
+                                 ("roc_auc_ovr_macro_as_trained", "AUC as trained")) + columns[4:]
     headers = (["case", "scale", "status"] + [h for _, h in columns]
                + ["error / bound violations", "vs baseline"])
     lines = []
@@ -226,8 +242,8 @@ def _results(frame: pd.DataFrame) -> str:
                        raw=True)]
         cells += [_cell(fmt_paper(line[c]) if c.startswith("paper_") else fmt(line[c], c))
                   for c, _ in columns]
-        problems = [str(p) for p in (line["error"], line["bounds_violations"])
-                    if not _missing(p) and str(p)]
+        problems = [str(p) for p in (line["error"], line["bounds_violations"],
+                                     line.get("warnings")) if not _missing(p) and str(p)]
         cells.append(_cell(" | ".join(problems), "l"))
         against = [f"{label} {line[column]}" for column, label in
                    (("baseline_regressions", "worse:"), ("baseline_improvements", "better:"))
@@ -295,6 +311,9 @@ def _case(row: dict[str, Any], line: pd.Series) -> str:
              f"<code>{escape(fmt(line['run_dir']))}</code></p>"]
     if row.get("error"):
         parts.append(f'<div class="err">{escape(str(row["error"]))}</div>')
+    if row.get("warnings"):
+        parts.append('<div class="warn"><b>Warnings</b><ul>' + "".join(
+            f"<li>{escape(str(w))}</li>" for w in row["warnings"]) + "</ul></div>")
     violations = (row.get("bounds") or {}).get("violations") or []
     if violations:
         parts.append('<div class="warn"><b>Bound violations</b><ul>' + "".join(
@@ -325,20 +344,35 @@ def _get(per_class: dict[str, Any], key: str, k: int) -> Any:
     return values[k] if k < len(values) else None
 
 
+def _recalibrated(frame: pd.DataFrame) -> bool:
+    """Whether any row's scores differ before and after BatchNorm re-estimation."""
+    pairs = [(frame[name], frame.get(f"{name}_as_trained")) for name in SCORES]
+    return any(trained is not None and bool(((after - trained).abs() > 0).any())
+               for after, trained in pairs)
+
+
 def _metric_table(line: pd.Series) -> str:
     by_ours = {ours: paper for paper, ours in PAPER_METRIC.items()}
-    keys = [field.name for field in FIELDS if field.better]
+    # Every directed field except the as-trained copies, which get their own column.
+    keys = [f.name for f in FIELDS if f.better and f.source != "metrics_as_trained"]
+    # Scores as trained beside the re-estimated ones, where re-estimation changed any of them.
+    trained = any(not _missing(line.get(f"{k}_as_trained")) and line.get(f"{k}_as_trained")
+                  != line.get(k) for k in list(SCORES) + ["train_inference_accuracy"])
+    colour = line.get("scale") == "paper"
     lines = []
     for key in keys:
         paper_key = by_ours.get(key)
         paper = line.get(f"paper_{paper_key}") if paper_key else None
         diff = (line[key] - paper) if paper_key and not _missing(paper) and not _missing(
-            line[key]) else None
-        if _missing(line[key]) and _missing(paper):
+            line.get(key)) else None
+        if _missing(line.get(key)) and _missing(paper):
             continue  # a failed case measured nothing: list only what someone reported
-        lines.append(f'<tr>{_cell(key, "l")}{_cell(fmt(line[key], key))}'
-                     f"{_cell(fmt_paper(paper))}{_diff_cell(diff, paper, paper_key or key)}</tr>")
-    return _table(["metric", "measured", "paper", "Δ"], lines)
+        before = _cell(fmt(line.get(f"{key}_as_trained"), key)) if trained else ""
+        lines.append(f'<tr>{_cell(key, "l")}{_cell(fmt(line[key], key))}{before}'
+                     f"{_cell(fmt_paper(paper))}"
+                     f"{_diff_cell(diff, paper, paper_key or key, colour)}</tr>")
+    headers = ["metric", "measured"] + (["as trained"] if trained else []) + ["paper", "Δ"]
+    return _table(headers, lines)
 
 
 def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
@@ -388,7 +422,8 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
                 _img(plots.resources_png(frame), "train time and peak memory per case")]
     body = [_header(title, frame, runs, generated_at),
             claims.html_section(rows, claims.delta_of(runs)),
-            '<h2 id="summary">Measured against the paper</h2>', _summary(tables),
+            '<h2 id="summary">Measured against the paper</h2>',
+            _summary(tables, colour=set(frame["scale"].dropna()) == {"paper"}),
             '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Overview plots</h2>',
             f'<div class="grid">{"".join(overview)}</div>',

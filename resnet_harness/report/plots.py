@@ -92,8 +92,9 @@ def resources_png(frame: pd.DataFrame) -> bytes | None:
     labels = [_case_label(c) + (f" [{s}]" if several_scales else "")
               for c, s in zip(data["case_id"], data["scale"])]
     fig = Figure(figsize=(8.0, 1.2 + 0.22 * len(labels)), layout="constrained")
-    panels = (("train_time_s", "paper_train_time_s", "train time (s)"),
-              ("peak_rss_mb", "paper_memory_mb", "peak RSS (MB)"))
+    # The order-independent figures (see metrics.PAPER_METRIC).
+    panels = (("steady_train_time_s", "paper_train_time_s", "train time, steady (s)"),
+              ("rss_added_mb", "paper_memory_mb", "RSS added by the case (MB)"))
     for index, (column, paper_column, name) in enumerate(panels):
         ax = fig.add_subplot(1, 2, index + 1)
         rows = list(range(len(labels)))

@@ -28,8 +28,8 @@ _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
 _INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind == "count")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "recipe", "paper_source", "reduced_classes",
-                 "bounds_violations",
-                 "baseline_regressions", "baseline_improvements", "finished_at", "run_dir")
+                 "bounds_violations", "baseline_regressions", "baseline_improvements",
+                 "finished_at", "run_dir", "bn_recalibrated", "warnings")
 
 
 def finished_at(row: dict[str, Any]) -> datetime:
@@ -71,6 +71,8 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat["test_samples"] = _total(row.get("test_counts"))
     flat.update({f"recall_class_{k}": _number(recall[k]) for k in reduced if k < NUM_CLASSES})
     flat.update({f"recall_c{k}": _number(recall[k]) for k in range(NUM_CLASSES)})
+    flat["bn_recalibrated"] = row.get("bn_recalibrated")
+    flat["warnings"] = "; ".join(row.get("warnings") or [])
     flat.update({f"train_count_c{k}": train_counts[k] for k in range(NUM_CLASSES)})
     flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
     flat["epochs"] = config.get("epochs")
