@@ -24,7 +24,7 @@ GROUP = "resnet-harness"
 OPTIONS = (
     ("--scale", "scale", cfg.parse_scale,
      "smoke (default: random init, a few hundred images, 1 epoch), reduced or paper"),
-    ("--epochs", "epochs", cfg.parse_positive_int, "override the epochs of every case"),
+    ("--epochs", "epochs", cfg.parse_epochs, "override the epochs of every case"),
     ("--max-train-samples", "max_train_samples", cfg.parse_sample_cap,
      "cap the training set (stratified subset)"),
     ("--max-test-samples", "max_test_samples", cfg.parse_sample_cap,
@@ -49,7 +49,7 @@ OPTIONS = (
      "compile the train step with XLA: off (default, as the study) or on"),
     ("--mixed-precision", "mixed_precision", cfg.parse_on_off,
      "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
-    ("--report-dir", "report_dir", Path, "where run folders and reports go (default reports/)"),
+    ("--report-dir", "report_dir", cfg.parse_report_dir, "where run folders and reports go (default reports/)"),
 )
 
 
@@ -115,8 +115,18 @@ def run_config(config: pytest.Config) -> cfg.RunConfig:
         except argparse.ArgumentTypeError as exc:
             raise pytest.UsageError(f"{origin}: {exc}") from None
     deterministic = config.getoption("harness_deterministic")
+    if deterministic is None and cfg.env_default("deterministic"):
+        try:
+            deterministic = cfg.parse_flag(cfg.env_default("deterministic"))
+        except argparse.ArgumentTypeError as exc:
+            raise pytest.UsageError(
+                f"environment variable RESNET_HARNESS_DETERMINISTIC: {exc}") from None
     if deterministic is None:
-        deterministic = bool(config.getini("harness_deterministic"))
+        try:
+            deterministic = bool(config.getini("harness_deterministic"))
+        except ValueError as exc:
+            raise pytest.UsageError(f"ini key harness_deterministic: {exc}; use true or "
+                                    "false") from None
     return cfg.RunConfig(**{k: v for k, v in values.items() if v is not None},
                          data_dirs=dict(data_dirs or []), deterministic=deterministic)
 

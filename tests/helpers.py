@@ -30,8 +30,9 @@ def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
     return path
 
 
-def fashion_arrays(n_train: int = 12, n_test: int = 6, seed: int = 0):
-    """Tiny Fashion-MNIST-shaped arrays: (N, 28, 28) uint8 images and uint8 labels 0..9."""
+def fashion_arrays(n_train: int = 12, n_test: int = 10, seed: int = 0):
+    """Tiny Fashion-MNIST-shaped arrays: (N, 28, 28) uint8 images and uint8 labels 0..9 (every
+    class present in both splits, as the data check requires)."""
     rng = np.random.default_rng(seed)
     x_train = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
     x_test = rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8)
@@ -49,7 +50,7 @@ def write_idx_folder(folder: Path, gz: bool = False, arrays=None) -> tuple[np.nd
     return arrays
 
 
-def write_cifar_batches(folder: Path, per_batch: int = 4, n_test: int = 4, seed: int = 0):
+def write_cifar_batches(folder: Path, per_batch: int = 4, n_test: int = 10, seed: int = 0):
     """Keras' CIFAR-10 cache layout (``cifar-10-batches-py/data_batch_1..5``, ``test_batch``):
     each batch a pickled dict of ``b"data"`` (N, 3072) uint8 in CHW order and ``b"labels"``.
     Returns the (N, 3072) train/test data and labels written."""
@@ -59,13 +60,14 @@ def write_cifar_batches(folder: Path, per_batch: int = 4, n_test: int = 4, seed:
     data, labels = [], []
     for i in range(1, 6):
         d = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
-        lab = [int(v) for v in rng.integers(0, NUM_CLASSES, size=per_batch)]
+        # Cycling labels: every class present once there are ten samples (the data check).
+        lab = [(i * per_batch + j) % NUM_CLASSES for j in range(per_batch)]
         with (base / f"data_batch_{i}").open("wb") as handle:
             pickle.dump({b"data": d, b"labels": lab}, handle)
         data.append(d)
         labels.extend(lab)
     test = rng.integers(0, 256, size=(n_test, 3072), dtype=np.uint8)
-    test_labels = [int(v) for v in rng.integers(0, NUM_CLASSES, size=n_test)]
+    test_labels = [j % NUM_CLASSES for j in range(n_test)]
     with (base / "test_batch").open("wb") as handle:
         pickle.dump({b"data": test, b"labels": test_labels}, handle)
     return np.concatenate(data), np.asarray(labels), test, np.asarray(test_labels)
