@@ -106,8 +106,8 @@ def parse_epochs(value: str) -> int:
 def parse_sample_cap(value: str) -> int:
     """A sample cap: an integer from 10 (every class keeps a sample) to :data:`MAX_SAMPLES`."""
     try:
-        number = parse_positive_int(value)
-    except argparse.ArgumentTypeError:
+        number = int(value)
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not an integer; use a whole number from {NUM_CLASSES} to "
             f"{MAX_SAMPLES}") from None
@@ -154,21 +154,21 @@ def parse_report_dir(value: str) -> Path:
     """A folder that is, or can be made, writable: not empty, not a file, not under a file."""
     if not str(value).strip():
         raise argparse.ArgumentTypeError(
-            "report dir is empty; pass a folder, e.g. reports (the default)")
+            f"report dir {value!r} is empty; pass a folder, e.g. reports (the default)")
     path = Path(value).expanduser()
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(
-            f"report dir {str(path)!r} is a file, not a folder; pass a folder path")
+            f"report dir {value!r} is a file, not a folder; pass a folder path")
     existing = path.absolute()
     while not existing.exists():  # the nearest ancestor that exists must let us create it
         existing = existing.parent
     if not existing.is_dir():
         raise argparse.ArgumentTypeError(
-            f"report dir {str(path)!r} cannot be created: {str(existing)!r} is a file; pass a "
+            f"report dir {value!r} cannot be created: {str(existing)!r} is a file; pass a "
             "folder path")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(
-            f"report dir {str(path)!r} cannot be written: {str(existing)!r} is not writable; "
+            f"report dir {value!r} cannot be written: {str(existing)!r} is not writable; "
             "pass a folder you can write to")
     return path
 

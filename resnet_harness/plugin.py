@@ -185,9 +185,20 @@ def pytest_configure(config: pytest.Config) -> None:
                              tolerances=tolerances, resume=resume_dir(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "resnet_harness_session")
+    if not hasattr(config, "workerinput"):  # the controller writes the report; see interrupts
+        from .interrupts import install_sigterm_handler
+
+        config.stash[SIGTERM_KEY] = install_sigterm_handler()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from .interrupts import restore_sigterm_handler
+
+    restore_sigterm_handler(config.stash.get(SIGTERM_KEY, None))
 
 
 SESSION_KEY = pytest.StashKey["HarnessSession"]()
+SIGTERM_KEY = pytest.StashKey[object]()
 
 
 def case_param(case: Case):

@@ -122,11 +122,32 @@ class RunFolder:
         rows = []
         for path in sorted(self.cases_dir.glob("*.json")):
             try:
-                rows.append(json.loads(path.read_text()))
+                row = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
-                rows.append({"case_id": path.stem, "status": "corrupt",
-                             "error": f"cannot read {path}: {exc}"})
+                row = {"case_id": path.stem, "status": "corrupt",
+                       "error": f"cannot read {path}: {exc}"}
+            shape = _shape_problem(row)
+            if shape:
+                row = {"case_id": path.stem, "status": "corrupt",
+                       "error": f"{path} is not a result row ({shape}); delete it or run the "
+                                "case again"}
+            rows.append(row)
         return rows
+
+    def record_selected(self, case_ids: Iterable[str]) -> None:
+        """Record which cases this session selected, so the report can name those never started
+        (an interrupted run, ``-x``) as "not run"."""
+        atomic_write_json(self.path / "selected.json", {"case_ids": sorted(set(case_ids))})
+
+    def not_run(self) -> list[str]:
+        """Ids of selected cases that never started (see :meth:`record_selected`)."""
+        try:
+            selected = json.loads((self.path / "selected.json").read_text())["case_ids"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        done = {p.stem for p in self.cases_dir.glob("*.json")}
+        done |= {p.stem for p in (self.path / "started").glob("*.json")}
+        return sorted(str(c) for c in selected if str(c) not in done)
 
     def unfinished(self) -> list[str]:
         """Ids of cases that started but left no row (the process died inside them)."""
@@ -135,12 +156,64 @@ class RunFolder:
 
     def run_info(self) -> dict[str, Any]:
         path = self.path / "run.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return {}
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            info = f"cannot read it ({exc})"
+        if not isinstance(info, dict):
+            import warnings
+
+            warnings.warn(f"{path} is unreadable or not a run description "
+                          f"({info if isinstance(info, str) else type(info).__name__}); the "
+                          "report is built without it", RuntimeWarning, stacklevel=2)
+            return {}
+        return info
 
     def load_predictions(self, case_id: str) -> dict[str, np.ndarray]:
-        """The saved ``y_true``/``proba``/``y_pred`` arrays of one case."""
-        with np.load(self.cases_dir / f"{case_id}.npz") as data:
+        """The saved ``y_true``/``proba``/``y_pred`` arrays of one case; ``ValueError`` naming the
+        file when it is missing, corrupt or lacks an array."""
+        path = self.cases_dir / f"{case_id}.npz"
+        problem = predictions_problem(path)
+        if problem:
+            raise ValueError(problem)
+        with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
+
+
+def predictions_problem(path: Path) -> str | None:
+    """Why the predictions file ``path`` cannot be used (one line), or None. Reads only the zip
+    directory, not the arrays."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = set(getattr(data, "files", ()))
+    except Exception as exc:  # noqa: BLE001 - zip, pickle and OS errors all mean "corrupt"
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return (f"predictions file {path} cannot be read ({type(exc).__name__}: {text}); run the "
+                "case again to recreate it")
+    missing = [k for k in PREDICTION_ARRAYS if k not in names]
+    if missing:
+        return (f"predictions file {path} is not a harness predictions file (no "
+                f"{', '.join(missing)}); run the case again to recreate it")
+    return None
+
+
+PREDICTION_ARRAYS = ("y_true", "proba", "y_pred")
+# Parts of a row that hold a mapping; anything else there (a string, a list) would break every
+# reader, so such a file is shown as corrupt. Full validation belongs to the row schema.
+_MAPPING_KEYS = ("metrics", "config", "paper", "provenance", "bounds", "baseline")
+
+
+def _shape_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return f"JSON {type(row).__name__} instead of an object"
+    if not isinstance(row.get("case_id"), str) or not row.get("case_id"):
+        return "no case_id"
+    wrong = [k for k in _MAPPING_KEYS if row.get(k) is not None and not isinstance(row[k], dict)]
+    if wrong:
+        return f"{', '.join(wrong)} not a mapping"
+    return None
 
 
 def find_rows(paths: Iterable[Path | str]) -> list[dict[str, Any]]:

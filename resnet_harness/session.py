@@ -3,6 +3,7 @@ end-of-run report. The plugin's hooks only call into :class:`HarnessSession`."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import traceback
@@ -54,6 +55,8 @@ class HarnessSession:
         self._models = None
         self._tf_ready = False
         self.ran_cases = False
+        self.selected: list[str] = []  # case ids collected, to name those that never started
+        self.latest_error: str | None = None
 
     # -- xdist -----------------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
@@ -68,18 +71,29 @@ class HarnessSession:
         crash); they report the same problems as failures of the cases concerned.
         """
         from .data.sources import DataError
+        from .data.variants import check_variant
 
+        cases = [item.callspec.params["case"] for item in session.items
+                 if "harness" in getattr(item, "fixturenames", ())
+                 and hasattr(item, "callspec")
+                 and isinstance(item.callspec.params.get("case"), Case)]
+        self.selected = [case.id for case in cases]
         if self.is_worker or session.config.option.collectonly:
             return
-        datasets = {item.callspec.params["case"].dataset for item in session.items
-                    if "harness" in getattr(item, "fixturenames", ())
-                    and hasattr(item, "callspec")
-                    and isinstance(item.callspec.params.get("case"), Case)}
-        for dataset in sorted(datasets):
-            try:
-                self.raw_data(dataset)
-            except DataError as exc:
-                pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        try:
+            for case in cases:
+                check_variant(self.raw_data(case.dataset), self.run.for_case(case))
+        except DataError as exc:
+            pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        """Under xdist only the workers collect; the controller learns the selected cases here
+        (to list those never started as "not run")."""
+        from .matrix import CASES_BY_ID
+
+        found = [nodeid.rpartition("[")[2].rstrip("]") for nodeid in ids if "[" in nodeid]
+        self.selected = sorted(set(self.selected) | {c for c in found if c in CASES_BY_ID})
 
     # -- running a case --------------------------------------------------------------------------
     def _prepare_tensorflow(self) -> None:
@@ -123,12 +137,13 @@ class HarnessSession:
         case_cfg: CaseConfig = self.run.for_case(case)
         if self.resume is not None:
             self._skip_if_finished(case_cfg)
-        if not self.folder.path.exists():
-            self.folder.create(self._run_info())
-        self.ran_cases = True
-        self.folder.mark_started(case.id, {"started_at": provenance.now(), "scale": self.run.scale,
-                                           "seed": self.run.seed,
-                                           "worker": provenance.host()["worker"]})
+        with writing_rows(case.id, self.folder.path):
+            if not self.folder.path.exists():
+                self.folder.create(self._run_info())
+            self.ran_cases = True
+            self.folder.mark_started(case.id, {
+                "started_at": provenance.now(), "scale": self.run.scale, "seed": self.run.seed,
+                "worker": provenance.host()["worker"]})
         try:
             self._prepare_tensorflow()
             if self._models is None:
@@ -136,11 +151,14 @@ class HarnessSession:
             outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models,
                                backbone=BACKBONES[case_cfg.backbone])
         except (DataError, ModelError) as exc:
-            self._write_error(case_cfg, str(exc))
+            with writing_rows(case.id, self.folder.path, also=str(exc)):
+                self._write_error(case_cfg, str(exc))
             pytest.fail(str(exc), pytrace=False)
         except Exception as exc:
-            self._write_error(case_cfg, f"{type(exc).__name__}: {exc}".splitlines()[0],
-                              traceback.format_exc())
+            with writing_rows(case.id, self.folder.path,
+                              also=f"{type(exc).__name__}: {exc}".splitlines()[0]):
+                self._write_error(case_cfg, f"{type(exc).__name__}: {exc}".splitlines()[0],
+                                  traceback.format_exc())
             raise
         row = outcome.row
         violations = bounds.check(row, case, case_cfg.scale)
@@ -149,7 +167,8 @@ class HarnessSession:
         row["error"] = "; ".join(violations) or None
         row["bounds"] = {"violations": violations,
                          "floors": case.bounds.floors(case_cfg.scale)}
-        self.folder.write_row(row, outcome.arrays)
+        with writing_rows(case.id, self.folder.path):
+            self.folder.write_row(row, outcome.arrays)
         if self.current_item is not None:
             self.current_item.stash[ROW_KEY] = row
         return row, violations
@@ -231,13 +250,21 @@ class HarnessSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not (self.folder.path / "started").is_dir():
             return
-        try:
-            from .report import build_report, update_latest_link
+        from .report import build_report, update_latest_link
 
+        try:
+            self.folder.record_selected(self.selected)
             self.report_paths = build_report([self.folder.path], self.folder.path)
-            update_latest_link(Path(self.run.report_dir), self.folder.path)
         except Exception as exc:  # noqa: BLE001 - rows are safe on disk; the report can be rebuilt
-            self.report_error = f"{type(exc).__name__}: {exc}"
+            self.report_error = _one_line(exc)
+            # CI must not read a run without its report as a success.
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        try:
+            update_latest_link(Path(self.run.report_dir), self.folder.path)
+        except OSError as exc:  # the report exists; only the shortcut to it is stale
+            self.latest_error = _one_line(exc)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.is_worker or not (self.folder.path / "started").is_dir():
@@ -252,8 +279,13 @@ class HarnessSession:
             terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")
         if self.report_error:
             terminalreporter.write_line(
-                f"report not written ({self.report_error}); rebuild it with: python -m "
-                f"resnet_harness report {self.folder.path}", red=True)
+                f"report not written ({self.report_error}); the rows are safe in "
+                f"{self.folder.cases_dir}; rebuild it with: python -m resnet_harness report "
+                f"{self.folder.path}", red=True)
+        if self.latest_error:
+            terminalreporter.write_line(
+                f"{Path(self.run.report_dir) / 'latest'} not updated ({self.latest_error}); "
+                f"the report is in {self.folder.path}", yellow=True)
 
 
 ROW_KEY = pytest.StashKey[dict]()
@@ -270,6 +302,25 @@ def _comparable(config: dict[str, Any] | None) -> Any:
     if isinstance(config, dict):
         config = {**_LATER_SETTINGS, **config}
     return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or ""
+    where = f" {exc.filename}" if isinstance(exc, OSError) and exc.filename else ""
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}{where}"
+
+
+@contextlib.contextmanager
+def writing_rows(case_id: str, folder: Path, also: str | None = None):
+    """Turn an ``OSError`` while writing a case's files (disk full, folder gone, read-only) into
+    a one-line failure of that case (after ``also``, the case's own error); the session goes on
+    with the next case."""
+    try:
+        yield
+    except OSError as exc:
+        prefix = f"{also}; and it " if also else ""
+        pytest.fail(f"{case_id}: {prefix}cannot write its row to {folder} ({_one_line(exc)}); "
+                    "free disk space or pass a writable --report-dir", pytrace=False)
 
 
 def _synthetic_size(run: RunConfig) -> tuple[int, int]:

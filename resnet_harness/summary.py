@@ -28,5 +28,7 @@ def summary_lines(folder: RunFolder) -> list[str]:
             f" {_fmt(row.get('peak_rss_mb'), '.0f'):>8}")
     for case_id in folder.unfinished():
         lines.append(f"{case_id:<{width}} {'unfinished':<8}")
+    for case_id in folder.not_run():
+        lines.append(f"{case_id:<{width}} {'not run':<8}")
     lines.append(f"rows: {folder.cases_dir}")
     return lines

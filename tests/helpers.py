@@ -150,3 +150,20 @@ def find_case(table: str, dataset: str, balance: str = "balanced", split: float 
 EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
 # Options that make such a run fast and offline: synthetic data, two-layer backbone.
 FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")
+
+
+def write_resnet50_weights(path: Path, shapes=None) -> Path:
+    """An HDF5 file in Keras' legacy weights layout with ResNet50 notop's weight shapes (or
+    ``shapes``); the datasets are never written, so the file stays a few hundred KB."""
+    import h5py
+
+    from resnet_harness.weights import resnet50_notop_shapes
+
+    shapes = resnet50_notop_shapes() if shapes is None else shapes
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [f"layer{i}".encode() for i in range(len(shapes))]
+        for i, shape in enumerate(shapes):
+            group = handle.create_group(f"layer{i}")
+            group.attrs["weight_names"] = [f"layer{i}/w".encode()]
+            group.create_dataset("w", shape=shape, dtype="float32")
+    return path

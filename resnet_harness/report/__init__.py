@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from resnet_harness.report import html, table
-from resnet_harness.results import RunFolder, atomic_write_bytes, find_rows
+from resnet_harness.results import RunFolder, atomic_write_bytes, find_rows, predictions_problem
 
 __all__ = ["build_report", "collect_rows", "update_latest_link"]
 
@@ -37,6 +37,21 @@ def _started_info(folder: RunFolder, case_id: str) -> dict[str, Any]:
         return {}
 
 
+def _checked_predictions(row: dict[str, Any]) -> dict[str, Any]:
+    """``row``, with an unreadable predictions file named (a warning and ``predictions_error``)
+    and dropped from the row, so that nothing reads it as if it were sound."""
+    name = row.get("predictions_file")
+    if not isinstance(name, str) or not name:
+        return row
+    problem = predictions_problem(Path(row["run_dir"]) / name)
+    if problem is None:
+        return row
+    import warnings
+
+    warnings.warn(problem, RuntimeWarning, stacklevel=2)
+    return dict(row, predictions_file=None, predictions_error=problem)
+
+
 def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep one row per (case id, scale): a finished row over an unfinished one, then the latest
     ``finished_at`` (later folders win ties). Returns the kept rows and the dropped ones."""
@@ -44,7 +59,7 @@ def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[
     dropped = []
     for order, row in enumerate(rows):
         key = (row.get("case_id"), row.get("scale"))
-        rank = (row.get("status") != "unfinished", table.finished_at(row), order)
+        rank = (row.get("status") not in table.PENDING, table.finished_at(row), order)
         if key in best:
             loser, winner = sorted([best[key], (rank, row)], key=lambda item: item[0])
             dropped.append(dict(loser[1], replaced_by=winner[1].get("run_dir")))
@@ -64,12 +79,13 @@ def collect_rows(run_dirs: Sequence[Path | str]) -> tuple[list[dict[str, Any]],
     """
     folders = _folders(run_dirs)
     infos = {str(f.path): f.run_info() for f in folders}
-    rows = [table.complete_row(row, infos[row["run_dir"]]) for row in find_rows(
-        [f.path for f in folders])]
+    rows = [table.complete_row(_checked_predictions(row), infos[row["run_dir"]])
+            for row in find_rows([f.path for f in folders])]
     for folder in folders:
         info = infos[str(folder.path)]
         rows += [table.unfinished_row(case_id, folder.path, _started_info(folder, case_id), info)
                  for case_id in folder.unfinished()]
+        rows += [table.not_run_row(case_id, folder.path, info) for case_id in folder.not_run()]
     kept, superseded = _merge(rows)
     runs = [dict(path=str(f.path), **infos[str(f.path)]) for f in folders]
     return kept, superseded, runs
@@ -88,9 +104,12 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = table.case_frame(rows)
+    # Both rendered before either is written: a failure leaves both old files, never a new CSV
+    # beside a stale report.
+    page = html.render_report(frame, rows, runs=runs, superseded=superseded, title=title)
     csv_path = table.write_csv(frame, out / "results.csv")
-    html_path = html.write_report(out / "report.html", frame, rows, runs=runs,
-                                  superseded=superseded, title=title)
+    html_path = out / "report.html"
+    atomic_write_bytes(html_path, page.encode("utf-8"))
     return {"csv": csv_path, "html": html_path}
 
 

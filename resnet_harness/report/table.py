@@ -21,6 +21,8 @@ ID_COLUMNS = ("case_id", "table", "dataset", "balance", "split", "regularization
 RESOURCE_COLUMNS = ("train_time_s", "test_time_s", "peak_rss_mb", "peak_gpu_mb")
 PAPER_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "train_time_s", "test_time_s",
               "memory_mb")
+# Statuses of cases without a result: started and died, or never started.
+PENDING = ("unfinished", "not_run")
 SCALE_RANK = {"smoke": 0, "reduced": 1, "paper": 2}
 # Lower is better for these paper keys; everything else is a score where higher is better.
 RESOURCE_KEYS = ("train_time_s", "test_time_s", "memory_mb")
@@ -77,6 +79,15 @@ def unfinished_row(case_id: str, run_dir: Path | str, info: dict[str, Any] | Non
            "error": "started but never finished (the process died inside this case)",
            "scale": info.get("scale"), "seed": info.get("seed"),
            "provenance": {"started_at": info.get("started_at"), "worker": info.get("worker")}}
+    return complete_row(row, run_info)
+
+
+def not_run_row(case_id: str, run_dir: Path | str,
+                run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The row shown for a case that was selected but never started (the run was interrupted or
+    stopped early, e.g. by Ctrl-C, SIGTERM or ``-x``)."""
+    row = {"case_id": case_id, "status": "not_run", "run_dir": str(run_dir),
+           "error": "selected but never started (the run was interrupted or stopped early)"}
     return complete_row(row, run_info)
 
 
@@ -175,9 +186,10 @@ def _text(value: Any) -> Any:
 
 def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
     """Write the case frame as ``results.csv`` (readable back with a plain ``pandas.read_csv``)."""
+    from resnet_harness.results import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
+    atomic_write_bytes(path, frame.to_csv(index=False).encode("utf-8"))
     return path
 
 
@@ -187,7 +199,7 @@ def pick_per_case(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame.set_index("case_id")
     ranked = frame.assign(
-        _done=(frame["status"] != "unfinished").astype(int),
+        _done=(~frame["status"].isin(PENDING)).astype(int),
         _scale=frame["scale"].map(SCALE_RANK).fillna(-1),
         _when=frame["finished_at"].map(lambda v: v if isinstance(v, str) else ""))
     ranked = ranked.sort_values(["_done", "_scale", "_when"], kind="stable")
