@@ -124,7 +124,7 @@ def run_config(config: pytest.Config) -> cfg.RunConfig:
     if deterministic is None:
         try:
             deterministic = bool(config.getini("harness_deterministic"))
-        except ValueError as exc:
+        except (ValueError, pytest.UsageError) as exc:  # pytest's own "invalid truth value"
             raise pytest.UsageError(f"ini key harness_deterministic: {exc}; use true or "
                                     "false") from None
     return cfg.RunConfig(**{k: v for k, v in values.items() if v is not None},

@@ -186,8 +186,13 @@ def predictions_problem(path: Path) -> str | None:
     """Why the predictions file ``path`` cannot be used (one line), or None. Reads only the zip
     directory, not the arrays."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            names = set(getattr(data, "files", ()))
+        with open(path, "rb") as handle:  # np.load leaks its own handle when parsing fails
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                return (f"predictions file {path} is a single array, not an .npz archive; run "
+                        "the case again to recreate it")
+            with loaded:
+                names = set(loaded.files)
     except Exception as exc:  # noqa: BLE001 - zip, pickle and OS errors all mean "corrupt"
         text = str(exc).splitlines()[0] if str(exc) else ""
         return (f"predictions file {path} cannot be read ({type(exc).__name__}: {text}); run the "

@@ -315,11 +315,14 @@ def writing_rows(case_id: str, folder: Path, also: str | None = None):
     """Turn an ``OSError`` while writing a case's files (disk full, folder gone, read-only) into
     a one-line failure of that case (after ``also``, the case's own error); the session goes on
     with the next case."""
+    reason = None
     try:
         yield
     except OSError as exc:
+        reason = _one_line(exc)
+    if reason is not None:  # outside the except: no "during handling" chain in the output
         prefix = f"{also}; and it " if also else ""
-        pytest.fail(f"{case_id}: {prefix}cannot write its row to {folder} ({_one_line(exc)}); "
+        pytest.fail(f"{case_id}: {prefix}cannot write its row to {folder} ({reason}); "
                     "free disk space or pass a writable --report-dir", pytrace=False)
 
 

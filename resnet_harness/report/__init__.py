@@ -52,6 +52,40 @@ def _checked_predictions(row: dict[str, Any]) -> dict[str, Any]:
     return dict(row, predictions_file=None, predictions_error=problem)
 
 
+def _renderable(row: dict[str, Any]) -> dict[str, Any]:
+    """``row``, or a ``corrupt`` row naming its file when a field has a type no reader expects
+    (a list where the scale belongs, a string for the counts): one bad file must not stop the
+    report of all the others. The row schema validates fields properly; this is the backstop."""
+    try:
+        flat = table.flatten_row(row)
+        bad = [k for k in table.ID_COLUMNS if not isinstance(flat.get(k), _SCALARS)]
+        bad += [k for k, v in flat.items() if (k in table.INTEGER_COLUMNS or k.startswith(
+            ("train_count_", "test_count_"))) and not _integer(v)]
+        if bad:
+            raise TypeError(f"{', '.join(bad)} not a scalar")
+        html.render_case(row, flat)
+        return row
+    except Exception as exc:  # noqa: BLE001 - whatever the field, the file is unusable
+        case_id = row.get("case_id")
+        where = Path(str(row.get("run_dir"))) / "cases" / f"{case_id}.json"
+        return {"case_id": case_id, "status": "corrupt", "run_dir": row.get("run_dir"),
+                "scale": row.get("scale") if isinstance(row.get("scale"), str) else None,
+                "error": f"{where} is not a usable result row ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it or run the "
+                         "case again"}
+
+
+_SCALARS = (str, int, float, type(None))
+
+
+def _integer(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value != value or float(value).is_integer()  # NaN is "missing"
+
+
 def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep one row per (case id, scale): a finished row over an unfinished one, then the latest
     ``finished_at`` (later folders win ties). Returns the kept rows and the dropped ones."""
@@ -79,7 +113,7 @@ def collect_rows(run_dirs: Sequence[Path | str]) -> tuple[list[dict[str, Any]],
     """
     folders = _folders(run_dirs)
     infos = {str(f.path): f.run_info() for f in folders}
-    rows = [table.complete_row(_checked_predictions(row), infos[row["run_dir"]])
+    rows = [_renderable(table.complete_row(_checked_predictions(row), infos[row["run_dir"]]))
             for row in find_rows([f.path for f in folders])]
     for folder in folders:
         info = infos[str(folder.path)]

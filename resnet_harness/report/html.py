@@ -281,6 +281,11 @@ def _kv(items: Iterable[tuple[str, Any]]) -> str:
     return _table(["key", "value"], lines) if lines else ""
 
 
+def render_case(row: dict[str, Any], flat: dict[str, Any]) -> str:
+    """The per-case section of one row (``flat`` is its :func:`table.flatten_row`)."""
+    return _case(row, pd.Series(flat))
+
+
 def _case(row: dict[str, Any], line: pd.Series) -> str:
     metrics = row.get("metrics") or {}
     per_class = metrics.get("per_class") or {}

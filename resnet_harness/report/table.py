@@ -29,7 +29,7 @@ RESOURCE_KEYS = ("train_time_s", "test_time_s", "memory_mb")
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
-_INTEGER_COLUMNS = ("seed", "auc_classes", "epochs", "train_samples", "test_samples")
+INTEGER_COLUMNS = ("seed", "auc_classes", "epochs", "train_samples", "test_samples")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "paper_source", "reduced_classes", "bounds_violations",
                  "baseline_regressions", "baseline_improvements", "finished_at", "run_dir")
@@ -161,7 +161,7 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     # Fixed dtypes, so that a column that is empty in every row still reads back as what it is
     # and counts are written as "32", not "32.0".
     for column in columns:
-        if column in _INTEGER_COLUMNS or column.startswith(("train_count_", "test_count_")):
+        if column in INTEGER_COLUMNS or column.startswith(("train_count_", "test_count_")):
             frame[column] = pd.array(frame[column], dtype="Int64")
         elif column in _TEXT_COLUMNS:
             frame[column] = frame[column].map(_text).astype(object)
