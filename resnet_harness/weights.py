@@ -57,6 +57,17 @@ def check_weights_file(path: Path | str) -> None:
             group = handle
             if "layer_names" not in handle.attrs and "model_weights" in handle:
                 group = handle["model_weights"]  # a whole legacy model saved with model.save
+            # Keras picks its reader by the name: ".weights.h5" is the Keras 3 layout, any
+            # other ".h5" the legacy one (a "layer_names" attribute); the other fails to load.
+            legacy = "layer_names" in group.attrs
+            if name.endswith(".weights.h5") and legacy:
+                raise WeightsError(f"weights file {str(path)!r} holds the legacy Keras layout "
+                                   "but its name ends in .weights.h5, which Keras reads as the "
+                                   "Keras 3 layout; rename it to end in just .h5")
+            if not name.endswith(".weights.h5") and not legacy:
+                raise WeightsError(f"weights file {str(path)!r} has no 'layer_names' (not the "
+                                   "legacy Keras layout that a plain .h5 name asks Keras for); "
+                                   "if it was saved by Keras 3, rename it to end in .weights.h5")
             shapes: list[tuple[int, ...]] = []
             group.visititems(lambda _, obj: shapes.append(tuple(obj.shape))
                              if isinstance(obj, h5py.Dataset) else None)

@@ -152,14 +152,20 @@ EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study
 FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")
 
 
-def write_resnet50_weights(path: Path, shapes=None) -> Path:
-    """An HDF5 file in Keras' legacy weights layout with ResNet50 notop's weight shapes (or
-    ``shapes``); the datasets are never written, so the file stays a few hundred KB."""
+def write_resnet50_weights(path: Path, shapes=None, keras3: bool = False) -> Path:
+    """An HDF5 file in Keras' legacy weights layout (or with ``keras3`` the Keras 3
+    ``layers/<name>/vars/<i>`` one) with ResNet50 notop's weight shapes (or ``shapes``); the
+    datasets are never written, so the file stays a few hundred KB."""
     import h5py
 
     from resnet_harness.weights import resnet50_notop_shapes
 
     shapes = resnet50_notop_shapes() if shapes is None else shapes
+    if keras3:
+        with h5py.File(path, "w") as handle:
+            for i, shape in enumerate(shapes):
+                handle.create_dataset(f"layers/layer{i}/vars/0", shape=shape, dtype="float32")
+        return path
     with h5py.File(path, "w") as handle:
         handle.attrs["layer_names"] = [f"layer{i}".encode() for i in range(len(shapes))]
         for i, shape in enumerate(shapes):

@@ -172,6 +172,10 @@ def _weights(tmp_path: Path, kind: str) -> str:
         write_resnet50_weights(path, [(3, 3, 3, 64), (64,)] * 13)
     elif kind == "suffix":
         path = write_resnet50_weights(tmp_path / "resnet50.bin")
+    elif kind == "keras3-named-h5":
+        write_resnet50_weights(path, keras3=True)
+    elif kind == "legacy-named-weights.h5":
+        path = write_resnet50_weights(tmp_path / "resnet50.weights.h5")
     return str(path)
 
 
@@ -183,6 +187,8 @@ BAD_WEIGHTS = [
                  "shapes [(1000,), (2048, 1000)])"),
     ("other-architecture", "is not ResNet50 without its top: 26 weight arrays, expected 318"),
     ("suffix", "does not end in .weights.h5, .h5, .hdf5"),
+    ("keras3-named-h5", "has no 'layer_names' (not the legacy Keras layout"),
+    ("legacy-named-weights.h5", "holds the legacy Keras layout but its name ends in .weights.h5"),
 ]
 
 
@@ -194,15 +200,37 @@ def test_bad_weights_file_is_a_usage_error(pytester, tmp_path, kind, message):
     lines = [line for line in result.stderr.lines if message in line]
     assert len(lines) == 1 and "argument --weights: weights file" in lines[0], \
         result.stderr.lines
-    assert "pass Keras' resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in lines[0]
+    assert any(fix in lines[0] for fix in ("pass Keras' resnet50_weights_tf_dim_ordering_tf_"
+                                           "kernels_notop.h5", "rename it"))
     _no_crash(result.stderr.str() + result.stdout.str())
 
 
-def test_a_resnet50_notop_weights_file_passes_the_check(pytester, tmp_path):
+@pytest.mark.parametrize("name, keras3", [("resnet50_notop.h5", False),
+                                         ("resnet50.weights.h5", True)])
+def test_a_resnet50_notop_weights_file_passes_the_check(pytester, tmp_path, name, keras3):
     pytester.makepyfile(test_study=EXPERIMENTS)
-    path = write_resnet50_weights(tmp_path / "resnet50_notop.h5")
+    path = write_resnet50_weights(tmp_path / name, keras3=keras3)
     result = pytester.runpytest("--weights", str(path), "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_files_that_pass_the_check_load_into_keras_resnet50(tmp_path):
+    """The check's idea of ResNet50 notop is Keras': real files of both layouts pass it and
+    load (15 s: builds ResNet50 three times)."""
+    import keras
+
+    from resnet_harness.weights import check_weights_file
+    from keras.src.legacy.saving import legacy_h5_format
+    import h5py
+
+    model = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    keras3, legacy = tmp_path / "r.weights.h5", tmp_path / "r_notop.h5"
+    model.save_weights(keras3)
+    with h5py.File(legacy, "w") as handle:
+        legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+    for path in (keras3, legacy):
+        check_weights_file(path)
+        keras.applications.ResNet50(include_top=False, weights=str(path), input_shape=(32, 32, 3))
 
 
 def _a_file(tmp_path: Path) -> str:
