@@ -43,8 +43,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def _write_temp(path: Path, data: bytes) -> str:
+    """``data`` in a flushed, fsynced temporary file beside ``path``; returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -54,11 +54,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    return tmp
+
+
+def atomic_write_files(files: dict[Path, bytes]) -> None:
+    """Write several files so that readers see all the old ones or all the new ones whole: every
+    file is written to a temporary name first, and only then are they all renamed (a full disk
+    fails before any rename, so a new CSV never lands beside a stale report)."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            temps.append((_write_temp(Path(path), data), Path(path)))
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for parent in {Path(p).parent for p in files}:
+        _fsync_dir(parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    atomic_write_files({Path(path): data})
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from resnet_harness.report import html, table
-from resnet_harness.results import RunFolder, atomic_write_bytes, find_rows, predictions_problem
+from resnet_harness.results import (RunFolder, atomic_write_bytes, atomic_write_files, find_rows,
+                                    predictions_problem)
 
 __all__ = ["build_report", "collect_rows", "update_latest_link"]
 
@@ -141,9 +142,8 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     # Both rendered before either is written: a failure leaves both old files, never a new CSV
     # beside a stale report.
     page = html.render_report(frame, rows, runs=runs, superseded=superseded, title=title)
-    csv_path = table.write_csv(frame, out / "results.csv")
-    html_path = out / "report.html"
-    atomic_write_bytes(html_path, page.encode("utf-8"))
+    csv_path, html_path = out / "results.csv", out / "report.html"
+    atomic_write_files({csv_path: table.csv_bytes(frame), html_path: page.encode("utf-8")})
     return {"csv": csv_path, "html": html_path}
 
 

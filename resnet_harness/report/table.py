@@ -189,8 +189,13 @@ def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
     from resnet_harness.results import atomic_write_bytes
 
     path = Path(path)
-    atomic_write_bytes(path, frame.to_csv(index=False).encode("utf-8"))
+    atomic_write_bytes(path, csv_bytes(frame))
     return path
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The bytes of ``results.csv`` for the case frame."""
+    return frame.to_csv(index=False).encode("utf-8")
 
 
 def pick_per_case(frame: pd.DataFrame) -> pd.DataFrame:
