@@ -305,10 +305,16 @@ def test_deterministic_environment_variable_is_read(pytester, monkeypatch, value
      "removes every image, so the class would be missing, not reduced; lower "
      "--imbalance-fraction"),
     (["--imbalance", "table2"], "removing 1% of them removes no image"),  # 32 per class at smoke
+    (["-k", "split90", "--max-train-samples", "10", "--max-test-samples", "10"],
+     "table9-cifar10-balanced-split90_10-reg_none: the sample caps leave no test image of class "
+     "0, 1, 2, 3, 4, 5, 6, 7 (2 test images for 10 classes); raise --max-test-samples (a split "
+     "case divides train + test caps by its ratio)"),
 ])
-def test_cap_that_would_make_an_imbalanced_case_balanced_is_refused(pytester, args, message):
+def test_caps_that_change_what_a_case_means_are_refused(pytester, args, message):
     pytester.makepyfile(test_study=EXPERIMENTS)
-    result = pytester.runpytest(*FAST, "-k", "table7-cifar10", *args)
+    if "-k" not in args:
+        args = ["-k", "table7-cifar10", *args]
+    result = pytester.runpytest(*FAST, *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines([f"*resnet-harness: *{message}*"])
     _no_crash(result.stdout.str())

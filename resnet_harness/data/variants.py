@@ -138,15 +138,32 @@ def check_imbalance(before: list[int], classes: tuple[int, ...], fraction: float
                     "lower --imbalance-fraction or choose another --imbalance reading")
 
 
+def check_coverage(y_train: np.ndarray, y_test: np.ndarray, cfg: CaseConfig) -> None:
+    """Refuse caps (or a split of capped data) that leave a class with no train or test image:
+    the model could not learn it, or macro metrics and ROC-AUC would be undefined."""
+    for part, y, option in (("training", y_train, "--max-train-samples"),
+                            ("test", y_test, "--max-test-samples")):
+        missing = [c for c, n in enumerate(np.bincount(y, minlength=NUM_CLASSES)) if n == 0]
+        if missing:
+            raise DataError(
+                f"{cfg.case.id}: the sample caps leave no {part} image of class "
+                f"{', '.join(map(str, missing))} ({len(y)} {part} images for {NUM_CLASSES} "
+                f"classes); raise {option}"
+                + (" (a split case divides train + test caps by its ratio)"
+                   if cfg.case.split is not None else ""))
+
+
 def check_variant(raw: RawData, cfg: CaseConfig) -> None:
     """The checks of :func:`make_variant` on labels only (no image is copied), so that a case
     whose variant cannot be made is refused before anything trains."""
-    if cfg.imbalance is None:
-        return
-    train_idx, _ = _split_indices(raw, cfg)
-    y_train = np.concatenate([raw.y_train, raw.y_test])[train_idx]
-    check_imbalance(np.bincount(y_train, minlength=NUM_CLASSES).tolist(), cfg.imbalance.classes,
-                    removal_fraction(cfg.imbalance, cfg.case.dataset), cfg)
+    train_idx, test_idx = _split_indices(raw, cfg)
+    y_pool = np.concatenate([raw.y_train, raw.y_test])
+    y_train = y_pool[train_idx]
+    check_coverage(y_train, y_pool[test_idx], cfg)
+    if cfg.imbalance is not None:
+        check_imbalance(np.bincount(y_train, minlength=NUM_CLASSES).tolist(),
+                        cfg.imbalance.classes, removal_fraction(cfg.imbalance, cfg.case.dataset),
+                        cfg)
 
 
 def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
@@ -161,6 +178,7 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     take = _pooled_taker(raw, len(raw.y_train))
     train_idx, test_idx = _split_indices(raw, cfg)
     y_train = take(train_idx, labels=True)
+    check_coverage(y_train, take(test_idx, labels=True), cfg)
     before = np.bincount(y_train, minlength=NUM_CLASSES).tolist()
     classes, fraction = (), 0.0
     if cfg.imbalance is not None:
