@@ -131,6 +131,13 @@ def test_bad_data_is_refused_with_one_line(tmp_path, dataset, build, message):
     assert "\n" not in text and fnmatch.fnmatch(text, f"*{message}*"), text
 
 
+def test_hidden_folders_beside_the_class_folders_are_not_classes(tmp_path):
+    folder = write_image_folders(tmp_path / "data")
+    (folder / "train" / ".ipynb_checkpoints").mkdir()
+    raw = load_local(folder, "cifar10")
+    assert np.bincount(raw.y_train).tolist() == [2] * 10
+
+
 def test_mislabelled_folder_stops_the_run_before_training_even_with_a_cache(pytester, tmp_path):
     """A cache decoded before the folder was renamed must not hide the wrong name."""
     folder = write_image_folders(tmp_path / "cifar")
@@ -300,7 +307,9 @@ def test_deterministic_environment_variable_is_read(pytester, monkeypatch, value
     (["--max-train-samples", "10"],
      f"{T7_CIFAR_IMB}: the sample caps leave 1 training images in a reduced class (0, 1, 2) and "
      "removing 10% of them removes no image, so the imbalanced case would be balanced; raise "
-     "--max-train-samples to at least 60"),
+     "--max-train-samples to at least 60 or --imbalance-fraction above 0.5"),
+    (["--imbalance-fraction", "0.000001"], "removes no image, so the imbalanced case would be "
+                                           "balanced; raise --imbalance-fraction above 0.0156"),
     (["--max-train-samples", "40", "--imbalance-fraction", "0.9"],
      "removes every image, so the class would be missing, not reduced; lower "
      "--imbalance-fraction"),

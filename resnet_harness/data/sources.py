@@ -217,7 +217,8 @@ def _class_dirs(folder: Path, dataset: str) -> list[tuple[Path, int]]:
     if not folder.is_dir():
         raise DataError(f"{folder} is missing; image folders need train/<class>/ and "
                         "test/<class>/")
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    # Hidden folders (.ipynb_checkpoints, .git) are tools' litter, not classes.
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     index = _class_index(dataset, [p.name for p in class_dirs], folder)
     for class_dir in class_dirs:
         if not _image_files(class_dir):

@@ -131,9 +131,11 @@ def check_imbalance(before: list[int], classes: tuple[int, ...], fraction: float
              f"class ({', '.join(map(str, classes))}) and removing {fraction:.0%} of them")
     if min(removed) < 1:
         need = int(0.5 / fraction) + 1  # the fewest images per class with round(n * f) >= 1
+        fixes = [f"--imbalance-fraction above {0.5 / smallest:.3g}"] if smallest else []
+        if need * NUM_CLASSES <= FULL_TRAIN_PER_CLASS[cfg.case.dataset] * NUM_CLASSES:
+            fixes.insert(0, f"--max-train-samples to at least {need * NUM_CLASSES}")
         raise DataError(f"{where} removes no image, so the imbalanced case would be balanced; "
-                        f"raise --max-train-samples to at least {need * NUM_CLASSES} (or raise "
-                        "--imbalance-fraction)")
+                        f"raise {' or '.join(fixes)}")
     raise DataError(f"{where} removes every image, so the class would be missing, not reduced; "
                     "lower --imbalance-fraction or choose another --imbalance reading")
 
