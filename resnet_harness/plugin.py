@@ -49,7 +49,8 @@ OPTIONS = (
      "compile the train step with XLA: off (default, as the study) or on"),
     ("--mixed-precision", "mixed_precision", cfg.parse_on_off,
      "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
-    ("--report-dir", "report_dir", cfg.parse_report_dir, "where run folders and reports go (default reports/)"),
+    ("--report-dir", "report_dir", cfg.parse_report_dir,
+     "where run folders and reports go (default reports/)"),
 )
 
 
