@@ -176,22 +176,23 @@ class RunFolder:
         done = {p.stem for p in self.cases_dir.glob("*.json")}
         return sorted(p.stem for p in (self.path / "started").glob("*.json") if p.stem not in done)
 
-    def run_info(self) -> dict[str, Any]:
+    def run_info(self, problems: list[str] | None = None) -> dict[str, Any]:
+        """``run.json`` as a dict; ``{}`` when it is missing or unusable (then, when given,
+        ``problems`` gets a line naming the file)."""
         path = self.path / "run.json"
         if not path.exists():
             return {}
         try:
             info = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            info = f"cannot read it ({exc})"
-        if not isinstance(info, dict):
-            import warnings
-
-            warnings.warn(f"{path} is unreadable or not a run description "
-                          f"({info if isinstance(info, str) else type(info).__name__}); the "
-                          "report is built without it", RuntimeWarning, stacklevel=2)
-            return {}
-        return info
+            info = f"cannot read it: {exc}"
+        if isinstance(info, dict):
+            return info
+        if problems is not None:
+            problems.append(f"{path} is unreadable or not a run description "
+                            f"({info if isinstance(info, str) else type(info).__name__}); the "
+                            "report is built without it")
+        return {}
 
     def load_predictions(self, case_id: str) -> dict[str, np.ndarray]:
         """The saved ``y_true``/``proba``/``y_pred`` arrays of one case; ``ValueError`` naming the

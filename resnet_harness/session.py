@@ -57,6 +57,7 @@ class HarnessSession:
         self.ran_cases = False
         self.selected: list[str] = []  # case ids collected, to name those that never started
         self.latest_error: str | None = None
+        self.report_problems: list[str] = []  # files the report named and skipped
 
     # -- xdist -----------------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
@@ -254,7 +255,8 @@ class HarnessSession:
 
         try:
             self.folder.record_selected(self.selected)
-            self.report_paths = build_report([self.folder.path], self.folder.path)
+            self.report_paths = build_report([self.folder.path], self.folder.path,
+                                             problems=self.report_problems)
         except Exception as exc:  # noqa: BLE001 - rows are safe on disk; the report can be rebuilt
             self.report_error = _one_line(exc)
             # CI must not read a run without its report as a success.
@@ -274,6 +276,8 @@ class HarnessSession:
         terminalreporter.section("resnet-harness")
         for line in summary_lines(self.folder):
             terminalreporter.write_line(line)
+        for problem in self.report_problems:
+            terminalreporter.write_line(f"warning: {problem}", yellow=True)
         if self.report_paths:
             terminalreporter.write_line(f"report: {self.report_paths['html']}")
             terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")

@@ -38,18 +38,16 @@ def _started_info(folder: RunFolder, case_id: str) -> dict[str, Any]:
         return {}
 
 
-def _checked_predictions(row: dict[str, Any]) -> dict[str, Any]:
-    """``row``, with an unreadable predictions file named (a warning and ``predictions_error``)
-    and dropped from the row, so that nothing reads it as if it were sound."""
+def _checked_predictions(row: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """``row``, with an unreadable predictions file named (in ``problems`` and as
+    ``predictions_error``) and dropped from the row, so nothing reads it as if it were sound."""
     name = row.get("predictions_file")
     if not isinstance(name, str) or not name:
         return row
     problem = predictions_problem(Path(row["run_dir"]) / name)
     if problem is None:
         return row
-    import warnings
-
-    warnings.warn(problem, RuntimeWarning, stacklevel=2)
+    problems.append(problem)
     return dict(row, predictions_file=None, predictions_error=problem)
 
 
@@ -104,17 +102,19 @@ def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[
     return [row for _, row in best.values()], dropped
 
 
-def collect_rows(run_dirs: Sequence[Path | str]) -> tuple[list[dict[str, Any]],
-                                                        list[dict[str, Any]],
-                                                        list[dict[str, Any]]]:
+def collect_rows(run_dirs: Sequence[Path | str], problems: list[str] | None = None
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Merged rows of several run folders, unfinished cases included as ``status="unfinished"``.
 
     Returns ``(rows, superseded, runs)``: the kept rows, the rows the merge dropped (each with
-    ``replaced_by``), and one dict per folder (``path`` plus its ``run.json``).
+    ``replaced_by``), and one dict per folder (``path`` plus its ``run.json``). Unusable files
+    are named, one line each, in ``problems`` (a list to append to) and skipped.
     """
+    problems = [] if problems is None else problems
     folders = _folders(run_dirs)
-    infos = {str(f.path): f.run_info() for f in folders}
-    rows = [_renderable(table.complete_row(_checked_predictions(row), infos[row["run_dir"]]))
+    infos = {str(f.path): f.run_info(problems) for f in folders}
+    rows = [_renderable(table.complete_row(_checked_predictions(row, problems),
+                                           infos[row["run_dir"]]))
             for row in find_rows([f.path for f in folders])]
     for folder in folders:
         info = infos[str(folder.path)]
@@ -127,15 +127,16 @@ def collect_rows(run_dirs: Sequence[Path | str]) -> tuple[list[dict[str, Any]],
 
 
 def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
-                 title: str | None = None) -> dict[str, Path]:
+                 title: str | None = None, problems: list[str] | None = None) -> dict[str, Path]:
     """Write ``results.csv`` and ``report.html`` for the rows of ``run_dirs`` into ``out_dir``.
 
     Rows of several folders are merged: for the same case id and scale the latest
     ``finished_at`` wins, and the report's provenance names every folder and every dropped row.
     Cases that started but never finished appear with status ``"unfinished"``.
+    Unusable files are named in ``problems`` (see :func:`collect_rows`).
     Returns ``{"csv": path, "html": path}``.
     """
-    rows, superseded, runs = collect_rows(run_dirs)
+    rows, superseded, runs = collect_rows(run_dirs, problems)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = table.case_frame(rows)
