@@ -210,6 +210,10 @@ def predictions_problem(path: Path) -> str | None:
     directory, not the arrays."""
     try:
         with open(path, "rb") as handle:  # np.load leaks its own handle when parsing fails
+            if handle.read(4) != b"PK\x03\x04":
+                return (f"predictions file {path} is not an .npz archive (no zip signature); "
+                        "run the case again to recreate it")
+            handle.seek(0)
             loaded = np.load(handle, allow_pickle=False)
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 return (f"predictions file {path} is a single array, not an .npz archive; run "

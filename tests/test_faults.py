@@ -547,7 +547,7 @@ BAD_FILES = [
      "(metrics, config not a mapping)"),
     ("cases/x.json", b'{"case_id": "x", "status": "passed"', "cannot read"),
     (f"cases/{T7_CIFAR_BAL}.npz", b"garbage, not a zip",
-     f"predictions file {{run}}/cases/{T7_CIFAR_BAL}.npz cannot be read"),
+     f"predictions file {{run}}/cases/{T7_CIFAR_BAL}.npz is not an .npz archive"),
     (f"cases/{T7_CIFAR_BAL}.npz", "truncated", "cannot be read (BadZipFile"),
     (f"cases/{T7_CIFAR_BAL}.npz", "foreign", "is not a harness predictions file (no y_true, "
                                              "proba, y_pred)"),

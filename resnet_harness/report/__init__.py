@@ -116,6 +116,7 @@ def collect_rows(run_dirs: Sequence[Path | str], problems: list[str] | None = No
     rows = [_renderable(table.complete_row(_checked_predictions(row, problems),
                                            infos[row["run_dir"]]))
             for row in find_rows([f.path for f in folders])]
+    problems += [str(row.get("error")) for row in rows if row.get("status") == "corrupt"]
     for folder in folders:
         info = infos[str(folder.path)]
         rows += [table.unfinished_row(case_id, folder.path, _started_info(folder, case_id), info)
