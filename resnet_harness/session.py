@@ -81,6 +81,12 @@ class HarnessSession:
         self.selected = [case.id for case in cases]
         if self.is_worker or session.config.option.collectonly:
             return
+        for case in cases:
+            case_cfg = self.run.for_case(case)
+            if case_cfg.backbone == "tiny" and case_cfg.weights != "none":
+                pytest.exit(f"resnet-harness: {case.id} would load {case_cfg.weights!r} weights "
+                            "but --backbone tiny has none; pass --weights none",
+                            returncode=pytest.ExitCode.USAGE_ERROR)
         try:
             for case in cases:
                 check_variant(self.raw_data(case.dataset), self.run.for_case(case))
@@ -152,15 +158,19 @@ class HarnessSession:
             outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models,
                                backbone=BACKBONES[case_cfg.backbone])
         except (DataError, ModelError) as exc:
-            with writing_rows(case.id, self.folder.path, also=str(exc)):
-                self._write_error(case_cfg, str(exc))
-            pytest.fail(str(exc), pytrace=False)
+            failure = str(exc)
         except Exception as exc:
             with writing_rows(case.id, self.folder.path,
                               also=f"{type(exc).__name__}: {exc}".splitlines()[0]):
                 self._write_error(case_cfg, f"{type(exc).__name__}: {exc}".splitlines()[0],
                                   traceback.format_exc())
             raise
+        else:
+            failure = None
+        if failure is not None:  # failed outside the except: pytest shows the one line, once
+            with writing_rows(case.id, self.folder.path, also=failure):
+                self._write_error(case_cfg, failure)
+            pytest.fail(failure, pytrace=False)
         row = outcome.row
         violations = bounds.check(row, case, case_cfg.scale)
         violations += self._against_baseline(row, case)
@@ -324,10 +334,15 @@ def writing_rows(case_id: str, folder: Path, also: str | None = None):
         yield
     except OSError as exc:
         reason = _one_line(exc)
-    if reason is not None:  # outside the except: no "during handling" chain in the output
+    if reason is not None:
         prefix = f"{also}; and it " if also else ""
-        pytest.fail(f"{case_id}: {prefix}cannot write its row to {folder} ({reason}); "
-                    "free disk space or pass a writable --report-dir", pytrace=False)
+        try:
+            pytest.fail(f"{case_id}: {prefix}cannot write its row to {folder} ({reason}); "
+                        "free disk space or pass a writable --report-dir", pytrace=False)
+        except pytest.fail.Exception as failed:
+            # Raised while the with statement handles the OSError: without "from None"
+            # pytest would print the OSError and "During handling..." above the one line.
+            raise failed from None
 
 
 def _synthetic_size(run: RunConfig) -> tuple[int, int]:

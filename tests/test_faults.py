@@ -318,6 +318,8 @@ def test_deterministic_environment_variable_is_read(pytester, monkeypatch, value
      "table9-cifar10-balanced-split90_10-reg_none: the sample caps leave no test image of class "
      "0, 1, 2, 3, 4, 5, 6, 7 (2 test images for 10 classes); raise --max-test-samples (a split "
      "case divides train + test caps by its ratio)"),
+    (["--scale", "paper"], f"{T7_CIFAR_BAL} would load 'imagenet' weights but --backbone tiny "
+                           "has none; pass --weights none"),
 ])
 def test_caps_that_change_what_a_case_means_are_refused(pytester, args, message):
     pytester.makepyfile(test_study=EXPERIMENTS)
@@ -373,9 +375,33 @@ def test_disk_full_while_writing_a_row_fails_that_case_only(study):
         f"*{T7_CIFAR_BAL}: cannot write its row to * (OSError: No space left on device *"
         f"{T7_CIFAR_BAL}.npz); free disk space or pass a writable --report-dir*"])
     _no_crash(result.stdout.str())
+    assert "During handling" not in result.stdout.str()
     frame = pd.read_csv(_run_dir(study.path) / "results.csv")
     status = dict(zip(frame["case_id"], frame["status"]))
     assert status == {T7_CIFAR_BAL: "unfinished", T7_CIFAR_IMB: "passed"}
+
+
+DATA_ERROR_INSIDE_A_CASE = """
+import resnet_harness.runner as runner
+from resnet_harness.data import DataError
+
+
+def _failing(cfg, *args, **kwargs):
+    raise DataError("injected: the data of this case is wrong; fix it")
+
+
+runner.run_case = _failing
+"""
+
+
+def test_an_error_seen_only_inside_a_case_is_one_line_shown_once(study):
+    study.makeconftest(DATA_ERROR_INSIDE_A_CASE)
+    result = study.runpytest_subprocess(*FAST, "-k", T7_CIFAR_BAL, "-rN")  # no short summary
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert text.count("injected: the data of this case is wrong; fix it") == 1, text
+    assert "During handling" not in text
+    _no_crash(text)
 
 
 def test_report_that_cannot_be_written_exits_non_zero_and_says_how_to_rebuild(study):
