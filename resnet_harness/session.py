@@ -194,6 +194,8 @@ class HarnessSession:
             row = json.loads(path.read_text())
         except ValueError:
             return  # a corrupt row is run again
+        if not isinstance(row, dict):
+            return  # so is valid JSON that is not a row ([] or a string)
         same = (row.get("status") == "passed" and row.get("scale") == case_cfg.scale
                 and row.get("seed") == case_cfg.seed
                 and _comparable(row.get("config")) == _comparable(case_cfg.as_dict()))
