@@ -44,11 +44,14 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(run_dirs)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder; pass a folder path")
+    problems: list[str] = []
     try:
-        paths = build_report(run_dirs, out, title=args.title)
+        paths = build_report(run_dirs, out, title=args.title, problems=problems)
     except OSError as exc:
         raise UsageError(f"cannot write the report to {out} ({exc.strerror or exc}); "
                          "pass a writable folder with --out") from exc
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
     print(f"csv:  {paths['csv']}")
     print(f"html: {paths['html']}")
     return 0

@@ -96,20 +96,29 @@ def results_csv(path: Path) -> Path:
     return path
 
 
-def load_baseline(path: Path | str) -> dict[tuple[str, str], dict[str, Any]]:
-    """Baseline rows keyed by ``(case_id, scale)``, finished (passed) rows only."""
+def _read_results(csv: Path):
+    """A ``results.csv`` as a frame, checked to be one (readable, not empty, harness columns)."""
     import pandas as pd
 
-    csv = results_csv(Path(path))
     try:
         frame = pd.read_csv(csv)
+    except pd.errors.EmptyDataError:
+        raise BaselineError(f"{csv} is empty; pass a results.csv written by resnet-harness "
+                            "(rebuild one with: python -m resnet_harness report RUN_DIR)") from None
     except Exception as exc:  # noqa: BLE001 - any parse failure means "not a results.csv"
-        raise BaselineError(f"baseline {csv} is not a readable CSV ({type(exc).__name__}); "
+        raise BaselineError(f"{csv} is not a readable CSV ({type(exc).__name__}); "
                             "pass a results.csv written by resnet-harness") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise BaselineError(f"baseline {csv} lacks the columns {', '.join(missing)}; pass a "
+        raise BaselineError(f"{csv} lacks the columns {', '.join(missing)}; pass a "
                             "results.csv written by resnet-harness")
+    return frame
+
+
+def load_baseline(path: Path | str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Baseline rows keyed by ``(case_id, scale)``, finished (passed) rows only."""
+    csv = results_csv(Path(path))
+    frame = _read_results(csv)
     rows = {}
     for record in frame.to_dict("records"):
         if record["status"] == "passed":
@@ -144,11 +153,23 @@ def compare(row: dict[str, Any], base: dict[str, Any],
 
 
 def save_baseline(run_dir: Path | str, dest: Path | str) -> Path:
-    """Copy a run's passed rows (its ``results.csv``) to ``dest`` as the new baseline."""
-    import pandas as pd
+    """Copy a run's passed rows (its ``results.csv``) to ``dest`` as the new baseline, written
+    atomically; :class:`BaselineError` when there is nothing to save or ``dest`` is unwritable."""
+    from .results import atomic_write_bytes
 
-    frame = pd.read_csv(results_csv(Path(run_dir)))
+    csv = results_csv(Path(run_dir))
+    frame = _read_results(csv)
+    passed = frame[frame["status"] == "passed"]
+    if passed.empty:
+        raise BaselineError(f"{csv} has no passed case ({len(frame)} rows); a baseline holds "
+                            "passed cases only, so save a run that has some")
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    frame[frame["status"] == "passed"].to_csv(dest, index=False)
+    if dest.is_dir():
+        raise BaselineError(f"baseline destination {dest} is a folder; pass a file path, e.g. "
+                            "baselines/reduced.csv")
+    try:
+        atomic_write_bytes(dest, passed.to_csv(index=False).encode("utf-8"))
+    except OSError as exc:
+        raise BaselineError(f"cannot write the baseline to {dest} ({exc.strerror or exc}); pass "
+                            "a writable path") from None
     return dest

@@ -73,6 +73,15 @@ def parse_scale(value: str) -> str:
     return value
 
 
+# Upper bounds, so that a typo (an extra zero, 1e12) is refused instead of trying to allocate
+# terabytes or training for ever. The paper trains 5 to 25 epochs; 10,000 is far beyond any use
+# of this study (about 40 days per case for full CIFAR-10 on one H100) yet finite.
+MAX_EPOCHS = 10_000
+# The largest data set is Fashion-MNIST, 60,000 train + 10,000 test images; a larger cap selects
+# nothing more (Table 9's pooled splits draw from train + test, hence the sum).
+MAX_SAMPLES = 70_000
+
+
 def parse_positive_int(value: str) -> int:
     """An integer >= 1."""
     try:
@@ -84,12 +93,30 @@ def parse_positive_int(value: str) -> int:
     return number
 
 
-def parse_sample_cap(value: str) -> int:
-    """A sample cap: an integer of at least 10, so every class keeps a sample."""
+def parse_epochs(value: str) -> int:
+    """An epoch count from 1 to :data:`MAX_EPOCHS`."""
     number = parse_positive_int(value)
+    if number > MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} epochs is more than the limit of {MAX_EPOCHS:,}; the paper trains 5 to 25")
+    return number
+
+
+def parse_sample_cap(value: str) -> int:
+    """A sample cap: an integer from 10 (every class keeps a sample) to :data:`MAX_SAMPLES`."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an integer; use a whole number from {NUM_CLASSES} to "
+            f"{MAX_SAMPLES}") from None
     if number < NUM_CLASSES:
         raise argparse.ArgumentTypeError(
             f"{value!r} is below the {NUM_CLASSES} classes; use at least {NUM_CLASSES}")
+    if number > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is more images than the largest data set holds ({MAX_SAMPLES:,}, "
+            f"Fashion-MNIST train + test); use at most {MAX_SAMPLES}, or --scale paper for all")
     return number
 
 
@@ -146,14 +173,57 @@ def parse_delta(value: str) -> float:
 
 
 def parse_weights(value: str) -> str:
-    """``imagenet``, ``none`` or the path of a ``.weights.h5`` / ``.h5`` file that exists."""
+    """``imagenet``, ``none`` or the path of a ResNet50 notop weights file (``.weights.h5`` /
+    ``.h5``), checked to be one (see :mod:`resnet_harness.weights`)."""
     if value in ("imagenet", "none"):
         return value
     path = Path(value).expanduser()
     if not path.is_file():
         raise argparse.ArgumentTypeError(
             f"weights {value!r} is neither 'imagenet', 'none' nor an existing weights file")
+    from .weights import WeightsError, check_weights_file
+
+    try:
+        check_weights_file(path)
+    except WeightsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return str(path)
+
+
+def parse_report_dir(value: str) -> Path:
+    """A folder that is, or can be made, writable: not empty, not a file, not under a file."""
+    if not str(value).strip():
+        raise argparse.ArgumentTypeError(
+            f"report dir {value!r} is empty; pass a folder, e.g. reports (the default)")
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"report dir {value!r} is a file, not a folder; pass a folder path")
+    existing = path.absolute()
+    while not existing.exists():  # the nearest ancestor that exists must let us create it
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"report dir {value!r} cannot be created: {str(existing)!r} is a file; pass a "
+            "folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"report dir {value!r} cannot be written: {str(existing)!r} is not writable; "
+            "pass a folder you can write to")
+    return path
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}
+
+
+def parse_flag(value: str) -> bool:
+    """A yes/no setting: 1, true, yes, on or 0, false, no, off (any case)."""
+    flag = _FLAGS.get(str(value).strip().lower())
+    if flag is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a yes/no value; use one of: 1, 0, true, false, yes, no, on, off")
+    return flag
 
 
 def parse_data_dir(value: str) -> tuple[str | None, Path]:
@@ -247,17 +317,6 @@ def parse_data_source(value: str) -> str:
     if value not in ("auto", "synthetic"):
         raise argparse.ArgumentTypeError(f"unknown data source {value!r}; use auto or synthetic")
     return value
-
-
-def parse_bool(value: str) -> bool:
-    """``1/true/yes/on`` or ``0/false/no/off`` (any case), as a boolean ini key or environment
-    variable would be written."""
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{value!r} is not a yes/no value; use 1 or 0 (true/false)")
 
 
 def parse_path(value: str) -> Path:

@@ -48,7 +48,7 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("--scale", cfg.parse_scale,
            "smoke (default: random init, a few hundred images, 1 epoch), reduced or paper"),
-    Option("--epochs", cfg.parse_positive_int, "override the epochs of every case"),
+    Option("--epochs", cfg.parse_epochs, "override the epochs of every case"),
     Option("--max-train-samples", cfg.parse_sample_cap, "cap the training set (stratified subset)"),
     Option("--max-test-samples", cfg.parse_sample_cap, "cap the test set (stratified subset)"),
     Option("--seed", cfg.parse_seed, "seed of every random choice (default 0)"),
@@ -85,9 +85,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--bn-recalibrate", cfg.parse_bn_recalibrate,
            "re-estimate BatchNorm statistics on training batches before evaluating: auto "
            "(default: on at smoke and reduced scale, off at paper scale), on or off"),
-    Option("--deterministic", cfg.parse_bool, "turn on TensorFlow op determinism (slower)",
+    Option("--deterministic", cfg.parse_flag, "turn on TensorFlow op determinism (slower)",
            kind="flag"),
-    Option("--report-dir", cfg.parse_path,
+    Option("--report-dir", cfg.parse_report_dir,
            "where run folders and reports go (default reports/)"),
     Option("--baseline", cfg.parse_path,
            "compare every case with this results.csv or run folder; a regression beyond "

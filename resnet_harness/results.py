@@ -48,8 +48,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def _write_temp(path: Path, data: bytes) -> str:
+    """``data`` in a flushed, fsynced temporary file beside ``path``; returns its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -59,11 +59,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    return tmp
+
+
+def atomic_write_files(files: dict[Path, bytes]) -> None:
+    """Write several files so that readers see all the old ones or all the new ones whole: every
+    file is written to a temporary name first, and only then are they all renamed (a full disk
+    fails before any rename, so a new CSV never lands beside a stale report)."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            temps.append((_write_temp(Path(path), data), Path(path)))
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for parent in {Path(p).parent for p in files}:
+        _fsync_dir(parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    atomic_write_files({Path(path): data})
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,6 +115,7 @@ class RunFolder:
     """
 
     CSV, HTML, RUN_INFO, LOCK = "results.csv", "report.html", "run.json", ".lock"
+    SELECTED = "selected.json"  # the cases a session selected, to name those never started
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -190,22 +213,52 @@ class RunFolder:
                 rows.append(corrupt_row(path.stem, str(exc)))
         return rows
 
+    def record_selected(self, case_ids: Iterable[str]) -> None:
+        """Record which cases this session selected, so the report can name those never started
+        (an interrupted run, ``-x``) as "not run"."""
+        atomic_write_json(self.path / self.SELECTED, {"case_ids": sorted(set(case_ids))})
+
+    def not_run(self) -> list[str]:
+        """Ids of selected cases that never started (see :meth:`record_selected`)."""
+        try:
+            selected = json.loads((self.path / self.SELECTED).read_text())["case_ids"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        done = {p.stem for p in self.cases_dir.glob("*.json")}
+        done |= {p.stem for p in self._started_dir.glob("*.json")}
+        return sorted(str(c) for c in selected if str(c) not in done)
+
     def unfinished(self) -> list[str]:
         """Ids of cases that started but left no row (the process died inside them)."""
         done = {p.stem for p in self.cases_dir.glob("*.json")}
         return sorted(p.stem for p in self._started_dir.glob("*.json") if p.stem not in done)
 
-    def run_info(self) -> dict[str, Any]:
-        """The run's ``run.json`` (empty when missing or unreadable)."""
-        try:
-            info = json.loads((self.path / self.RUN_INFO).read_text())
-        except (OSError, ValueError):
+    def run_info(self, problems: list[str] | None = None) -> dict[str, Any]:
+        """``run.json`` as a dict; ``{}`` when it is missing or unusable (then, when given,
+        ``problems`` gets a line naming the file)."""
+        path = self.path / self.RUN_INFO
+        if not path.exists():
             return {}
-        return info if isinstance(info, dict) else {}
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            info = f"cannot read it: {exc}"
+        if isinstance(info, dict):
+            return info
+        if problems is not None:
+            problems.append(f"{path} is unreadable or not a run description "
+                            f"({info if isinstance(info, str) else type(info).__name__}); the "
+                            "report is built without it")
+        return {}
 
     def load_predictions(self, case_id: str) -> dict[str, np.ndarray]:
-        """The saved ``y_true``/``proba``/``y_pred`` arrays of one case."""
-        with np.load(self.cases_dir / f"{case_id}.npz") as data:
+        """The saved ``y_true``/``proba``/``y_pred`` arrays of one case; ``ValueError`` naming the
+        file when it is missing, corrupt or lacks an array."""
+        path = self.cases_dir / f"{case_id}.npz"
+        problem = predictions_problem(path)
+        if problem:
+            raise ValueError(problem)
+        with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
 
     def link_latest(self, reports_root: Path | str) -> Path:
@@ -239,6 +292,38 @@ def _read_row(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise RowError(f"cannot read {path}: {exc}") from None
     return validate_row(row, str(path))
+
+
+def predictions_problem(path: Path) -> str | None:
+    """Why the predictions file ``path`` cannot be used (one line), or None. Reads only the zip
+    directory, not the arrays."""
+    try:
+        with open(path, "rb") as handle:  # np.load leaks its own handle when parsing fails
+            if handle.read(4) != b"PK\x03\x04":
+                return (f"predictions file {path} is not an .npz archive (no zip signature); "
+                        "run the case again to recreate it")
+            handle.seek(0)
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                return (f"predictions file {path} is a single array, not an .npz archive; run "
+                        "the case again to recreate it")
+            with loaded:
+                names = set(loaded.files)
+    except Exception as exc:  # noqa: BLE001 - zip, pickle and OS errors all mean "corrupt"
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return (f"predictions file {path} cannot be read ({type(exc).__name__}: {text}); run the "
+                "case again to recreate it")
+    missing = [k for k in PREDICTION_ARRAYS if k not in names]
+    if missing:
+        return (f"predictions file {path} is not a harness predictions file (no "
+                f"{', '.join(missing)}); run the case again to recreate it")
+    return None
+
+
+PREDICTION_ARRAYS = ("y_true", "proba", "y_pred")
+# Parts of a row that hold a mapping; anything else there (a string, a list) would break every
+# reader, so such a file is shown as corrupt. Full validation belongs to the row schema.
+_MAPPING_KEYS = ("metrics", "config", "paper", "provenance", "bounds", "baseline")
 
 
 def find_rows(paths: Iterable[Path | str]) -> list[dict[str, Any]]:

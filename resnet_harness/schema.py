@@ -138,7 +138,7 @@ PAPER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclass_fields(PaperFigure
 DEFAULT_TOLERANCES: dict[str, float] = {f.name: f.default_tolerance for f in FIELDS
                                         if f.tolerance}
 SUMMARY_FIELDS: tuple[Field, ...] = tuple(f for f in FIELDS if f.label)
-STATUSES = ("passed", "failed", "error", "unfinished", "corrupt")
+STATUSES = ("passed", "failed", "error", "unfinished", "not_run", "corrupt")
 
 # Keys a row may hold besides the fields above. Identity: known before a case runs.
 IDENTITY_KEYS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
@@ -152,7 +152,7 @@ RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "
                "bn_recalibrated", "bn_recalibration", "inference_gap_margin", "warnings",
                "model_reused")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
-OPTIONAL_KEYS = ("traceback", "predictions_file", "schema",
+OPTIONAL_KEYS = ("traceback", "predictions_file", "predictions_error", "schema",
                  # added when read: the folder a row came from, and the row that replaced it
                  "run_dir", "replaced_by")
 _TOP_LEVEL_FIELDS = tuple(f.name for f in FIELDS if f.source == "row")
@@ -163,6 +163,7 @@ REQUIRED = {
                "test_counts", "train_time_s", "test_time_s", "peak_rss_mb"),
     "error": ("case_id", "scale", "seed", "status", "error"),
     "unfinished": ("case_id", "status"),
+    "not_run": ("case_id", "status"),
     "corrupt": ("case_id", "status", "error"),
 }
 REQUIRED["failed"] = REQUIRED["passed"]
@@ -287,6 +288,15 @@ def unfinished_row(case_id: str, run_dir: Any, info: Mapping[str, Any] | None = 
            "error": "started but never finished (the process died inside this case)",
            "scale": info.get("scale"), "seed": info.get("seed"),
            "provenance": {"started_at": info.get("started_at"), "worker": info.get("worker")}}
+    return complete_row(row, run_info)
+
+
+def not_run_row(case_id: str, run_dir: Any,
+                run_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The row shown for a case that was selected but never started (the run was interrupted or
+    stopped early, e.g. by Ctrl-C, SIGTERM or ``-x``)."""
+    row = {"case_id": case_id, "status": "not_run", "run_dir": str(run_dir),
+           "error": "selected but never started (the run was interrupted or stopped early)"}
     return complete_row(row, run_info)
 
 

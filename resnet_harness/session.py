@@ -13,7 +13,8 @@ import pytest
 
 from . import options, provenance
 from .config import CaseConfig, comparable_config
-from .matrix import Case
+from .interrupts import install_sigterm_handler, one_line, restore_sigterm_handler, writing_rows
+from .matrix import Case, find_case
 from .results import RowError, RunFolder
 
 RUN_DIR_KEY = "resnet_harness_run_dir"
@@ -40,7 +41,7 @@ class HarnessSession:
         self.tolerances = expand_tolerances(values["tolerance"] or [])
         self.resume = values["resume"]
         self.is_worker = hasattr(config, "workerinput")
-        self._lock = None
+        self._lock = self._sigterm = None
         if self.is_worker:
             self.folder = RunFolder(config.workerinput[RUN_DIR_KEY])
         elif self.resume is not None:
@@ -51,12 +52,13 @@ class HarnessSession:
             self._lock_folder()
         else:
             self.folder = RunFolder.new(self.run.report_dir, self.run.scale)
+        self.selected: list[str] = []  # case ids collected, to name those that never started
         self.report_paths: dict[str, Path] | None = None
-        self.report_error: str | None = None
+        self.report_error = self.latest_error = None
+        self.report_problems: list[str] = []  # files the report named and skipped
         self._raw: dict[str, Any] = {}
         self._models = None
-        self._tf_ready = False
-        self.active = False
+        self._tf_ready = self.active = False
         if resolved.given:
             self.activate()
 
@@ -71,43 +73,62 @@ class HarnessSession:
                                "session; wait for it to end or resume another folder") from None
 
     def activate(self) -> None:
-        """Prepare this process for TensorFlow: called once the session has harness work."""
+        """Prepare this process for harness work (called once the session has some): TensorFlow's
+        settings and this worker's GPU before TensorFlow loads; SIGTERM handled like Ctrl-C in
+        the process that writes the report."""
         if self.active:
             return
         self.active = True
         from .devices import pin_worker
 
-        # Before TensorFlow loads: oneDNN kernels are off by default on CPUs without AVX-512,
-        # and ResNet50's backward pass at 32x32 then runs ~5x slower (see bench/README.md).
+        # oneDNN kernels are off by default on CPUs without AVX-512, and ResNet50's backward pass
+        # at 32x32 then runs ~5x slower (see bench/README.md).
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         pin_worker()
+        if not self.is_worker:
+            self._sigterm = install_sigterm_handler()
 
-    # -- xdist -----------------------------------------------------------------------------------
+    # -- collection ------------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput[RUN_DIR_KEY] = str(self.folder.path)
 
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """Activate when experiment cases were collected, and load (so validate) their data
-        before anything trains: a missing folder, a corrupt file or bad labels stop the run with
-        one line. xdist workers skip the check (an exit there would look like a crash); they
-        report the same problems as failures of the cases concerned."""
-        from .data.sources import DataError
-
-        datasets = {item.callspec.params["case"].dataset for item in session.items
-                    if "harness" in getattr(item, "fixturenames", ())
-                    and hasattr(item, "callspec")
-                    and isinstance(item.callspec.params.get("case"), Case)}
-        if datasets:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        """Under xdist only the workers collect; the controller learns the selected cases here
+        (to list those never started as "not run")."""
+        found = {nodeid.rpartition("[")[2].rstrip("]") for nodeid in ids if "[" in nodeid}
+        cases = {case_id for case_id in found if find_case(case_id) is not None}
+        if cases:
             self.activate()
+        self.selected = sorted(set(self.selected) | cases)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Activate when experiment cases were collected, and load (so validate) their data and
+        variants before anything trains: a missing folder, a corrupt file, bad labels or caps
+        that would change what a case means stop the run with one line. xdist workers skip the
+        check (an exit there would look like a crash); they fail the cases concerned instead."""
+        from .data.sources import DataError
+        from .data.variants import check_variant
+
+        cases = [item.callspec.params["case"] for item in session.items
+                 if "harness" in getattr(item, "fixturenames", ()) and hasattr(item, "callspec")
+                 and isinstance(item.callspec.params.get("case"), Case)]
+        if cases:
+            self.activate()
+        self.selected = [case.id for case in cases]
         if self.is_worker or session.config.option.collectonly:
             return
-        for dataset in sorted(datasets):
-            try:
-                self.raw_data(dataset)
-            except DataError as exc:
-                pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        try:
+            for case in cases:
+                case_cfg = self.run.for_case(case)
+                if case_cfg.backbone == "tiny" and case_cfg.weights != "none":
+                    raise DataError(f"{case.id} would load {case_cfg.weights!r} weights but "
+                                    "--backbone tiny has none; pass --weights none")
+                check_variant(self.raw_data(case.dataset), case_cfg)
+        except DataError as exc:
+            pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
     # -- running a case --------------------------------------------------------------------------
     def _prepare_tensorflow(self) -> None:
@@ -136,7 +157,8 @@ class HarnessSession:
         """Run ``case``, judge it and persist its row (atomically, before returning it).
 
         ``marker_tolerances``: the test's ``tolerance`` marker kwargs, farthest first. A failure
-        inside the case is written as a row with status "error" and fails the test.
+        inside the case is written as a row with status "error" and fails the test; so does a
+        fault while writing its files (the session goes on).
         """
         from . import schema
         from .baseline import with_overrides
@@ -147,33 +169,37 @@ class HarnessSession:
 
         case_cfg: CaseConfig = self.run.for_case(case)
         try:
-            tolerances, problem = with_overrides(self.tolerances, marker_tolerances, case.id), None
+            tolerances, failure = with_overrides(self.tolerances, marker_tolerances, case.id), None
         except ValueError as exc:
-            tolerances, problem = {}, str(exc)
-        if problem:
-            pytest.fail(problem, pytrace=False)
+            tolerances, failure = {}, str(exc)
+        if failure:
+            pytest.fail(failure, pytrace=False)
         if self.resume is not None:
             self._skip_if_finished(case_cfg)
-        if not self.folder.has_started():
-            self.folder.create(dict(provenance.host(), scale=self.run.scale, seed=self.run.seed,
-                                    started_at=provenance.now(), versions=provenance.versions(),
-                                    git_commit=provenance.git_commit(),
-                                    options=self.resolved.provenance()))
-        self.folder.mark_started(case.id, {"started_at": provenance.now(), "scale": self.run.scale,
-                                           "seed": case_cfg.seed,
-                                           "worker": provenance.host()["worker"]})
+        with writing_rows(case.id, self.folder.path):
+            if not self.folder.has_started():
+                self.folder.create(dict(
+                    provenance.host(), scale=self.run.scale, seed=self.run.seed,
+                    started_at=provenance.now(), versions=provenance.versions(),
+                    git_commit=provenance.git_commit(), options=self.resolved.provenance()))
+            self.folder.mark_started(case.id, {
+                "started_at": provenance.now(), "scale": self.run.scale, "seed": case_cfg.seed,
+                "worker": provenance.host()["worker"]})
         try:
             self._prepare_tensorflow()
             self._models = self._models or ModelCache()
             outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models)
         except (DataError, ModelError) as exc:
-            self.folder.write_row(schema.error_row(case_cfg, str(exc), provenance=_finished()))
-            pytest.fail(str(exc), pytrace=False)
+            failure, trace = str(exc), None
         except Exception as exc:
-            self.folder.write_row(schema.error_row(
-                case_cfg, f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc(),
-                provenance=_finished()))
+            failure, trace = f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc()
+            with writing_rows(case.id, self.folder.path, also=failure):
+                self.folder.write_row(schema.error_row(case_cfg, failure, trace, _finished()))
             raise
+        if failure is not None:  # failed outside the except: pytest shows the one line, once
+            with writing_rows(case.id, self.folder.path, also=failure):
+                self.folder.write_row(schema.error_row(case_cfg, failure, trace, _finished()))
+            pytest.fail(failure, pytrace=False)
         base = self.baseline.get((case.id, case_cfg.scale)) if self.baseline else None
         if base is not None and isinstance(base.get("recipe"), str) \
                 and base["recipe"] != case_cfg.recipe:
@@ -182,7 +208,8 @@ class HarnessSession:
                         imbalanced=case.imbalanced, baseline_row=base,
                         baseline_path=self.baseline_path, tolerances=tolerances)
         row = verdict.apply(outcome.row)
-        self.folder.write_row(row, outcome.arrays)
+        with writing_rows(case.id, self.folder.path):
+            self.folder.write_row(row, outcome.arrays)
         return row
 
     def _skip_if_finished(self, case_cfg: CaseConfig) -> None:
@@ -205,15 +232,25 @@ class HarnessSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not self.folder.has_started():
             return
-        try:
-            from .report import build_report
+        from .report import build_report
 
-            self.report_paths = build_report([self.folder.path], self.folder.path)
-            self.folder.link_latest(self.run.report_dir)
+        try:
+            self.folder.record_selected(self.selected)
+            self.report_paths = build_report([self.folder.path], self.folder.path,
+                                             problems=self.report_problems)
         except Exception as exc:  # noqa: BLE001 - rows are safe on disk; the report can be rebuilt
-            self.report_error = f"{type(exc).__name__}: {exc}"
+            self.report_error = one_line(exc)
+            # CI must not read a run without its report as a success.
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        try:
+            self.folder.link_latest(self.run.report_dir)
+        except OSError as exc:  # the report exists; only the shortcut to it is stale
+            self.latest_error = one_line(exc)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        restore_sigterm_handler(self._sigterm)
         if self._lock is not None:
             self._lock.release()
 
@@ -223,19 +260,22 @@ class HarnessSession:
         from .summary import summary_lines
 
         terminalreporter.section("resnet-harness")
-        for line in summary_lines(self.folder):
+        for line in summary_lines(self.folder, self.run.equivalence_delta):
             terminalreporter.write_line(line)
-        from .claims import summary_lines as claim_lines
-
-        for line in claim_lines(self.folder.rows(), self.run.equivalence_delta):
-            terminalreporter.write_line(line)
+        for problem in self.report_problems:
+            terminalreporter.write_line(f"warning: {problem}", yellow=True)
         if self.report_paths:
             terminalreporter.write_line(f"report: {self.report_paths['html']}")
             terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")
         if self.report_error:
             terminalreporter.write_line(
-                f"report not written ({self.report_error}); rebuild it with: python -m "
-                f"resnet_harness report {self.folder.path}", red=True)
+                f"report not written ({self.report_error}); the rows are safe in "
+                f"{self.folder.cases_dir}; rebuild it with: python -m resnet_harness report "
+                f"{self.folder.path}", red=True)
+        if self.latest_error:
+            terminalreporter.write_line(
+                f"{Path(self.run.report_dir) / 'latest'} not updated ({self.latest_error}); "
+                f"the report is in {self.folder.path}", yellow=True)
 
 
 def _finished() -> dict[str, Any]:

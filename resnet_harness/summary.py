@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .claims import summary_lines as claim_lines
 from .results import RunFolder
 from .schema import SUMMARY_FIELDS, value
 
@@ -9,9 +10,11 @@ SMOKE_NOTE = ("smoke scale: these figures check the pipeline end to end (1 epoch
               "images); they carry no meaning as results")
 
 
-def summary_lines(folder: RunFolder) -> list[str]:
+def summary_lines(folder: RunFolder, delta: float = 0.01) -> list[str]:
     """One header line, one line per finished case (and one per warning it carries), one per
-    case that never finished, and at smoke scale a line saying what smoke figures are.
+    case that never finished or never started, the paper's claims as far as the rows answer
+    them (``delta``: the equivalence margin), and at smoke scale a line saying what smoke
+    figures are.
 
     The columns are the schema's fields with a ``label``: ``acc_tr`` is the accuracy before
     BatchNorm re-estimation, ``steady_s`` the training time without its first step and
@@ -31,6 +34,8 @@ def summary_lines(folder: RunFolder) -> list[str]:
         lines += [f"  warning: {text}" for text in row.get("warnings") or []]
     for case_id in folder.unfinished():
         lines.append(f"{case_id:<{width}} {'unfinished':<8}")
+    for case_id in folder.not_run():
+        lines.append(f"{case_id:<{width}} {'not run':<8}")
     lines.append(f"rows: {folder.cases_dir}")
     if any(row.get("scale") == "smoke" for row in rows):
         lines.append(SMOKE_NOTE)

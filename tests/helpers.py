@@ -30,8 +30,9 @@ def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
     return path
 
 
-def fashion_arrays(n_train: int = 12, n_test: int = 6, seed: int = 0):
-    """Tiny Fashion-MNIST-shaped arrays: (N, 28, 28) uint8 images and uint8 labels 0..9."""
+def fashion_arrays(n_train: int = 12, n_test: int = 10, seed: int = 0):
+    """Tiny Fashion-MNIST-shaped arrays: (N, 28, 28) uint8 images and uint8 labels 0..9 (every
+    class present in both splits, as the data check requires)."""
     rng = np.random.default_rng(seed)
     x_train = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
     x_test = rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8)
@@ -49,7 +50,7 @@ def write_idx_folder(folder: Path, gz: bool = False, arrays=None) -> tuple[np.nd
     return arrays
 
 
-def write_cifar_batches(folder: Path, per_batch: int = 4, n_test: int = 4, seed: int = 0):
+def write_cifar_batches(folder: Path, per_batch: int = 4, n_test: int = 10, seed: int = 0):
     """Keras' CIFAR-10 cache layout (``cifar-10-batches-py/data_batch_1..5``, ``test_batch``):
     each batch a pickled dict of ``b"data"`` (N, 3072) uint8 in CHW order and ``b"labels"``.
     Returns the (N, 3072) train/test data and labels written."""
@@ -59,13 +60,14 @@ def write_cifar_batches(folder: Path, per_batch: int = 4, n_test: int = 4, seed:
     data, labels = [], []
     for i in range(1, 6):
         d = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
-        lab = [int(v) for v in rng.integers(0, NUM_CLASSES, size=per_batch)]
+        # Cycling labels: every class present once there are ten samples (the data check).
+        lab = [(i * per_batch + j) % NUM_CLASSES for j in range(per_batch)]
         with (base / f"data_batch_{i}").open("wb") as handle:
             pickle.dump({b"data": d, b"labels": lab}, handle)
         data.append(d)
         labels.extend(lab)
     test = rng.integers(0, 256, size=(n_test, 3072), dtype=np.uint8)
-    test_labels = [int(v) for v in rng.integers(0, NUM_CLASSES, size=n_test)]
+    test_labels = [j % NUM_CLASSES for j in range(n_test)]
     with (base / "test_batch").open("wb") as handle:
         pickle.dump({b"data": test, b"labels": test_labels}, handle)
     return np.concatenate(data), np.asarray(labels), test, np.asarray(test_labels)
@@ -163,3 +165,26 @@ def bn_backbone(weights: str):
     x = keras.layers.BatchNormalization(name="bn2")(x)
     outputs = keras.layers.ReLU(name="r2")(x)
     return keras.Model(inputs, outputs, name="bn_backbone")
+
+
+def write_resnet50_weights(path: Path, shapes=None, keras3: bool = False) -> Path:
+    """An HDF5 file in Keras' legacy weights layout (or with ``keras3`` the Keras 3
+    ``layers/<name>/vars/<i>`` one) with ResNet50 notop's weight shapes (or ``shapes``); the
+    datasets are never written, so the file stays a few hundred KB."""
+    import h5py
+
+    from resnet_harness.weights import resnet50_notop_shapes
+
+    shapes = resnet50_notop_shapes() if shapes is None else shapes
+    if keras3:
+        with h5py.File(path, "w") as handle:
+            for i, shape in enumerate(shapes):
+                handle.create_dataset(f"layers/layer{i}/vars/0", shape=shape, dtype="float32")
+        return path
+    with h5py.File(path, "w") as handle:
+        handle.attrs["layer_names"] = [f"layer{i}".encode() for i in range(len(shapes))]
+        for i, shape in enumerate(shapes):
+            group = handle.create_group(f"layer{i}")
+            group.attrs["weight_names"] = [f"layer{i}/w".encode()]
+            group.create_dataset("w", shape=shape, dtype="float32")
+    return path

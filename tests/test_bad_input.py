@@ -78,7 +78,7 @@ def test_labels_out_of_range_stop_the_run(pytester, tmp_path):
 
     folder = tmp_path / "fashion"
     write_idx_folder(folder, gz=True)
-    labels = np.full(6, 12, dtype=np.uint8)
+    labels = np.full(10, 12, dtype=np.uint8)
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
     pytester.makepyfile(test_study=EXPERIMENTS)
     result = pytester.runpytest_subprocess("--data-dir", f"fashion_mnist={folder}", "-k",

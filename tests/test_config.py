@@ -53,7 +53,37 @@ def test_parse_positive_int():
 def test_parse_sample_cap():
     assert cfg.parse_sample_cap("10") == 10 and cfg.parse_sample_cap("3000") == 3000
     bad(cfg.parse_sample_cap, "9", "below the 10 classes")
-    bad(cfg.parse_sample_cap, "0", "1 or more")
+    bad(cfg.parse_sample_cap, "0", "below the 10 classes")
+    assert cfg.parse_sample_cap("70000") == 70000
+    bad(cfg.parse_sample_cap, "70001", "use at most 70000")
+    bad(cfg.parse_sample_cap, "1000000000000", "use at most 70000")
+    bad(cfg.parse_sample_cap, "1e12", "not an integer; use a whole number from 10 to 70000")
+
+
+def test_parse_epochs():
+    assert cfg.parse_epochs("1") == 1 and cfg.parse_epochs("10000") == 10000
+    bad(cfg.parse_epochs, "10001", "more than the limit of 10,000")
+    bad(cfg.parse_epochs, "99999999999999999999", "more than the limit of 10,000")
+    bad(cfg.parse_epochs, "0", "1 or more")
+
+
+def test_parse_report_dir(tmp_path):
+    assert cfg.parse_report_dir(str(tmp_path / "new" / "deeper")) == tmp_path / "new" / "deeper"
+    assert cfg.parse_report_dir(str(tmp_path)) == tmp_path
+    bad(cfg.parse_report_dir, "", "report dir '' is empty")
+    bad(cfg.parse_report_dir, "  ", "is empty; pass a folder")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    bad(cfg.parse_report_dir, str(afile), "is a file, not a folder")
+    bad(cfg.parse_report_dir, str(afile / "sub"), f"cannot be created: {str(afile)!r} is a file")
+
+
+def test_parse_flag():
+    for text in ("1", "true", "Yes", "ON"):
+        assert cfg.parse_flag(text) is True
+    for text in ("0", "false", "no", "Off"):
+        assert cfg.parse_flag(text) is False
+    bad(cfg.parse_flag, "maybe", "not a yes/no value")
 
 
 def test_parse_seed():
@@ -65,9 +95,13 @@ def test_parse_seed():
 
 def test_parse_weights(tmp_path):
     assert cfg.parse_weights("imagenet") == "imagenet" and cfg.parse_weights("none") == "none"
-    path = tmp_path / "resnet50_notop.h5"
-    path.write_bytes(b"")
+    from helpers import write_resnet50_weights
+
+    path = write_resnet50_weights(tmp_path / "resnet50_notop.h5")
     assert cfg.parse_weights(str(path)) == str(path)
+    empty = tmp_path / "empty.h5"
+    empty.write_bytes(b"")
+    bad(cfg.parse_weights, str(empty), "cannot be read as HDF5")
     missing = str(tmp_path / "missing.h5")
     bad(cfg.parse_weights, missing, "neither 'imagenet', 'none'")
     bad(cfg.parse_weights, str(tmp_path), "existing weights file")  # a folder is not a file
@@ -146,14 +180,6 @@ def test_parse_comparison_and_delta():
     bad(cfg.parse_delta, "one", "not a number")
 
 
-def test_parse_bool():
-    for value in ("1", "true", "YES", "on"):
-        assert cfg.parse_bool(value) is True
-    for value in ("0", "False", "no", "off"):
-        assert cfg.parse_bool(value) is False
-    bad(cfg.parse_bool, "maybe", "yes/no")
-
-
 def test_parse_path():
     assert cfg.parse_path("reports") == Path("reports")
     bad(cfg.parse_path, "", "empty path")
@@ -183,7 +209,8 @@ def test_every_validator_is_tested():
               "parse_positive_int", "parse_seed", "parse_weights",
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
-              "parse_bool", "parse_path", "parse_bn_recalibrate"}
+              "parse_flag", "parse_path", "parse_bn_recalibrate", "parse_epochs",
+              "parse_report_dir"}
     assert {name for name in dir(cfg) if name.startswith("parse_")} <= tested
 
 

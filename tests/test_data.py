@@ -40,7 +40,7 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 def test_idx_folder_loads_shapes_dtypes_and_values(tmp_path, gz):
     x_train, y_train, x_test, y_test = write_idx_folder(tmp_path, gz=gz)
     raw = load_local(tmp_path, "fashion_mnist")
-    assert raw.x_train.shape == (12, 28, 28, 1) and raw.x_test.shape == (6, 28, 28, 1)
+    assert raw.x_train.shape == (12, 28, 28, 1) and raw.x_test.shape == (10, 28, 28, 1)
     assert raw.x_train.dtype == np.uint8 and raw.x_test.dtype == np.uint8
     assert raw.y_train.dtype == np.int64 and raw.y_test.dtype == np.int64
     np.testing.assert_array_equal(raw.x_train[..., 0], x_train)
@@ -145,8 +145,10 @@ def test_idx_missing_train_images_is_unknown_layout(tmp_path):
 
 
 def test_cifar_batches_load_and_transpose(tmp_path):
+    from resnet_harness.data.sources import load_cifar_batches
+
     data, labels, test, test_labels = write_cifar_batches(tmp_path, per_batch=4, n_test=3)
-    raw = load_local(tmp_path, "cifar10")
+    raw = load_cifar_batches(tmp_path)  # the layout only: three test labels cannot pass validate
     assert raw.x_train.shape == (20, 32, 32, 3) and raw.x_test.shape == (3, 32, 32, 3)
     assert raw.x_train.dtype == np.uint8 and raw.y_train.dtype == np.int64
     np.testing.assert_array_equal(raw.y_train, labels)
@@ -171,7 +173,9 @@ def test_cifar_batches_known_pixel(tmp_path):
         data[0, 2 * 1024 + 0 * 32 + 9] = 77  # image 0, blue, row 0, column 9
         with (base / name).open("wb") as handle:
             pickle.dump({b"data": data, b"labels": [3, 4]}, handle)
-    raw = load_local(base, "cifar10")  # the batch folder itself also works
+    from resnet_harness.data.sources import load_cifar_batches
+
+    raw = load_cifar_batches(base)  # the batch folder itself also works (two classes: no validate)
     assert raw.x_train[1, 2, 5, 1] == 200 and raw.x_train[1].sum() == 200
     assert raw.x_train[0, 0, 9, 2] == 77 and raw.x_train[0].sum() == 77
     assert raw.x_test[1, 2, 5, 1] == 200
@@ -294,7 +298,7 @@ def test_image_folders_wrong_class_count(tmp_path):
     import shutil
 
     shutil.rmtree(folder / "train" / "truck")
-    with pytest.raises(DataError, match="9 class folders, expected 10") as exc:
+    with pytest.raises(DataError, match="has no class folder for truck; every class needs") as exc:
         load_local(folder, "cifar10")
     one_line(exc)
 

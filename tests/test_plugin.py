@@ -182,8 +182,11 @@ def test_interrupted_run_keeps_finished_rows_and_marks_the_rest(study):
     frame = pd.read_csv(run_dir / "results.csv")
     status = dict(zip(frame["case_id"], frame["status"]))
     assert status == {"table7-cifar10-balanced-split_orig-reg_none": "passed",
-                      "table7-cifar10-imbalanced-split_orig-reg_none": "unfinished"}
-    assert "unfinished" in (run_dir / "report.html").read_text()
+                      "table7-cifar10-imbalanced-split_orig-reg_none": "unfinished",
+                      "table7-fashion_mnist-balanced-split_orig-reg_none": "not_run",
+                      "table7-fashion_mnist-imbalanced-split_orig-reg_none": "not_run"}
+    html = (run_dir / "report.html").read_text()
+    assert "unfinished" in html and "Not run (2)" in html
 
 
 def test_pytest_html_rows_carry_metrics_and_confusion_matrix(study):

@@ -76,6 +76,13 @@ class RawData:
                 raise DataError(f"{dataset} {part} labels from {self.source} lie in "
                                 f"[{y.min()}, {y.max()}], outside [0, {NUM_CLASSES}); "
                                 "the label file is corrupt or belongs to another data set")
+            missing = sorted(set(range(NUM_CLASSES)) - set(np.unique(y).tolist()))
+            if missing:
+                raise DataError(f"{dataset} {part} labels from {self.source} cover "
+                                f"{NUM_CLASSES - len(missing)} of the {NUM_CLASSES} classes "
+                                f"(none of class {', '.join(map(str, missing))}); the label file "
+                                "is corrupt, truncated or of another data set, and per-class "
+                                "metrics (ROC-AUC) need every class")
         return self
 
 
@@ -181,33 +188,67 @@ def is_image_folder_layout(folder: Path) -> bool:
     return (folder / "train").is_dir() and (folder / "test").is_dir()
 
 
-def _class_index(dataset: str, names: list[str]) -> dict[str, int]:
+def _class_index(dataset: str, names: list[str], folder: Path) -> dict[str, int]:
+    """Each class folder's label, from its name or its index; anything else is refused, because
+    a guessed mapping (alphabetical, say) would silently train images under the wrong labels."""
+    expected = CLASS_NAMES[dataset]
     if all(n.isdigit() for n in names):
-        return {n: int(n) for n in names}
-    known = {_norm(n): i for i, n in enumerate(CLASS_NAMES[dataset])}
-    if all(_norm(n) in known for n in names):
-        return {n: known[_norm(n)] for n in names}
-    return {n: i for i, n in enumerate(sorted(names))}
+        known = {str(i): i for i in range(NUM_CLASSES)}
+        index = {n: known.get(n.lstrip("0") or "0") for n in names}
+    else:
+        known = {_norm(n): i for i, n in enumerate(expected)}
+        index = {n: known.get(_norm(n)) for n in names}
+    unknown = sorted(n for n, label in index.items() if label is None)
+    expected_text = (f"expected the {dataset} class names "
+                     f"({', '.join(n.replace('/', '_') for n in expected)}) or the indices 0-9")
+    if unknown:
+        raise DataError(f"{folder} has class folders that are not {dataset} classes: "
+                        f"{', '.join(unknown)}; {expected_text}; rename or remove them")
+    labels = list(index.values())
+    twice = sorted({expected[label] for label in labels if labels.count(label) > 1})
+    if twice:
+        raise DataError(f"{folder} has more than one folder for the classes {', '.join(twice)}; "
+                        f"keep one folder per class ({expected_text})")
+    missing = [expected[label] for label in range(NUM_CLASSES) if label not in labels]
+    if missing:
+        raise DataError(f"{folder} has no class folder for {', '.join(missing)}; every class "
+                        f"needs one ({expected_text})")
+    return index
 
 
 def _norm(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
+def _image_files(class_dir: Path) -> list[Path]:
+    return sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_dirs(folder: Path, dataset: str) -> list[tuple[Path, int]]:
+    """The class folders of one split with their labels, checked (names, one per class, none
+    empty) without decoding anything."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} is missing; image folders need train/<class>/ and "
+                        "test/<class>/")
+    # Hidden folders (.ipynb_checkpoints, .git) are tools' litter, not classes.
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    index = _class_index(dataset, [p.name for p in class_dirs], folder)
+    for class_dir in class_dirs:
+        if not _image_files(class_dir):
+            raise DataError(f"class folder {class_dir} holds no images "
+                            f"({', '.join(sorted(IMAGE_SUFFIXES))}); every class needs images, "
+                            "add them or fix the folder")
+    return [(class_dir, index[class_dir.name]) for class_dir in class_dirs]
+
+
 def _read_image_split(folder: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image, UnidentifiedImageError
 
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir())
-    if len(class_dirs) != NUM_CLASSES:
-        raise DataError(f"{folder} has {len(class_dirs)} class folders, expected {NUM_CLASSES} "
-                        f"(one per class, e.g. {', '.join(CLASS_NAMES[dataset][:3])}, ...)")
-    index = _class_index(dataset, [p.name for p in class_dirs])
     height, width, channels = NATIVE_SHAPE[dataset]
     mode = "RGB" if channels == 3 else "L"
     images, labels = [], []
-    for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        for path in files:
+    for class_dir, label in _class_dirs(folder, dataset):
+        for path in _image_files(class_dir):
             try:
                 with Image.open(path) as image:
                     array = np.asarray(image.convert(mode), dtype=np.uint8)
@@ -218,9 +259,7 @@ def _read_image_split(folder: Path, dataset: str) -> tuple[np.ndarray, np.ndarra
                 raise DataError(f"image {path} is {array.shape[1]}x{array.shape[0]}, expected "
                                 f"{width}x{height} for {dataset}")
             images.append(array.reshape(height, width, channels))
-            labels.append(index[class_dir.name])
-    if not images:
-        raise DataError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
@@ -231,6 +270,8 @@ def load_image_folders(folder: Path, dataset: str, cache_dir: Path | None) -> Ra
     keyed by the folder's path and file listing; the cache is written atomically, so concurrent
     xdist workers at worst decode twice and never read a half-written file.
     """
+    for split in ("train", "test"):  # names first: a cache made before this check proves nothing
+        _class_dirs(folder / split, dataset)
     cache = None
     if cache_dir is not None:
         cache = cache_dir / f"{dataset}-{_listing_key(folder)}.npz"

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config import CaseConfig, Imbalance
 from ..matrix import NUM_CLASSES
-from .sources import RawData
+from .sources import DataError, RawData
 
 # Training images per class in the full data sets, which scale-free readings of absolute counts
 # (Table 2's "4,950 kept", Table 4's "5000 removed") are taken relative to.
@@ -99,6 +99,75 @@ def pool_cap(split: float, max_train: int | None, max_test: int | None) -> int |
     return None
 
 
+def _split_indices(raw: RawData, cfg: CaseConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and test indices into train+test pooled (test indices offset by the train
+    size), before any imbalance."""
+    case, seed = cfg.case, cfg.seed
+    n_train = len(raw.y_train)
+    if case.split is not None:
+        y_pool = np.concatenate([raw.y_train, raw.y_test])
+        pool = stratified_subset(
+            y_pool, pool_cap(case.split, cfg.max_train_samples, cfg.max_test_samples), seed)
+        first, second = stratified_split(y_pool[pool], int(round(case.split * len(pool))), seed)
+        train_idx, test_idx = pool[first], pool[second]
+    else:
+        train_idx = stratified_subset(raw.y_train, cfg.max_train_samples, seed)
+        test_idx = stratified_subset(raw.y_test, cfg.max_test_samples, seed) + n_train
+    return np.sort(train_idx), np.sort(test_idx)
+
+
+def check_imbalance(before: list[int], classes: tuple[int, ...], fraction: float,
+                    cfg: CaseConfig) -> None:
+    """Refuse an imbalance that the capped counts cannot express: removing a share that rounds
+    to no image leaves the "imbalanced" case balanced, and removing every image drops the class.
+    """
+    if not classes or fraction <= 0:
+        return
+    removed = [int(round(before[c] * fraction)) for c in classes]
+    smallest = min(before[c] for c in classes)
+    if min(removed) >= 1 and all(r < before[c] for r, c in zip(removed, classes)):
+        return
+    where = (f"{cfg.case.id}: the sample caps leave {smallest} training images in a reduced "
+             f"class ({', '.join(map(str, classes))}) and removing {fraction:.0%} of them")
+    if min(removed) < 1:
+        need = int(0.5 / fraction) + 1  # the fewest images per class with round(n * f) >= 1
+        fixes = [f"--imbalance-fraction above {0.5 / smallest:.3g}"] if smallest else []
+        if need * NUM_CLASSES <= FULL_TRAIN_PER_CLASS[cfg.case.dataset] * NUM_CLASSES:
+            fixes.insert(0, f"--max-train-samples to at least {need * NUM_CLASSES}")
+        raise DataError(f"{where} removes no image, so the imbalanced case would be balanced; "
+                        f"raise {' or '.join(fixes)}")
+    raise DataError(f"{where} removes every image, so the class would be missing, not reduced; "
+                    "lower --imbalance-fraction or choose another --imbalance reading")
+
+
+def check_coverage(y_train: np.ndarray, y_test: np.ndarray, cfg: CaseConfig) -> None:
+    """Refuse caps (or a split of capped data) that leave a class with no train or test image:
+    the model could not learn it, or macro metrics and ROC-AUC would be undefined."""
+    for part, y, option in (("training", y_train, "--max-train-samples"),
+                            ("test", y_test, "--max-test-samples")):
+        missing = [c for c, n in enumerate(np.bincount(y, minlength=NUM_CLASSES)) if n == 0]
+        if missing:
+            raise DataError(
+                f"{cfg.case.id}: the sample caps leave no {part} image of class "
+                f"{', '.join(map(str, missing))} ({len(y)} {part} images for {NUM_CLASSES} "
+                f"classes); raise {option}"
+                + (" (a split case divides train + test caps by its ratio)"
+                   if cfg.case.split is not None else ""))
+
+
+def check_variant(raw: RawData, cfg: CaseConfig) -> None:
+    """The checks of :func:`make_variant` on labels only (no image is copied), so that a case
+    whose variant cannot be made is refused before anything trains."""
+    train_idx, test_idx = _split_indices(raw, cfg)
+    y_pool = np.concatenate([raw.y_train, raw.y_test])
+    y_train = y_pool[train_idx]
+    check_coverage(y_train, y_pool[test_idx], cfg)
+    if cfg.imbalance is not None:
+        check_imbalance(np.bincount(y_train, minlength=NUM_CLASSES).tolist(),
+                        cfg.imbalance.classes, removal_fraction(cfg.imbalance, cfg.case.dataset),
+                        cfg)
+
+
 def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     """Build the variant of ``cfg.case`` from ``raw`` at ``cfg``'s scale.
 
@@ -108,25 +177,16 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     training set only. Every random choice is seeded by ``cfg.seed``.
     """
     case, seed = cfg.case, cfg.seed
-    n_train = len(raw.y_train)
-    if case.split is not None:
-        y_pool = np.concatenate([raw.y_train, raw.y_test])
-        pool = stratified_subset(
-            y_pool, pool_cap(case.split, cfg.max_train_samples, cfg.max_test_samples), seed)
-        first, second = stratified_split(y_pool[pool], int(round(case.split * len(pool))), seed)
-        train_idx, test_idx = pool[first], pool[second]
-        take = _pooled_taker(raw, n_train)
-    else:
-        train_idx = stratified_subset(raw.y_train, cfg.max_train_samples, seed)
-        test_idx = stratified_subset(raw.y_test, cfg.max_test_samples, seed) + n_train
-        take = _pooled_taker(raw, n_train)
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    take = _pooled_taker(raw, len(raw.y_train))
+    train_idx, test_idx = _split_indices(raw, cfg)
     y_train = take(train_idx, labels=True)
+    check_coverage(y_train, take(test_idx, labels=True), cfg)
     before = np.bincount(y_train, minlength=NUM_CLASSES).tolist()
     classes, fraction = (), 0.0
     if cfg.imbalance is not None:
         classes = cfg.imbalance.classes
         fraction = removal_fraction(cfg.imbalance, case.dataset)
+        check_imbalance(before, classes, fraction, cfg)
         rng = np.random.default_rng([seed, 1])
         drop = []
         for c in classes:

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from resnet_harness import claims, schema
 from resnet_harness.report import html, table
-from resnet_harness.results import RunFolder, find_rows
+from resnet_harness.results import RunFolder, atomic_write_files, find_rows, predictions_problem
 
 __all__ = ["build_report", "collect_rows", "update_latest_link"]
 
@@ -29,6 +29,53 @@ def _folders(run_dirs: Sequence[Path | str]) -> list[RunFolder]:
     return list(seen.values())
 
 
+def _checked_predictions(row: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """``row``, with an unreadable predictions file named (in ``problems`` and as
+    ``predictions_error``) and dropped from the row, so nothing reads it as if it were sound."""
+    name = row.get("predictions_file")
+    if not isinstance(name, str) or not name:
+        return row
+    problem = predictions_problem(Path(row["run_dir"]) / name)
+    if problem is None:
+        return row
+    problems.append(problem)
+    return dict(row, predictions_file=None, predictions_error=problem)
+
+
+def _renderable(row: dict[str, Any]) -> dict[str, Any]:
+    """``row``, or a ``corrupt`` row naming its file when a field has a type no reader expects
+    (a list where the scale belongs, a string for the counts): one bad file must not stop the
+    report of all the others. The row schema validates fields properly; this is the backstop."""
+    try:
+        flat = table.flatten_row(row)
+        bad = [k for k in table.ID_COLUMNS if not isinstance(flat.get(k), _SCALARS)]
+        bad += [k for k, v in flat.items() if (k in table.INTEGER_COLUMNS or k.startswith(
+            ("train_count_", "test_count_"))) and not _integer(v)]
+        if bad:
+            raise TypeError(f"{', '.join(bad)} not a scalar")
+        html.render_case(row, flat)
+        return row
+    except Exception as exc:  # noqa: BLE001 - whatever the field, the file is unusable
+        case_id = row.get("case_id")
+        where = Path(str(row.get("run_dir"))) / "cases" / f"{case_id}.json"
+        return {"case_id": case_id, "status": "corrupt", "run_dir": row.get("run_dir"),
+                "scale": row.get("scale") if isinstance(row.get("scale"), str) else None,
+                "error": f"{where} is not a usable result row ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); delete it or run the "
+                         "case again"}
+
+
+_SCALARS = (str, int, float, type(None))
+
+
+def _integer(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value != value or float(value).is_integer()  # NaN is "missing"
+
+
 def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep one row per (case id, scale): a finished row over an unfinished one, then the latest
     ``finished_at`` (later folders win ties). Returns the kept rows and the dropped ones."""
@@ -36,7 +83,7 @@ def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[
     dropped = []
     for order, row in enumerate(rows):
         key = (row.get("case_id"), row.get("scale"))
-        rank = (row.get("status") != "unfinished", table.finished_at(row), order)
+        rank = (row.get("status") not in table.PENDING, table.finished_at(row), order)
         if key in best:
             loser, winner = sorted([best[key], (rank, row)], key=lambda item: item[0])
             dropped.append(dict(loser[1], replaced_by=winner[1].get("run_dir")))
@@ -46,44 +93,51 @@ def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[
     return [row for _, row in best.values()], dropped
 
 
-def collect_rows(run_dirs: Sequence[Path | str]) -> tuple[list[dict[str, Any]],
-                                                        list[dict[str, Any]],
-                                                        list[dict[str, Any]]]:
+def collect_rows(run_dirs: Sequence[Path | str], problems: list[str] | None = None
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Merged rows of several run folders, unfinished cases included as ``status="unfinished"``.
 
     Returns ``(rows, superseded, runs)``: the kept rows, the rows the merge dropped (each with
-    ``replaced_by``), and one dict per folder (``path`` plus its ``run.json``).
+    ``replaced_by``), and one dict per folder (``path`` plus its ``run.json``). Unusable files
+    are named, one line each, in ``problems`` (a list to append to) and skipped.
     """
+    problems = [] if problems is None else problems
     folders = _folders(run_dirs)
-    infos = {str(f.path): f.run_info() for f in folders}
-    rows = [schema.complete_row(row, infos[row["run_dir"]]) for row in find_rows(
-        [f.path for f in folders])]
+    infos = {str(f.path): f.run_info(problems) for f in folders}
+    rows = [_renderable(schema.complete_row(_checked_predictions(row, problems),
+                                            infos[row["run_dir"]]))
+            for row in find_rows([f.path for f in folders])]
+    problems += [str(row.get("error")) for row in rows if row.get("status") == "corrupt"]
     for folder in folders:
         info = infos[str(folder.path)]
         rows += [schema.unfinished_row(case_id, folder.path, folder.started_info(case_id), info)
                  for case_id in folder.unfinished()]
+        rows += [schema.not_run_row(case_id, folder.path, info) for case_id in folder.not_run()]
     kept, superseded = _merge(rows)
     runs = [dict(path=str(f.path), **infos[str(f.path)]) for f in folders]
     return kept, superseded, runs
 
 
 def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
-                 title: str | None = None) -> dict[str, Path]:
+                 title: str | None = None, problems: list[str] | None = None) -> dict[str, Path]:
     """Write ``results.csv`` and ``report.html`` for the rows of ``run_dirs`` into ``out_dir``.
 
     Rows of several folders are merged: for the same case id and scale the latest
     ``finished_at`` wins, and the report's provenance names every folder and every dropped row.
     Cases that started but never finished appear with status ``"unfinished"``.
+    Unusable files are named in ``problems`` (see :func:`collect_rows`).
     Returns ``{"csv": path, "html": path}``.
     """
-    rows, superseded, runs = collect_rows(run_dirs)
+    rows, superseded, runs = collect_rows(run_dirs, problems)
     out = RunFolder(out_dir)
     out.path.mkdir(parents=True, exist_ok=True)
     frame = table.case_frame(rows)
-    csv_path = table.write_csv(frame, out.csv_path)
+    # Both rendered before either is written: a failure leaves both old files, never a new CSV
+    # beside a stale report.
+    page = html.render_report(frame, rows, runs=runs, superseded=superseded, title=title)
+    csv_path, html_path = out.csv_path, out.html_path
+    atomic_write_files({csv_path: table.csv_bytes(frame), html_path: page.encode("utf-8")})
     claims.write_claims(rows, out.path, claims.delta_of(runs))
-    html_path = html.write_report(out.html_path, frame, rows, runs=runs,
-                                  superseded=superseded, title=title)
     return {"csv": csv_path, "html": html_path}
 
 

@@ -18,8 +18,8 @@ import pandas as pd
 
 from resnet_harness import claims
 from resnet_harness.report import cells, plots
-from resnet_harness.report.table import (NUM_CLASSES, RESOURCE_KEYS, case_order, flatten_row,
-                                         paper_tables)
+from resnet_harness.report.table import (NUM_CLASSES, PENDING, RESOURCE_KEYS, case_order,
+                                         flatten_row, paper_tables)
 from resnet_harness.results import atomic_write_bytes
 from resnet_harness.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC, SCORES
 
@@ -29,7 +29,7 @@ LABELS = {"f1": "F1 score", "precision": "Precision (macro)", "recall": "Recall 
           "test_time_s": "Testing time (s)",
           "memory_mb": "Memory (MB; ours: resident memory the case added)", "balanced": "Balanced",
           "imbalanced": "Imbalanced", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST"}
-STATUS_ORDER = ("passed", "failed", "unfinished", "error", "corrupt")
+STATUS_ORDER = ("passed", "failed", "unfinished", "not_run", "error", "corrupt")
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
@@ -41,14 +41,14 @@ nav a{margin-right:14px}a{color:#1f5fa8;text-decoration:none}a:hover{text-decora
 table{border-collapse:collapse;margin:8px 0 14px;font-size:12.5px}
 th,td{border:1px solid #dde1e6;padding:3px 8px;text-align:right;vertical-align:top}
 th{background:#eef1f5;text-align:center}td.l,th.l{text-align:left}
-tr.failed td,tr.error td,tr.corrupt td{background:#fdecea}tr.unfinished td{background:#fff6db}
+tr.failed td,tr.error td,tr.corrupt td{background:#fdecea}tr.unfinished td,tr.not_run td{background:#fff6db}
 td.better{background:#e3f4e6;color:#17632a}td.worse{background:#fbe4e2;color:#a4261b}
 td.close{background:#f3f3f3}td.plain{color:#555}
 td.none{color:#999}td.red{background:#ffe9cc;font-weight:600}
 .badge{display:inline-block;padding:2px 10px;border-radius:11px;font-weight:600;margin-right:6px;
  font-size:13px;border:1px solid transparent}
 .b-passed{background:#e3f4e6;color:#17632a}.b-failed,.b-error,.b-corrupt{background:#fbe4e2;
- color:#a4261b}.b-unfinished{background:#fff0c2;color:#7a5a00}
+ color:#a4261b}.b-unfinished,.b-not_run{background:#fff0c2;color:#7a5a00}
 .note{color:#555;font-size:12.5px}
 .warn{background:#fff6db;border:1px solid #f0d67a;padding:8px 12px;border-radius:4px}
 .err{background:#fdecea;border:1px solid #f2b8b1;padding:6px 10px;
@@ -234,7 +234,7 @@ def _results(frame: pd.DataFrame) -> str:
     lines = []
     for _, line in frame.iterrows():
         status = str(line["status"])
-        anchor = ("unfinished" if status == "unfinished"  # no section of its own
+        anchor = (status if status in PENDING  # no section of its own
                   else _anchor(line["case_id"], line["scale"]))
         link = f'<a href="#{anchor}">{escape(str(line["case_id"]))}</a>'
         cells = [_cell(link, "l", raw=True), _cell(fmt(line["scale"]), "l"),
@@ -259,6 +259,12 @@ def _results(frame: pd.DataFrame) -> str:
         listing = (f'<h3 id="unfinished">Unfinished cases ({len(unfinished)})</h3><p class="note">'
                    f"Started but never wrote a result: the process died inside them.</p>"
                    f"<ul>{items}</ul>")
+    not_run = frame[frame["status"] == "not_run"]
+    if len(not_run):
+        items = "".join(f"<li><code>{escape(str(c))}</code></li>" for c in not_run["case_id"])
+        listing += (f'<h3 id="not_run">Not run ({len(not_run)})</h3><p class="note">Selected but '
+                    "never started: the run was interrupted (Ctrl-C, SIGTERM) or stopped early "
+                    f"(<code>-x</code>).</p><ul>{items}</ul>")
     return _table(headers, lines) + listing
 
 
@@ -266,7 +272,7 @@ def _counts(frame: pd.DataFrame) -> str:
     headers = (["case", "scale", "reduced"] + [f"c{k}" for k in range(NUM_CLASSES)] +
                ["train total", "test total"])
     lines = []
-    for _, line in frame[frame["status"] != "unfinished"].iterrows():
+    for _, line in frame[~frame["status"].isin(PENDING)].iterrows():
         text = "" if _missing(line["reduced_classes"]) else str(line["reduced_classes"])
         reduced = {int(k) for k in text.split() if k.isdigit()}
         cells = [_cell(line["case_id"], "l"), _cell(fmt(line["scale"]), "l"),
@@ -293,6 +299,11 @@ def _kv(items: Iterable[tuple[str, Any]]) -> str:
     lines = [f'<tr><td class="l"><code>{escape(k)}</code></td><td class="l">'
              f"{escape(v if isinstance(v, str) else json.dumps(v))}</td></tr>" for k, v in items]
     return _table(["key", "value"], lines) if lines else ""
+
+
+def render_case(row: dict[str, Any], flat: dict[str, Any]) -> str:
+    """The per-case section of one row (``flat`` is its :func:`table.flatten_row`)."""
+    return _case(row, pd.Series(flat))
 
 
 def _case(row: dict[str, Any], line: pd.Series) -> str:
@@ -416,7 +427,7 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
     tables = paper_tables(frame)
     ordered = sorted(rows, key=lambda r: case_order(r.get("case_id"), r.get("scale")))
     cases = [_case(row, pd.Series(flatten_row(row))) for row in ordered
-             if row.get("status") != "unfinished"]
+             if row.get("status") not in PENDING]
     overview = [_img(plots.split_png(tables["table9"]), "accuracy against train fraction"),
                 _img(plots.regularization_png(tables["table10"]), "regularization comparison"),
                 _img(plots.resources_png(frame), "train time and peak memory per case")]

@@ -18,6 +18,8 @@ from resnet_harness.schema import FIELDS, PAPER_KEYS, PAPER_METRIC
 NUM_CLASSES = matrix.NUM_CLASSES
 ID_COLUMNS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
               "seed", "status", "error")
+# Statuses of cases without a result: started and died, or never started.
+PENDING = ("unfinished", "not_run")
 SCALE_RANK = {"smoke": 0, "reduced": 1, "paper": 2}
 # Paper keys where lower is better (the figure our field of that key says so).
 RESOURCE_KEYS = tuple(key for key in PAPER_KEYS
@@ -25,7 +27,7 @@ RESOURCE_KEYS = tuple(key for key in PAPER_KEYS
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
-_INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind == "count")
+INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind == "count")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "recipe", "paper_source", "reduced_classes",
                  "bounds_violations", "baseline_regressions", "baseline_improvements",
@@ -111,7 +113,7 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     # Fixed dtypes, so that a column that is empty in every row still reads back as what it is
     # and counts are written as "32", not "32.0".
     for column in columns:
-        if column in _INTEGER_COLUMNS or column.startswith(("train_count_", "test_count_")):
+        if column in INTEGER_COLUMNS or column.startswith(("train_count_", "test_count_")):
             frame[column] = pd.array(frame[column], dtype="Int64")
         elif column in _TEXT_COLUMNS:
             frame[column] = frame[column].map(_text).astype(object)
@@ -136,10 +138,16 @@ def _text(value: Any) -> Any:
 
 def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
     """Write the case frame as ``results.csv`` (readable back with a plain ``pandas.read_csv``)."""
+    from resnet_harness.results import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
+    atomic_write_bytes(path, csv_bytes(frame))
     return path
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """The bytes of ``results.csv`` for the case frame."""
+    return frame.to_csv(index=False).encode("utf-8")
 
 
 def pick_per_case(frame: pd.DataFrame) -> pd.DataFrame:
@@ -148,7 +156,7 @@ def pick_per_case(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame.set_index("case_id")
     ranked = frame.assign(
-        _done=(frame["status"] != "unfinished").astype(int),
+        _done=(~frame["status"].isin(PENDING)).astype(int),
         _scale=frame["scale"].map(SCALE_RANK).fillna(-1),
         _when=frame["finished_at"].map(lambda v: v if isinstance(v, str) else ""))
     ranked = ranked.sort_values(["_done", "_scale", "_when"], kind="stable")
