@@ -238,6 +238,8 @@ class RunConfig:
     deterministic: bool = False
     xla: bool = False
     mixed_precision: bool = False
+    progress: str | float = "auto"  # resnet_harness.progress.parse_progress
+    mlflow: str | None = None  # tracking URI; None: MLflow is not used (nor imported)
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied."""

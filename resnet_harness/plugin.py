@@ -16,6 +16,8 @@ import pytest
 from . import config as cfg
 from .baseline import BaselineError, expand_tolerances, load_baseline, parse_tolerance
 from .matrix import Case
+from .progress import parse_progress
+from .tracking import parse_tracking_uri
 
 GROUP = "resnet-harness"
 
@@ -50,6 +52,12 @@ OPTIONS = (
     ("--mixed-precision", "mixed_precision", cfg.parse_on_off,
      "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
     ("--report-dir", "report_dir", Path, "where run folders and reports go (default reports/)"),
+    ("--progress", "progress", parse_progress,
+     "live progress of the training case: auto (default: in place on a terminal, a line every "
+     "30 s otherwise; -q turns it off), off, or SECONDS between plain lines"),
+    ("--mlflow", "mlflow", parse_tracking_uri,
+     "log the session into this MLflow tracking URI (e.g. sqlite:///mlruns.db): one parent run, "
+     "one nested run per case; needs pip install -e '.[mlflow]'"),
 )
 
 
@@ -175,6 +183,11 @@ def pytest_configure(config: pytest.Config) -> None:
                              tolerances=tolerances, resume=resume_dir(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "resnet_harness_session")
+    from .watch import Watch
+
+    session.watch = Watch(config, session, progress=session.run.progress,
+                          mlflow_uri=session.run.mlflow)
+    config.pluginmanager.register(session.watch, "resnet_harness_watch")
 
 
 SESSION_KEY = pytest.StashKey["HarnessSession"]()

@@ -109,8 +109,10 @@ def base_row(cfg: CaseConfig) -> dict[str, Any]:
     }
 
 
-def run_case(cfg: CaseConfig, raw, models: ModelCache, *, backbone=None) -> CaseOutcome:
-    """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
+def run_case(cfg: CaseConfig, raw, models: ModelCache, *, backbone=None,
+             callbacks=()) -> CaseOutcome:
+    """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided).
+    ``callbacks``: more Keras callbacks for ``fit`` (the live progress)."""
     case = cfg.case
     started = provenance.now()
     variant = make_variant(raw, cfg)
@@ -130,7 +132,7 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, backbone=None) -> Case
     _gpu_peak_mb(reset=True)
     with PeakMemory() as memory:
         t0 = time.perf_counter()
-        model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock], shuffle=False)
+        model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock, *callbacks], shuffle=False)
         train_time = time.perf_counter() - t0
     peak_gpu = _gpu_peak_mb()
     t0 = time.perf_counter()

@@ -54,6 +54,7 @@ class HarnessSession:
         self._models = None
         self._tf_ready = False
         self.ran_cases = False
+        self.watch = None  # resnet_harness.watch.Watch: progress, rows home, MLflow
 
     # -- xdist -----------------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
@@ -129,12 +130,13 @@ class HarnessSession:
         self.folder.mark_started(case.id, {"started_at": provenance.now(), "scale": self.run.scale,
                                            "seed": self.run.seed,
                                            "worker": provenance.host()["worker"]})
+        callbacks = self.watch.case_started(case, case.batch_size) if self.watch else []
         try:
             self._prepare_tensorflow()
             if self._models is None:
                 self._models = ModelCache()
             outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models,
-                               backbone=BACKBONES[case_cfg.backbone])
+                               backbone=BACKBONES[case_cfg.backbone], callbacks=callbacks)
         except (DataError, ModelError) as exc:
             self._write_error(case_cfg, str(exc))
             pytest.fail(str(exc), pytrace=False)
