@@ -22,10 +22,10 @@ ATTRIBUTE = "resnet_harness_row"
 def attach(report, folder: RunFolder, case_id: str, *, with_files: bool) -> None:
     """Put ``case_id``'s row (and, for a worker, its files' bytes) on ``report``."""
     payload: dict[str, Any] = {"case_id": case_id}
+    row_path = folder.cases_dir / f"{case_id}.json"
+    if not row_path.is_file():
+        return  # the process died inside the case, or failed before it wrote anything
     if with_files:
-        row_path = folder.cases_dir / f"{case_id}.json"
-        if not row_path.is_file():
-            return
         payload["row"] = row_path.read_text()
         npz = row_path.with_suffix(".npz")
         # base64 text: plain strings survive every serializer between worker and controller.

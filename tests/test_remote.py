@@ -109,3 +109,36 @@ def test_rows_of_a_worker_over_ssh_come_home(pytester: pytest.Pytester, loopback
                ["worker"] for case in frame["case_id"]}
     assert workers == {"gw0", "gw1"}
     result.stdout.fnmatch_lines(["report: *report.html"])
+
+
+def test_attach_and_receive_copy_row_and_predictions_once(tmp_path):
+    import numpy as np
+
+    from resnet_harness import homecoming
+    from resnet_harness.results import RunFolder
+
+    worker = RunFolder(tmp_path / "worker").create()
+    worker.write_row({"case_id": "c1", "status": "passed"},
+                     {"proba": np.eye(3), "y_true": np.arange(3)})
+
+    class Report:
+        pass
+
+    report = Report()
+    homecoming.attach(report, worker, "c1", with_files=True)
+    homecoming.attach(Report(), worker, "missing", with_files=True)  # no row: nothing attached
+    controller = RunFolder(tmp_path / "controller")
+    assert homecoming.receive(report, controller, {"scale": "smoke"}) == "c1"
+    assert not hasattr(report, homecoming.ATTRIBUTE)  # taken off the report
+    for name in ("c1.json", "c1.npz"):
+        assert (controller.cases_dir / name).read_bytes() == \
+            (worker.cases_dir / name).read_bytes()
+    assert controller.run_info() == {"scale": "smoke"}
+    assert controller.load_predictions("c1")["proba"].shape == (3, 3)
+    # the same bytes again (a local worker shares the folder): not rewritten
+    stamp = (controller.cases_dir / "c1.json").stat().st_mtime_ns
+    again = Report()
+    homecoming.attach(again, worker, "c1", with_files=True)
+    homecoming.receive(again, controller)
+    assert (controller.cases_dir / "c1.json").stat().st_mtime_ns == stamp
+    assert homecoming.receive(Report(), controller) is None
