@@ -389,6 +389,8 @@ class RunConfig:
     comparison: str = "study"
     equivalence_delta: float = 0.01  # |difference| below which two arms count as equivalent
     bn_recalibrate: str = "auto"
+    progress: str | float = "auto"  # resnet_harness.progress.parse_progress
+    mlflow: str | None = None  # tracking URI; None: MLflow is not used (nor imported)
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied.

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from . import config as cfg
 from .baseline import parse_tolerance
+from .progress import parse_progress
+from .tracking import parse_tracking_uri
 
 DEFAULT = "default"
 
@@ -89,6 +91,12 @@ OPTIONS: tuple[Option, ...] = (
            kind="flag"),
     Option("--report-dir", cfg.parse_report_dir,
            "where run folders and reports go (default reports/)"),
+    Option("--progress", parse_progress,
+           "live progress of the training case: auto (default: in place on a terminal, a line "
+           "every 30 s otherwise; -q turns it off), off, or SECONDS between plain lines"),
+    Option("--mlflow", parse_tracking_uri,
+           "log the session into this MLflow tracking URI (e.g. sqlite:///mlruns.db): one "
+           "parent run, one nested run per case; needs pip install -e \".[mlflow]\""),
     Option("--baseline", cfg.parse_path,
            "compare every case with this results.csv or run folder; a regression beyond "
            "tolerance fails the case"),

@@ -14,6 +14,8 @@ import pytest
 
 from . import options
 from .matrix import Case
+from .progress import parse_progress
+from .tracking import parse_tracking_uri
 
 GROUP = "resnet-harness"
 MARKERS = (
@@ -45,6 +47,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "resnet_harness_session")
+    from .watch import Watch
+
+    session.watch = Watch(config, session, progress=session.run.progress,
+                          mlflow_uri=session.run.mlflow)
+    config.pluginmanager.register(session.watch, "resnet_harness_watch")
+    from .watch import Watch
+
+    session.watch = Watch(config, session, progress=session.run.progress,
+                          mlflow_uri=session.run.mlflow)
+    config.pluginmanager.register(session.watch, "resnet_harness_watch")
 
 
 def case_param(case: Case):
@@ -76,6 +88,7 @@ class CaseCheck:
         bound is broken or a baseline figure regressed. Returns the row."""
         # Closest marker last, so a test's own marker beats its class's and module's.
         marks = [dict(mark.kwargs) for mark in reversed(list(self.item.iter_markers("tolerance")))]
+        self.item.stash[CASE_KEY] = case.id  # for the report that carries the row home (watch)
         row = self.session.run_case(case, marks)
         self.item.stash[ROW_KEY] = row
         if row["status"] == "failed":
@@ -84,6 +97,7 @@ class CaseCheck:
 
 
 ROW_KEY = pytest.StashKey[dict]()
+CASE_KEY = pytest.StashKey[str]()
 
 
 @pytest.fixture

@@ -148,6 +148,31 @@ class RunFolder:
     def html_path(self) -> Path:
         return self.path / self.HTML
 
+    @property
+    def progress_dir(self) -> Path:
+        """Where xdist workers leave their live-progress files for the controller."""
+        return self.path / "progress"
+
+    def case_files(self, case_id: str) -> tuple[bytes | None, bytes | None]:
+        """The bytes of a case's row and predictions files as stored (None where absent)."""
+        def read(path: Path) -> bytes | None:
+            try:
+                return path.read_bytes()
+            except OSError:
+                return None
+        return (read(self.cases_dir / f"{case_id}.json"),
+                read(self.cases_dir / f"{case_id}.npz"))
+
+    def store_case_files(self, case_id: str, row: bytes, predictions: bytes | None) -> None:
+        """Store a case's files as another process wrote them (a remote xdist worker's), each
+        only when it differs from what is here; the row is validated first and written last,
+        as :meth:`write_row` orders them."""
+        validate_row(json.loads(row), f"{case_id} from a worker")
+        for path, data in ((self.cases_dir / f"{case_id}.npz", predictions),
+                           (self.cases_dir / f"{case_id}.json", row)):
+            if data is not None and self.case_files(case_id)[path.suffix == ".npz"] != data:
+                atomic_write_bytes(path, data)
+
     def has_started(self) -> bool:
         """Whether any case of this run has started (so there is something to report)."""
         return self._started_dir.is_dir()

@@ -126,19 +126,20 @@ def model_for(cfg: CaseConfig, models: ModelCache):
                       mixed_precision=cfg.mixed_precision, backbone=BACKBONES[cfg.backbone])
 
 
-def run_case(cfg: CaseConfig, raw, models: ModelCache) -> CaseOutcome:
-    """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided)."""
+def run_case(cfg: CaseConfig, raw, models: ModelCache, *, callbacks=()) -> CaseOutcome:
+    """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided).
+    ``callbacks``: more Keras callbacks for ``fit`` (the live progress)."""
     started = provenance.now()
     # Memory is sampled over the whole case. What it adds above the level just before it started
     # does not climb with what earlier cases left behind (peak_rss_mb does); the first case of an
     # architecture still adds the model it builds and traces (model_reused says which).
     with PeakMemory() as memory:
         gpu_before = _gpu_peak_mb(reset=True)  # a new peak per case, from what it found in use
-        return _run(cfg, raw, models, started, memory, gpu_before)
+        return _run(cfg, raw, models, started, memory, gpu_before, callbacks)
 
 
 def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMemory",
-         gpu_before: float | None) -> CaseOutcome:
+         gpu_before: float | None, callbacks) -> CaseOutcome:
     case = cfg.case
     variant, train, test = make_inputs(cfg, raw)
     model = model_for(cfg, models)
@@ -150,7 +151,8 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
     # them), the shuffle and the augmentation layers (explicit seeds in the pipeline).
     clock = _StepClock()
     t0 = time.perf_counter()
-    history = model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock], shuffle=False)
+    history = model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock, *callbacks],
+                        shuffle=False)
     train_time = time.perf_counter() - t0
     fields, arrays = evaluate(model, variant, cfg, test, history)
     peak_gpu = _gpu_peak_mb()

@@ -59,6 +59,7 @@ class HarnessSession:
         self._raw: dict[str, Any] = {}
         self._models = None
         self._tf_ready = self.active = False
+        self.watch = None  # resnet_harness.watch.Watch: progress, rows home, MLflow
         if resolved.given:
             self.activate()
 
@@ -142,6 +143,13 @@ class HarnessSession:
             tf.config.experimental.enable_op_determinism()
         self._tf_ready = True
 
+    def run_info(self) -> dict[str, Any]:
+        """What ``run.json`` records: host, scale, seed, time, versions, commit and every
+        option's effective value with where it came from."""
+        return dict(provenance.host(), scale=self.run.scale, seed=self.run.seed,
+                    started_at=provenance.now(), versions=provenance.versions(),
+                    git_commit=provenance.git_commit(), options=self.resolved.provenance())
+
     def raw_data(self, dataset: str):
         """The raw data set, loaded once per process."""
         from .data import default_cache_dir, load_raw
@@ -178,17 +186,16 @@ class HarnessSession:
             self._skip_if_finished(case_cfg)
         with writing_rows(case.id, self.folder.path):
             if not self.folder.has_started():
-                self.folder.create(dict(
-                    provenance.host(), scale=self.run.scale, seed=self.run.seed,
-                    started_at=provenance.now(), versions=provenance.versions(),
-                    git_commit=provenance.git_commit(), options=self.resolved.provenance()))
+                self.folder.create(self.run_info())
             self.folder.mark_started(case.id, {
                 "started_at": provenance.now(), "scale": self.run.scale, "seed": case_cfg.seed,
                 "worker": provenance.host()["worker"]})
+        callbacks = self.watch.case_started(case, case.batch_size) if self.watch else []
         try:
             self._prepare_tensorflow()
             self._models = self._models or ModelCache()
-            outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models)
+            outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models,
+                               callbacks=callbacks)
         except (DataError, ModelError) as exc:
             failure, trace = str(exc), None
         except Exception as exc:

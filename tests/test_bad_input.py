@@ -32,6 +32,9 @@ BAD_OPTIONS = [
     (["--tolerance", "speed=1"], "tolerance 'speed=1' must be METRIC=VALUE"),
     (["--baseline", "/no/base.csv"], "baseline /no/base.csv does not exist"),
     (["--resume", "/tmp"], "--resume: /tmp is not a run folder (no cases/ inside)"),
+    (["--progress", "often"], "progress must be auto, off or a number of seconds >= 0, got "
+                              "'often'"),
+    (["--mlflow", ""], "mlflow needs a tracking URI, e.g. sqlite:///mlruns.db"),
 ]
 
 
