@@ -9,6 +9,7 @@ turns bad input into a one-line usage error before anything trains.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any

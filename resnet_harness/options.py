@@ -140,10 +140,13 @@ class Resolved:
         """Whether any harness option was set anywhere (the plugin is active then)."""
         return any(origin != DEFAULT for origin in self.origins.values())
 
-    def provenance(self) -> dict[str, dict[str, Any]]:
-        """``{option: {"value": ..., "from": ...}}`` for run.json."""
-        return {dest: {"value": _plain(self.values[dest]), "from": self.origins[dest]}
-                for dest in self.values}
+    def provenance(self, effective: Any = None) -> dict[str, dict[str, Any]]:
+        """``{option: {"value": ..., "from": ...}}`` for run.json; an option left at its
+        default records the value it took in ``effective`` (the session's ``RunConfig``)."""
+        return {dest: {"value": _plain(value if value is not None
+                                       else getattr(effective, dest, None)),
+                       "from": self.origins[dest]}
+                for dest, value in self.values.items()}
 
 
 def _plain(value: Any) -> Any:

@@ -52,11 +52,6 @@ def pytest_configure(config: pytest.Config) -> None:
     session.watch = Watch(config, session, progress=session.run.progress,
                           mlflow_uri=session.run.mlflow)
     config.pluginmanager.register(session.watch, "resnet_harness_watch")
-    from .watch import Watch
-
-    session.watch = Watch(config, session, progress=session.run.progress,
-                          mlflow_uri=session.run.mlflow)
-    config.pluginmanager.register(session.watch, "resnet_harness_watch")
 
 
 def case_param(case: Case):

@@ -148,7 +148,8 @@ class HarnessSession:
         option's effective value with where it came from."""
         return dict(provenance.host(), scale=self.run.scale, seed=self.run.seed,
                     started_at=provenance.now(), versions=provenance.versions(),
-                    git_commit=provenance.git_commit(), options=self.resolved.provenance())
+                    git_commit=provenance.git_commit(),
+                    options=self.resolved.provenance(self.run))
 
     def raw_data(self, dataset: str):
         """The raw data set, loaded once per process."""

@@ -37,6 +37,7 @@ def summary_lines(folder: RunFolder, delta: float = 0.01) -> list[str]:
     for case_id in folder.not_run():
         lines.append(f"{case_id:<{width}} {'not run':<8}")
     lines.append(f"rows: {folder.cases_dir}")
+    lines += claim_lines(rows, delta)
     if any(row.get("scale") == "smoke" for row in rows):
         lines.append(SMOKE_NOTE)
     return lines

@@ -86,7 +86,9 @@ class MlflowTracker:
         else:
             experiment_id = experiment.experiment_id
         self.experiment_id = experiment_id
-        options = run_info.get("options") or {}
+        # run.json records each option as {"value": ..., "from": ...} (options.Resolved).
+        options = {k: v.get("value") if isinstance(v, dict) else v
+                   for k, v in (run_info.get("options") or {}).items()}
         tags = {"run_dir": str(run_dir), "scale": str(run_info.get("scale")),
                 "seed": str(run_info.get("seed")), "git_commit": str(run_info.get("git_commit")),
                 "worker": str(run_info.get("worker"))}

@@ -48,7 +48,8 @@ def test_every_option_has_the_same_precedence(option, tmp_path):
            "imbalance_fraction": ["0.2", "0.3", "0.4"], "hflip": ["on", "off", "on"],
            "backbone": ["tiny", "resnet50", "tiny"], "xla": ["on", "off", "on"],
            "mixed_precision": ["on", "off", "on"],
-           "bn_recalibrate": ["on", "off", "auto"], "deterministic": [None, "1", "yes"],
+           "bn_recalibrate": ["on", "off", "auto"], "progress": ["off", "5", "auto"],
+           "mlflow": ["sqlite:///a.db", "sqlite:///b.db", "http://localhost:5000"], "deterministic": [None, "1", "yes"],
            "report_dir": ["a", "b", "c"], "baseline": ["x.csv", "y.csv", "z.csv"],
            "tolerance": ["accuracy=0.1", "scores=0.2", "f1_macro=0.3"],
            "resume": ["r1", "r2", "r3"]}[option.dest]
@@ -103,7 +104,11 @@ def test_provenance_records_each_value_and_origin():
     assert record["report_dir"] == {"value": "out",
                                     "from": "environment variable RESNET_HARNESS_REPORT_DIR"}
     assert record["scale"] == {"value": None, "from": DEFAULT}
-    assert options.run_config(resolved).report_dir == Path("out")
+    run = options.run_config(resolved)
+    assert run.report_dir == Path("out")
+    effective = resolved.provenance(run)  # a default records the value it took
+    assert effective["scale"] == {"value": "smoke", "from": DEFAULT}
+    assert effective["seed"] == {"value": 4, "from": "--seed"}
 
 
 def test_option_names_do_not_clash_with_widely_installed_plugins():

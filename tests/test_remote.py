@@ -117,9 +117,11 @@ def test_attach_and_receive_copy_row_and_predictions_once(tmp_path):
     from resnet_harness import homecoming
     from resnet_harness.results import RunFolder
 
+    from test_schema import passed_row
+
     worker = RunFolder(tmp_path / "worker").create()
-    worker.write_row({"case_id": "c1", "status": "passed"},
-                     {"proba": np.eye(3), "y_true": np.arange(3)})
+    worker.write_row(dict(passed_row(), case_id="c1"),
+                     {"proba": np.eye(3), "y_true": np.arange(3), "y_pred": np.arange(3)})
 
     class Report:
         pass
