@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, fields as dataclass_fields
 from typing import Any, Mapping
 
+from .longtail import CASES_BY_ID as LONGTAIL_CASES_BY_ID
 from .matrix import CASES_BY_ID, Case, PaperFigures
 
 SCHEMA_VERSION = 2  # 1: rows before the registry; same keys, read as they are
@@ -68,6 +69,13 @@ FIELDS: tuple[Field, ...] = (
     _score("recall_weighted"),
     _score("f1_weighted"),
     _score("roc_auc_ovr_macro", "roc_auc", "auc", "one-vs-rest, macro over present classes"),
+    # Long-tail rows only (classes ranked by training count: 3 largest / 4 / 3 smallest).
+    Field("head_accuracy", "score", "higher", ".3f", "absolute", 0.05,
+          doc="long-tail study: mean recall of the 3 classes with the most training images"),
+    Field("middle_accuracy", "score", "higher", ".3f", "absolute", 0.05,
+          doc="long-tail study: mean recall of the 4 middle classes by training count"),
+    Field("tail_accuracy", "score", "higher", ".3f", "absolute", 0.05,
+          doc="long-tail study: mean recall of the 3 classes with the fewest training images"),
     Field("auc_classes", "count", None, "d", in_metrics=True,
           doc="classes present in the test labels, over which the AUC is averaged"),
     # Noisy on shared machines: relative tolerances (1.0 = may take twice as long).
@@ -99,7 +107,7 @@ STATUSES = ("passed", "failed", "error", "unfinished", "corrupt")
 
 # Keys a row may hold besides the fields above. Identity: known before a case runs.
 IDENTITY_KEYS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
-                 "seed", "config", "paper", "class_names", "note")
+                 "seed", "config", "paper", "class_names", "note", "long_tail")
 RESULT_KEYS = ("metrics", "train_counts", "test_counts", "counts_before_imbalance",
                "reduced_classes", "removal_fraction", "data_source", "provenance")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
@@ -172,7 +180,7 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
         raise RowError(f"{source}: a {status} row lacks {', '.join(missing)}")
     if not isinstance(row["case_id"], str) or not row["case_id"]:
         raise RowError(f"{source}: case_id must be a non-empty string")
-    for key in ("config", "paper", "metrics", "provenance", "bounds", "baseline"):
+    for key in ("config", "paper", "metrics", "provenance", "bounds", "baseline", "long_tail"):
         if row.get(key) is not None and not isinstance(row[key], dict):
             raise RowError(f"{source}: {key} must be an object, found {type(row[key]).__name__}")
     for key in ("train_counts", "test_counts", "counts_before_imbalance", "reduced_classes"):
@@ -200,8 +208,10 @@ def identity(cfg) -> dict[str, Any]:
     from .data.sources import CLASS_NAMES  # data imports nothing heavy; kept lazy for clarity
 
     case = cfg.case
+    long_tail = ({"long_tail": dict(case.profile_spec.as_dict(), method=case.method)}
+                 if hasattr(case, "profile_spec") else {})
     return {
-        "case_id": case.id, "table": case.table, "dataset": case.dataset,
+        **long_tail, "case_id": case.id, "table": case.table, "dataset": case.dataset,
         "balance": case.balance, "split": case.split, "regularization": case.regularization,
         "scale": cfg.scale, "seed": cfg.seed, "config": cfg.as_dict(),
         "paper": paper_figures(case), "class_names": list(CLASS_NAMES[case.dataset]),
@@ -253,7 +263,8 @@ def complete_row(row: Mapping[str, Any],
     such rows still land in the right place of every table.
     """
     out = dict(row)
-    case = CASES_BY_ID.get(str(row.get("case_id")))
+    case = CASES_BY_ID.get(str(row.get("case_id"))) or LONGTAIL_CASES_BY_ID.get(
+        str(row.get("case_id")))
     if case is not None:
         for key in ("table", "dataset", "balance", "split", "regularization"):
             out.setdefault(key, getattr(case, key))

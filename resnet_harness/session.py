@@ -165,7 +165,7 @@ class HarnessSession:
         try:
             self._prepare_tensorflow()
             self._models = self._models or ModelCache()
-            outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models)
+            outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models, self.folder)
         except (DataError, ModelError) as exc:
             self.folder.write_row(schema.error_row(case_cfg, str(exc), provenance=_finished()))
             pytest.fail(str(exc), pytrace=False)
