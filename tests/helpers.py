@@ -148,3 +148,6 @@ def find_case(table: str, dataset: str, balance: str = "balanced", split: float 
 EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
 # Options that make such a run fast and offline: synthetic data, two-layer backbone.
 FAST = ("--data-source", "synthetic", "--backbone", "tiny", "-p", "no:cacheprovider")
+# The long-tail study's experiments module, for pytester runs.
+LONGTAIL_EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments"
+                        / "test_longtail.py").read_text()
