@@ -19,10 +19,10 @@ def check(row: dict[str, Any], *, floors: dict[str, float], imbalanced: bool) ->
     """
     problems: list[str] = []
     metrics = row.get("metrics") or {}
-    for name in SCORES:
+    for name in SCORES + schema.GROUP_SCORES:
         value = schema.value(row, name)
-        if value is None and not schema.FIELDS_BY_NAME[name].in_metrics:
-            continue  # a row-level score that only some rows have (the long-tail groups)
+        if value is None and name in schema.GROUP_SCORES:
+            continue  # long-tail rows only
         if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
             problems.append(f"{name}={value} is not a finite number")
         elif not 0.0 <= value <= 1.0:

@@ -150,11 +150,21 @@ def test_parse_path():
     bad(cfg.parse_path, "  ", "empty path")
 
 
+def test_parse_beta_and_tau():
+    assert cfg.parse_beta("0.9999") == 0.9999 and cfg.parse_beta("0") == 0.0
+    bad(cfg.parse_beta, "1", "must lie in [0, 1)")
+    bad(cfg.parse_beta, "x", "is not a number")
+    assert cfg.parse_tau("1") == 1.0 and cfg.parse_tau("0") == 0.0
+    bad(cfg.parse_tau, "-1", "finite number >= 0")
+    bad(cfg.parse_tau, "inf", "finite number >= 0")
+    bad(cfg.parse_tau, "nan", "finite number >= 0")
+
+
 def test_every_validator_is_tested():
     tested = {"parse_scale", "parse_positive_int", "parse_seed", "parse_weights",
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
-              "parse_bool", "parse_path"}
+              "parse_bool", "parse_path", "parse_beta", "parse_tau"}
     assert {name for name in dir(cfg) if name.startswith("parse_")} <= tested
 
 
