@@ -199,3 +199,70 @@ def test_compare_gives_method_minus_ce_per_seed():
                     "baseline": "longtail-cifar10-exp100-ce", "profile": "exp100",
                     "scale": "reduced", "seed": 0, "balanced_accuracy": pytest.approx(0.05),
                     "tail_accuracy": pytest.approx(0.15)}]
+
+
+def _fake_cfg(method: str, epochs: int = 1):
+    from types import SimpleNamespace
+
+    case = longtail.CASES_BY_ID[f"longtail-cifar10-exp100-{method}"]
+    return SimpleNamespace(case=case, cb_beta=0.9999, la_tau=1.0, epochs=epochs)
+
+
+def _tiny_models(loss_a, loss_b):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    outputs = keras.layers.Dense(3, activation="softmax")(inputs)
+    a = keras.Model(inputs, outputs)
+    b = keras.models.clone_model(a)
+    b.set_weights(a.get_weights())
+    for model, loss in ((a, loss_a), (b, loss_b)):
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss)
+    return a, b
+
+
+def test_class_weights_train_exactly_as_a_plain_keras_run():
+    """The harness's inverse_freq arm (its loss, its ``fit`` arguments) against plain Keras:
+    sparse cross-entropy with scikit-learn's "balanced" weights, same data, same init."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from resnet_harness.longtail_methods import longtail_loss, prepare
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), [24, 6, 2])
+    x = rng.normal(size=(len(y), 6)).astype(np.float32) + y[:, None]
+    ours, plain = _tiny_models(longtail_loss(3), "sparse_categorical_crossentropy")
+    extra = prepare(_fake_cfg("inverse_freq"), ours, np.bincount(y).tolist())
+    weights = compute_class_weight("balanced", classes=np.arange(3), y=y)
+    assert extra["class_weight"] == pytest.approx(dict(enumerate(weights)))
+    ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, **extra)
+    plain.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+              class_weight=dict(enumerate(weights)))
+    for a, b in zip(ours.get_weights(), plain.get_weights()):
+        assert np.allclose(a, b, atol=1e-5)
+    unweighted, _ = _tiny_models("sparse_categorical_crossentropy", "mse")
+    unweighted.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    assert not np.allclose(unweighted.get_weights()[0], ours.get_weights()[0], atol=1e-3)
+
+
+def test_drw_callback_switches_the_loss_weights_at_its_epoch():
+    import keras
+
+    from resnet_harness.longtail_methods import effective_number_weights, longtail_loss, prepare
+
+    y = np.repeat(np.arange(3), [24, 6, 2])
+    x = np.random.default_rng(0).normal(size=(len(y), 6)).astype(np.float32)
+    model, _ = _tiny_models(longtail_loss(3), "mse")
+    extra = prepare(_fake_cfg("drw", epochs=5), model, np.bincount(y).tolist())
+    assert set(extra) == {"callbacks"}
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(model.loss.alpha.numpy().copy())
+
+    model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[*extra["callbacks"], Record()])
+    expected = effective_number_weights(np.bincount(y), 0.9999)
+    assert all(np.allclose(a, 1.0) for a in seen[:4])  # epochs 0-3: uniform
+    assert np.allclose(seen[4], expected, rtol=1e-6)  # epoch 4 = int(0.8 * 5): re-weighted
