@@ -105,7 +105,8 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     Order: (1) pool train+test and re-split when the case has a split, the pool first capped at
     ``pool_cap`` so the split keeps its meaning at small scales;
     otherwise cap train and test separately; (2) remove the imbalanced classes' samples from the
-    training set only (a long-tail case: keep its profile's counts, ``longtail.apply_profile``). Every random choice is seeded by ``cfg.seed``.
+    training set only (a long-tail case: keep its profile's counts, ``longtail.apply_profile``).
+    Every random choice is seeded by ``cfg.seed``.
     """
     case, seed = cfg.case, cfg.seed
     n_train = len(raw.y_train)

@@ -82,7 +82,8 @@ def fmt_paper(value: Any) -> str:
 def _resource(key: str) -> bool:
     # A paper key (memory_mb) or our field name: not a 0..1 score, so 2 decimals.
     field = FIELDS_BY_NAME.get(PAPER_METRIC.get(key, key))
-    return key in RESOURCE_KEYS or (field is not None and field.kind != "score")
+    return key in RESOURCE_KEYS or (field is not None
+                                    and field.kind not in ("score", "group_score"))
 
 
 def _diff_cell(diff: Any, paper: Any, key: str) -> str:
