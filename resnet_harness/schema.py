@@ -29,8 +29,9 @@ class Field:
     ``kind`` is ``score`` (0..1, from the predictions), ``group_score`` (0..1, a score of a
     group of classes that only some rows have: the long-tail study's head/middle/tail),
     ``time`` (seconds), ``memory`` (MB), ``rate`` (images per second) or ``count``.
-    ``tolerance`` says how a baseline comparison treats it: ``absolute`` (a score may drop by at most that much) or ``relative`` (a share of
-    the baseline value); ``None`` keeps it out of baseline comparisons.
+    ``tolerance`` says how a baseline comparison treats it: ``absolute`` (a score may drop by at
+    most that much) or ``relative`` (a share of the baseline value); ``None`` keeps it out of
+    baseline comparisons.
     """
 
     name: str
