@@ -176,8 +176,10 @@ class LongTailCase(Case):
         return replace(self, method="ce")
 
 
-# No reduced-scale floor: 3 epochs from random init on a few hundred long-tailed images have
-# not been measured against one yet. Range and count checks apply at every scale.
+# No reduced-scale floor: on CIFAR-10 exp100 (744 training images, 3 epochs from random init,
+# seed 0) every method's test output was almost constant (one predicted class) and the AUCs
+# were 0.528-0.585, so the paper cases' 0.55 floor would fail some of them on noise. Range and
+# count checks apply at every scale.
 _BOUNDS = Bounds(reduced={}, paper={"roc_auc_ovr_macro": 0.75})
 
 
