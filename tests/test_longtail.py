@@ -266,3 +266,24 @@ def test_drw_callback_switches_the_loss_weights_at_its_epoch():
     expected = effective_number_weights(np.bincount(y), 0.9999)
     assert all(np.allclose(a, 1.0) for a in seen[:4])  # epochs 0-3: uniform
     assert np.allclose(seen[4], expected, rtol=1e-6)  # epoch 4 = int(0.8 * 5): re-weighted
+
+
+def test_bound_check_compares_train_counts_with_the_profile_formula():
+    from resnet_harness import bounds
+
+    y = np.repeat(np.arange(10), 10)
+    from resnet_harness.metrics import compute_metrics
+
+    row = {"metrics": compute_metrics(y, np.eye(10)[y], 10), "test_samples": 100,
+           "test_counts": [10] * 10, "counts_before_imbalance": [300] * 10,
+           "train_counts": PROFILES["exp100"].counts([300] * 10),
+           "reduced_classes": list(range(1, 10)), "removal_fraction": 0.0,
+           "long_tail": {"profile": "exp100"}, "tail_accuracy": 1.0}
+    assert bounds.check(row, floors={}, imbalanced=True) == []
+    row["train_counts"] = [300, 179, 107, 64, 38, 23, 13, 8, 5, 4]  # one image too many
+    (problem,) = bounds.check(row, floors={}, imbalanced=True)
+    assert "differ from the variant's spec" in problem and "3]" in problem
+    row["train_counts"] = PROFILES["exp100"].counts([300] * 10)
+    row["tail_accuracy"] = 1.5
+    (problem,) = bounds.check(row, floors={}, imbalanced=True)
+    assert problem.startswith("tail_accuracy=1.5000 lies outside [0, 1]")
