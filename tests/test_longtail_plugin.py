@@ -12,7 +12,8 @@ from helpers import EXPERIMENTS, FAST, LONGTAIL_EXPERIMENTS
 
 @pytest.fixture
 def studies(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_study=EXPERIMENTS, test_longtail=LONGTAIL_EXPERIMENTS)
+    # Not "test_longtail": in-process runs would clash with tests/test_longtail.py.
+    pytester.makepyfile(test_study=EXPERIMENTS, test_longtail_study=LONGTAIL_EXPERIMENTS)
     pytester.makeini("[pytest]\naddopts = --strict-markers\n")
     return pytester
 
