@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from .data import expected_train_counts
+from . import schema
 from .schema import SCORES
 
 
@@ -18,8 +19,10 @@ def check(row: dict[str, Any], *, floors: dict[str, float], imbalanced: bool) ->
     """
     problems: list[str] = []
     metrics = row.get("metrics") or {}
-    for name in SCORES:
-        value = metrics.get(name)
+    for name in SCORES + schema.GROUP_SCORES:
+        value = schema.value(row, name)
+        if value is None and name in schema.GROUP_SCORES:
+            continue  # long-tail rows only
         if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
             problems.append(f"{name}={value} is not a finite number")
         elif not 0.0 <= value <= 1.0:
@@ -31,8 +34,14 @@ def check(row: dict[str, Any], *, floors: dict[str, float], imbalanced: bool) ->
             problems.append(f"confusion matrix sums to {total}, test size is {row['test_samples']}")
     if sum(row["test_counts"]) != row["test_samples"]:
         problems.append(f"test counts {row['test_counts']} do not sum to {row['test_samples']}")
-    expected = expected_train_counts(row["counts_before_imbalance"],
-                                     tuple(row["reduced_classes"]), row["removal_fraction"])
+    long_tail = row.get("long_tail") or {}
+    if long_tail.get("profile"):  # the long-tail study: its profile's formula
+        from .longtail import PROFILES
+
+        expected = PROFILES[long_tail["profile"]].counts(row["counts_before_imbalance"])
+    else:
+        expected = expected_train_counts(row["counts_before_imbalance"],
+                                         tuple(row["reduced_classes"]), row["removal_fraction"])
     if row["train_counts"] != expected:
         problems.append(f"train class counts {row['train_counts']} differ from the variant's "
                         f"spec {expected}")

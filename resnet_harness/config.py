@@ -320,6 +320,28 @@ def parse_data_source(value: str) -> str:
     return value
 
 
+def parse_beta(value: str) -> float:
+    """The effective-number beta of Cui et al.: a number in [0, 1) (0.9999 by default)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"beta {value!r} is not a number") from None
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"beta {value!r} must lie in [0, 1), e.g. 0.9999")
+    return number
+
+
+def parse_tau(value: str) -> float:
+    """The logit-adjustment temperature: a number >= 0 (1 by default)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"tau {value!r} is not a number") from None
+    if not 0.0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"tau {value!r} must be a finite number >= 0, e.g. 1")
+    return number
+
+
 def parse_path(value: str) -> Path:
     """A non-empty path (whether it must exist is checked where it is used)."""
     if not str(value).strip():
@@ -348,11 +370,16 @@ class CaseConfig:
     deterministic: bool = False
     recipe: str = "study"  # "controlled": Table 7's imbalanced arm ran its balanced arm's recipe
     bn_recalibrate: bool = False  # resolved from RunConfig.bn_recalibrate and the scale
+    cb_beta: float = 0.9999  # long-tail study: effective-number beta (Cui et al. 2019)
+    la_tau: float = 1.0  # long-tail study: logit-adjustment temperature (Menon et al. 2021)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings, as stored with the result row: everything that can change a
         result (``--resume`` reuses a row only when this is equal)."""
-        return {
+        long_tail = getattr(self.case, "profile", None) is not None
+        return {**({"long_tail": {"profile": self.case.profile, "method": self.case.method,
+                                  "cb_beta": self.cb_beta, "la_tau": self.la_tau}}
+                   if long_tail else {}),
             "epochs": self.epochs, "weights": self.weights, "batch_size": self.case.batch_size,
             "learning_rate": self.case.learning_rate, "max_train_samples": self.max_train_samples,
             "max_test_samples": self.max_test_samples, "augment": self.augment,
@@ -392,6 +419,8 @@ class RunConfig:
     bn_recalibrate: str = "auto"
     progress: str | float = "auto"  # resnet_harness.progress.parse_progress
     mlflow: str | None = None  # tracking URI; None: MLflow is not used (nor imported)
+    cb_beta: float = 0.9999
+    la_tau: float = 1.0
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied.
@@ -409,7 +438,7 @@ class RunConfig:
             if controlled != case:
                 case, recipe = controlled, "controlled"
         imbalance = None
-        if case.imbalanced:
+        if case.imbalanced and getattr(case, "profile", None) is None:  # long-tail: own profile
             imbalance = IMBALANCE_READINGS[self.imbalance]
             if self.imbalance_classes is not None:
                 imbalance = replace(imbalance, classes=self.imbalance_classes)
@@ -425,7 +454,8 @@ class RunConfig:
             max_test_samples=self.max_test_samples or scale.max_test_samples,
             imbalance=imbalance, augment=case.augment, hflip=self.hflip, backbone=self.backbone,
             xla=self.xla, mixed_precision=self.mixed_precision, data_source=self.data_source,
-            deterministic=self.deterministic, recipe=recipe,
+            deterministic=self.deterministic, recipe=recipe, cb_beta=self.cb_beta,
+            la_tau=self.la_tau,
             bn_recalibrate=resolve_bn_recalibrate(self.bn_recalibrate, self.scale),
         )
 

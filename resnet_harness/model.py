@@ -81,8 +81,9 @@ def seed_everything(seed: int) -> None:
 
 def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1e-3,
                 backbone: Callable = resnet50_backbone, jit_compile: bool = False,
-                mixed_precision: bool = False):
-    """The backbone plus the head of ``head``, compiled with Adam and cross-entropy.
+                mixed_precision: bool = False, loss: str = "sparse_categorical_crossentropy"):
+    """The backbone plus the head of ``head``, compiled with Adam and cross-entropy (``loss``:
+    another Keras loss name, or ``longtail_methods.LOSS_NAME`` for the long-tail study's loss).
 
     Sparse categorical cross-entropy on integer labels equals the paper's categorical
     cross-entropy on one-hot labels without materialising them. ``jit_compile`` compiles the
@@ -93,6 +94,7 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
     import keras
 
     from .head import PenalizedDense, VariableDropout
+    from .longtail_methods import keras_loss
 
     seed_everything(seed)
     previous = keras.config.dtype_policy()
@@ -109,7 +111,7 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
                                  dtype="float32")(x)
         model = keras.Model(base.input, outputs, name="resnet50_harness")
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      loss=keras_loss(loss), metrics=["accuracy"],
                       jit_compile=jit_compile)
     finally:
         keras.config.set_dtype_policy(previous)

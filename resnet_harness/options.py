@@ -84,6 +84,10 @@ OPTIONS: tuple[Option, ...] = (
            "compile the train step with XLA: off (default, as the study) or on"),
     Option("--mixed-precision", cfg.parse_on_off,
            "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
+    Option("--cb-beta", cfg.parse_beta,
+           "long-tail study: beta of the effective-number class weights (default 0.9999)"),
+    Option("--la-tau", cfg.parse_tau,
+           "long-tail study: tau of the logit-adjusted loss and post-hoc adjustment (default 1)"),
     Option("--bn-recalibrate", cfg.parse_bn_recalibrate,
            "re-estimate BatchNorm statistics on training batches before evaluating: auto "
            "(default: on at smoke and reduced scale, off at paper scale), on or off"),

@@ -25,6 +25,22 @@ MARKERS = (
     ("table10", "the paper's Table 10 cases (regularization)"),
     ("balanced", "cases on balanced data"), ("imbalanced", "cases on imbalanced data"),
     ("experiment", "a case of the study's matrix"),
+    # The long-tail study (resnet_harness/longtail.py): its table, profiles and methods.
+    ("longtail", "the long-tail study's cases (experiments/test_longtail.py)"),
+    ("exp100", "long-tail profile: exponential, rho = 100"),
+    ("exp10", "long-tail profile: exponential, rho = 10"),
+    ("step100", "long-tail profile: step, half the classes at n_max / 100"),
+    ("step10", "long-tail profile: step, half the classes at n_max / 10"),
+    ("paper", "long-tail profile: the paper's own (10% of classes 0-2 removed)"),
+    ("ce", "long-tail method: plain cross-entropy"),
+    ("inverse_freq", "long-tail method: inverse-frequency class weights"),
+    ("effective_num", "long-tail method: effective-number class weights"),
+    ("resampling", "long-tail method: class-balanced resampling"),
+    ("focal", "long-tail method: focal loss"),
+    ("cb_focal", "long-tail method: class-balanced focal loss"),
+    ("la_loss", "long-tail method: logit-adjusted loss"),
+    ("posthoc_la", "long-tail method: post-hoc logit adjustment of the ce arm"),
+    ("drw", "long-tail method: deferred re-weighting"),
     ("tolerance(**metrics)", "per-case baseline tolerances, e.g. tolerance(accuracy=0.02)"),
 )
 SESSION_KEY = pytest.StashKey["HarnessSession"]()
@@ -57,19 +73,35 @@ def pytest_configure(config: pytest.Config) -> None:
 def case_param(case: Case):
     """``pytest.param`` of one matrix row: its id and its data-set, table and balance markers."""
     marks = [pytest.mark.experiment, getattr(pytest.mark, case.dataset),
-             getattr(pytest.mark, case.table), getattr(pytest.mark, case.balance)]
+             getattr(pytest.mark, case.table)]
+    # A long-tail case's balance is its table ("longtail"); its profile and method are markers.
+    marks += [getattr(pytest.mark, name) for name in
+              dict.fromkeys((case.balance,) + tuple(getattr(case, "markers", ())))
+              if name != case.table]
     if case.tolerances:
         marks.append(pytest.mark.tolerance(**dict(case.tolerances)))
     return pytest.param(case, id=case.id, marks=marks)
 
 
-def case_params(config: pytest.Config) -> list:
-    """``pytest.param`` of every case this session runs (each seed of ``--seeds`` its own)."""
+def case_params(config: pytest.Config, cases=None) -> list:
+    """``pytest.param`` of every case of ``cases`` (default: the paper's matrix) this session
+    runs, each seed of ``--seeds`` its own."""
     from .matrix import CASES
 
+    cases = list(CASES if cases is None else cases)
     session = config.stash.get(SESSION_KEY, None)
-    cases = session.run.cases() if session is not None else list(CASES)
-    return [case_param(case) for case in cases]
+    return [case_param(case) for case in (session.run.cases(cases) if session else cases)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long-tail study runs only when asked for by name (``-m longtail`` or ``-k``
+    naming it), so ``pytest experiments`` stays the paper's matrix."""
+    if "longtail" in f"{config.option.markexpr} {config.option.keyword}":
+        return
+    dropped = [item for item in items if item.get_closest_marker("longtail")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not item.get_closest_marker("longtail")]
 
 
 class CaseCheck:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import provenance, schema
+from . import longtail_methods, provenance, schema
 from .config import CaseConfig
 from .data import Variant, make_variant
 from .data.pipeline import make_dataset
@@ -112,7 +112,8 @@ def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
     case = cfg.case
     variant = make_variant(raw, cfg)
     train = make_dataset(variant.x_train, variant.y_train, batch_size=case.batch_size,
-                         training=True, seed=cfg.seed, augment=cfg.augment, hflip=cfg.hflip)
+                         training=True, seed=cfg.seed, augment=cfg.augment, hflip=cfg.hflip,
+                         class_balanced=longtail_methods.resamples(case))
     test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
                         training=False, seed=cfg.seed)
     return variant, train, test
@@ -123,12 +124,19 @@ def model_for(cfg: CaseConfig, models: ModelCache):
     case = cfg.case
     return models.get(case.head, weights=cfg.weights, seed=cfg.seed,
                       learning_rate=case.learning_rate, jit_compile=cfg.xla,
-                      mixed_precision=cfg.mixed_precision, backbone=BACKBONES[cfg.backbone])
+                      mixed_precision=cfg.mixed_precision, backbone=BACKBONES[cfg.backbone],
+                      **longtail_methods.model_kwargs(case))
 
 
-def run_case(cfg: CaseConfig, raw, models: ModelCache, *, callbacks=()) -> CaseOutcome:
+def run_case(cfg: CaseConfig, raw, models: ModelCache, *, callbacks=(),
+             folder=None) -> CaseOutcome:
     """Train and evaluate one case on ``raw`` data; returns the row (status not yet decided).
-    ``callbacks``: more Keras callbacks for ``fit`` (the live progress)."""
+
+    ``callbacks``: more Keras callbacks for ``fit`` (the live progress); ``folder``: the run
+    folder, which a post-hoc long-tail arm reads its source predictions from.
+    """
+    if longtail_methods.is_posthoc(cfg.case):  # trains nothing: adjusts the ce arm's predictions
+        return longtail_methods.run_posthoc(cfg, raw, folder)
     started = provenance.now()
     # Memory is sampled over the whole case. What it adds above the level just before it started
     # does not climb with what earlier cases left behind (peak_rss_mb does); the first case of an
@@ -145,14 +153,16 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
     model = model_for(cfg, models)
     reused = not models.built_last
     model_ready_mb = memory.current_mb()
+    fit_extras = longtail_methods.prepare(cfg, model, variant.train_counts)  # {}: paper cases
     # No keras.utils.set_random_seed here: it calls tf.random.set_seed, which clears TensorFlow's
     # kernel cache and costs a reused model 12-15 s on its next first step. Every random choice
     # of a case is already seeded: the model's init and generator states (ModelCache restores
     # them), the shuffle and the augmentation layers (explicit seeds in the pipeline).
     clock = _StepClock()
     t0 = time.perf_counter()
-    history = model.fit(train, epochs=cfg.epochs, verbose=0, callbacks=[clock, *callbacks],
-                        shuffle=False)
+    history = model.fit(train, epochs=cfg.epochs, verbose=0, shuffle=False,
+                        callbacks=[clock, *callbacks, *fit_extras.pop("callbacks", [])],
+                        **fit_extras)
     train_time = time.perf_counter() - t0
     fields, arrays = evaluate(model, variant, cfg, test, history)
     peak_gpu = _gpu_peak_mb()
@@ -184,5 +194,6 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
         "provenance": dict(provenance.host(), versions=provenance.versions(),
                            device=provenance.device(), git_commit=provenance.git_commit(),
                            started_at=started, finished_at=provenance.now()),
+        **longtail_methods.row_fields(cfg, variant.train_counts, fields["metrics"]),
     })
     return CaseOutcome(row, arrays, variant)

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, fields as dataclass_fields
 from typing import Any, Mapping
 
-from .matrix import Case, PaperFigures, find_case
+from .matrix import Case, PaperFigures
 
 SCHEMA_VERSION = 2  # 1: rows before the registry; same keys, read as they are
 
@@ -25,7 +25,9 @@ SCHEMA_VERSION = 2  # 1: rows before the registry; same keys, read as they are
 class Field:
     """One measured figure of a row.
 
-    ``kind`` is ``score`` (0..1, from the test predictions), ``diagnostic`` (a learning
+    ``kind`` is ``score`` (0..1, from the test predictions), ``group_score`` (0..1, a score
+    of a group of classes that only some rows have: the long-tail study's head/middle/tail),
+    ``diagnostic`` (a learning
     diagnostic such as the training loss or accuracy), ``time`` (seconds), ``memory`` (MB),
     ``rate`` (images per second) or ``count``. ``tolerance`` says how a baseline comparison
     treats it: ``absolute`` (a score may drop by at most that much) or ``relative`` (a share of
@@ -87,6 +89,14 @@ FIELDS: tuple[Field, ...] = (
     _score("recall_weighted"),
     _score("f1_weighted"),
     _score("roc_auc_ovr_macro", "roc_auc", "auc", "one-vs-rest, macro over present classes"),
+    # Long-tail rows only (classes ranked by training count: 3 largest / 4 / 3 smallest). No
+    # baseline tolerance: a group is 3-4 classes of the test set, too few images to guard.
+    Field("head_accuracy", "group_score", "higher", ".3f",
+          doc="long-tail study: mean recall of the 3 classes with the most training images"),
+    Field("middle_accuracy", "group_score", "higher", ".3f",
+          doc="long-tail study: mean recall of the 4 middle classes by training count"),
+    Field("tail_accuracy", "group_score", "higher", ".3f",
+          doc="long-tail study: mean recall of the 3 classes with the fewest training images"),
     Field("auc_classes", "count", None, "d", source="metrics",
           doc="classes present in the test labels, over which the AUC is averaged"),
     # Learning diagnostics (diagnostics.py): what fit saw against the model in inference mode.
@@ -133,6 +143,7 @@ FIELDS += tuple(_as_trained(f) for f in FIELDS if f.kind == "score")
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 # The reported test scores: what bounds, baselines and comparisons look at.
 SCORES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "score" and f.in_metrics)
+GROUP_SCORES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "group_score")
 # Paper figure name -> our field compared with it (our macro averages for precision/recall/F1).
 PAPER_METRIC: dict[str, str] = {f.paper_key: f.name for f in FIELDS if f.paper_key}
 PAPER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclass_fields(PaperFigures)
@@ -144,7 +155,7 @@ STATUSES = ("passed", "failed", "error", "unfinished", "not_run", "corrupt")
 
 # Keys a row may hold besides the fields above. Identity: known before a case runs.
 IDENTITY_KEYS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
-                 "seed", "config", "paper", "class_names", "note")
+                 "seed", "config", "paper", "class_names", "note", "long_tail")
 RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "counts_before_imbalance",
                "reduced_classes", "removal_fraction", "data_source", "data_fingerprint",
                "provenance",
@@ -225,7 +236,7 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
     if not isinstance(row["case_id"], str) or not row["case_id"]:
         raise RowError(f"{source}: case_id must be a non-empty string")
     for key in ("config", "paper", "metrics", "metrics_as_trained", "provenance", "bounds",
-                "baseline", "intervals", "bn_recalibration"):
+                "baseline", "intervals", "bn_recalibration", "long_tail"):
         if row.get(key) is not None and not isinstance(row[key], dict):
             raise RowError(f"{source}: {key} must be an object, found {type(row[key]).__name__}")
     for key in ("train_counts", "test_counts", "counts_before_imbalance", "reduced_classes"):
@@ -253,8 +264,10 @@ def identity(cfg) -> dict[str, Any]:
     from .data.sources import CLASS_NAMES  # data imports nothing heavy; kept lazy for clarity
 
     case = cfg.case
+    long_tail = ({"long_tail": dict(case.profile_spec.as_dict(), method=case.method)}
+                 if hasattr(case, "profile_spec") else {})
     return {
-        "case_id": case.id, "table": case.table, "dataset": case.dataset,
+        **long_tail, "case_id": case.id, "table": case.table, "dataset": case.dataset,
         "balance": case.balance, "split": case.split, "regularization": case.regularization,
         "scale": cfg.scale, "seed": cfg.seed, "config": cfg.as_dict(),
         "paper": paper_figures(case), "class_names": list(CLASS_NAMES[case.dataset]),
@@ -315,7 +328,9 @@ def complete_row(row: Mapping[str, Any],
     such rows still land in the right place of every table.
     """
     out = dict(row)
-    case = find_case(str(row.get("case_id")))
+    from .longtail import find_any_case
+
+    case = find_any_case(str(row.get("case_id")))
     if case is not None:
         for key in ("table", "dataset", "balance", "split", "regularization"):
             out.setdefault(key, getattr(case, key))

@@ -14,7 +14,7 @@ import pytest
 from . import options, provenance
 from .config import CaseConfig, comparable_config
 from .interrupts import install_sigterm_handler, one_line, restore_sigterm_handler, writing_rows
-from .matrix import Case, find_case
+from .matrix import Case
 from .results import RowError, RunFolder
 
 RUN_DIR_KEY = "resnet_harness_run_dir"
@@ -100,7 +100,9 @@ class HarnessSession:
         """Under xdist only the workers collect; the controller learns the selected cases here
         (to list those never started as "not run")."""
         found = {nodeid.rpartition("[")[2].rstrip("]") for nodeid in ids if "[" in nodeid}
-        cases = {case_id for case_id in found if find_case(case_id) is not None}
+        from .longtail import find_any_case
+
+        cases = {case_id for case_id in found if find_any_case(case_id) is not None}
         if cases:
             self.activate()
         self.selected = sorted(set(self.selected) | cases)
@@ -196,7 +198,7 @@ class HarnessSession:
             self._prepare_tensorflow()
             self._models = self._models or ModelCache()
             outcome = run_case(case_cfg, self.raw_data(case.dataset), self._models,
-                               callbacks=callbacks)
+                               callbacks=callbacks, folder=self.folder)
         except (DataError, ModelError) as exc:
             failure, trace = str(exc), None
         except Exception as exc:

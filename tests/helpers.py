@@ -188,3 +188,8 @@ def write_resnet50_weights(path: Path, shapes=None, keras3: bool = False) -> Pat
             group.attrs["weight_names"] = [f"layer{i}/w".encode()]
             group.create_dataset("w", shape=shape, dtype="float32")
     return path
+
+
+# The long-tail study's experiments module, for pytester runs.
+LONGTAIL_EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments"
+                        / "test_longtail.py").read_text()

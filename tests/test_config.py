@@ -203,6 +203,16 @@ def test_bn_recalibrate_resolves_per_scale(mode, scale, expected):
     assert RunConfig(scale=scale).for_case(CIFAR_BAL).bn_recalibrate is (scale != "paper")
 
 
+def test_parse_beta_and_tau():
+    assert cfg.parse_beta("0.9999") == 0.9999 and cfg.parse_beta("0") == 0.0
+    bad(cfg.parse_beta, "1", "must lie in [0, 1)")
+    bad(cfg.parse_beta, "x", "is not a number")
+    assert cfg.parse_tau("1") == 1.0 and cfg.parse_tau("0") == 0.0
+    bad(cfg.parse_tau, "-1", "finite number >= 0")
+    bad(cfg.parse_tau, "inf", "finite number >= 0")
+    bad(cfg.parse_tau, "nan", "finite number >= 0")
+
+
 def test_every_validator_is_tested():
     # parse_seeds: tests/test_stats.py
     tested = {"parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
@@ -210,7 +220,7 @@ def test_every_validator_is_tested():
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
               "parse_flag", "parse_path", "parse_bn_recalibrate", "parse_epochs",
-              "parse_report_dir"}
+              "parse_report_dir", "parse_beta", "parse_tau"}
     assert {name for name in dir(cfg) if name.startswith("parse_")} <= tested
 
 

@@ -26,9 +26,27 @@ def augmentation(seed: int, hflip: bool = True):
     return layers
 
 
+def class_balanced_indices(y: np.ndarray, seed: int):
+    """An epoch of ``len(y)`` sample indices drawn class-uniformly: each draw picks a class with
+    probability 1/C (``sample_from_datasets``), then the next index of that class's reshuffled,
+    repeated list. The epoch keeps the training set's size; small classes recur within it."""
+    import tensorflow as tf
+
+    y = np.asarray(y)
+    classes = np.unique(y)
+    per_class = [tf.data.Dataset.from_tensor_slices(np.flatnonzero(y == c).astype(np.int64))
+                 .shuffle(int(np.sum(y == c)), seed=seed + 1 + int(c),
+                          reshuffle_each_iteration=True).repeat() for c in classes]
+    return tf.data.Dataset.sample_from_datasets(
+        per_class, weights=[1.0 / len(classes)] * len(classes), seed=seed,
+        rerandomize_each_iteration=True).take(len(y))
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int,
-                 augment: bool = False, hflip: bool = True):
+                 augment: bool = False, hflip: bool = True, class_balanced: bool = False):
     """A batched ``tf.data.Dataset`` of ``(float32 images in [0, 1], int64 labels)``.
+
+    ``class_balanced`` (training only): batches drawn by :func:`class_balanced_indices`.
 
     Shuffling works on indices and each batch is gathered from the NumPy array itself, so neither
     a shuffle buffer nor a tensor copy holds a second copy of the images.
@@ -58,7 +76,9 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
         return batch, tf.gather(labels, index)
 
     dataset = tf.data.Dataset.range(len(x))
-    if training:
+    if training and class_balanced:
+        dataset = class_balanced_indices(y, seed)
+    elif training:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     # Plain Python control flow only: skipping AutoGraph's conversion saves ~0.2 s per data set.
     load = tf.autograph.experimental.do_not_convert(load)

@@ -174,7 +174,8 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     Order: (1) pool train+test and re-split when the case has a split, the pool first capped at
     ``pool_cap`` so the split keeps its meaning at small scales;
     otherwise cap train and test separately; (2) remove the imbalanced classes' samples from the
-    training set only. Every random choice is seeded by ``cfg.seed``.
+    training set only (a long-tail case: keep its profile's counts, ``longtail.apply_profile``).
+    Every random choice is seeded by ``cfg.seed``.
     """
     case, seed = cfg.case, cfg.seed
     take = _pooled_taker(raw, len(raw.y_train))
@@ -194,6 +195,12 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
             count = int(round(len(members) * fraction))
             drop.append(rng.choice(members, size=count, replace=False))
         train_idx = np.setdiff1d(train_idx, np.concatenate(drop) if drop else [])
+        y_train = take(train_idx, labels=True)
+    profile = getattr(case, "profile_spec", None)
+    if profile is not None:  # the long-tail study: its profile, applied after the caps
+        from ..longtail import apply_profile
+
+        train_idx, classes = apply_profile(profile, train_idx, y_train, seed)
         y_train = take(train_idx, labels=True)
     return Variant(take(train_idx), y_train, take(test_idx), take(test_idx, labels=True),
                    before, tuple(classes), fraction, raw.source)

@@ -85,7 +85,8 @@ def fmt_paper(value: Any) -> str:
 def _resource(key: str) -> bool:
     # A paper key (memory_mb) or our field name: not a 0..1 score, so 2 decimals.
     field = FIELDS_BY_NAME.get(PAPER_METRIC.get(key, key))
-    return key in RESOURCE_KEYS or (field is not None and field.kind != "score")
+    return key in RESOURCE_KEYS or (field is not None
+                                    and field.kind not in ("score", "group_score"))
 
 
 def _diff_cell(diff: Any, paper: Any, key: str, colour: bool = True) -> str:
@@ -413,6 +414,14 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
     return "".join(parts)
 
 
+def longtail_section(rows: Sequence[dict[str, Any]]) -> str:
+    """The long-tail study's section (``report.longtail``), or "" without long-tail rows."""
+    from resnet_harness.report.longtail import section
+
+    body = section(rows, _img)
+    return f'<h2 id="longtail">The long-tail study</h2>{body}' if body else ""
+
+
 def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
                   runs: Sequence[dict[str, Any]], superseded: Sequence[dict[str, Any]] = (),
                   title: str | None = None) -> str:
@@ -438,6 +447,7 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
             '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Overview plots</h2>',
             f'<div class="grid">{"".join(overview)}</div>',
+            longtail_section(rows),
             '<h2 id="counts">Class counts of every variant (Tables 1-2 as run)</h2>',
             _counts(frame),
             '<h2 id="cases">Per case</h2>',

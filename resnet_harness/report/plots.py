@@ -112,3 +112,30 @@ def resources_png(frame: pd.DataFrame) -> bytes | None:
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     return _png(fig)
+
+
+def longtail_recall_png(lines: list[tuple[str, list[float], list[float]]],
+                        title: str) -> bytes | None:
+    """Per-class recall against the class's training count (log axis), one line per method.
+
+    ``lines``: ``(method, train_counts, recall)`` per method of one data set and profile.
+    """
+    lines = [line for line in lines if line[1] and line[2]]
+    if not lines:
+        return None
+    fig = Figure(figsize=(5.6, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    for method, counts, recall in lines:
+        order = sorted(range(len(counts)), key=lambda c: counts[c])
+        ax.plot([counts[c] for c in order], [recall[c] for c in order], marker="o",
+                markersize=3, linewidth=1, label=method)
+    if max(max(c) for _, c, _ in lines) / max(1, min(min(c) for _, c, _ in lines)) > 5:
+        ax.set_xscale("log")
+    ax.set_xlabel("training images of the class", fontsize=8)
+    ax.set_ylabel("test recall of the class", fontsize=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, loc="best", ncol=2)
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from resnet_harness import matrix, schema
+from resnet_harness import longtail, matrix, schema
 from resnet_harness.schema import FIELDS, PAPER_KEYS, PAPER_METRIC
 
 NUM_CLASSES = matrix.NUM_CLASSES
@@ -26,7 +26,7 @@ RESOURCE_KEYS = tuple(key for key in PAPER_KEYS
                       if schema.FIELDS_BY_NAME[PAPER_METRIC[key]].better == "lower")
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
-_ORDER = {case.id: index for index, case in enumerate(matrix.CASES)}
+_ORDER = {case.id: index for index, case in enumerate(matrix.CASES + longtail.CASES)}
 INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind == "count")
 _TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "recipe", "paper_source", "reduced_classes",

@@ -1,0 +1,69 @@
+"""The long-tail study end to end: pytest inside pytest on synthetic data and the tiny backbone."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from helpers import EXPERIMENTS, FAST, LONGTAIL_EXPERIMENTS
+
+
+@pytest.fixture
+def studies(pytester: pytest.Pytester) -> pytest.Pytester:
+    # Not "test_longtail": in-process runs would clash with tests/test_longtail.py.
+    pytester.makepyfile(test_study=EXPERIMENTS, test_longtail_study=LONGTAIL_EXPERIMENTS)
+    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
+    return pytester
+
+
+def test_paper_cases_and_ids_unchanged_and_markers_select(studies):
+    from resnet_harness.matrix import CASES
+
+    result = studies.runpytest("--collect-only", "-q", "-m", "not longtail")
+    result.stdout.fnmatch_lines(["*21/111 tests collected (90 deselected)*"])
+    ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines
+                 if line.startswith("test_study.py::"))
+    assert ids == sorted(case.id for case in CASES)
+    result = studies.runpytest("--collect-only", "-q", "-m", "longtail", "-k",
+                               "cifar10 and exp100")
+    result.stdout.fnmatch_lines(["*9/111 tests collected*"])
+    result = studies.runpytest("--collect-only", "-q", "-m", "exp10 and la_loss")
+    result.stdout.fnmatch_lines(["*test_longtail[[]longtail-cifar10-exp10-la_loss[]]",
+                                 "*2/111 tests collected*"])
+
+
+def test_posthoc_without_its_ce_row_fails_with_one_line(studies):
+    result = studies.runpytest_subprocess(*FAST, "-m", "cifar10 and step10 and posthoc_la")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*post-hoc logit adjustment needs the finished row of "
+                                 "longtail-cifar10-step10-ce in this run folder*"])
+
+
+def test_every_method_runs_and_rows_hold_the_profile_counts(studies):
+    from resnet_harness.longtail import PROFILES
+
+    result = studies.runpytest_subprocess(*FAST, "-m", "cifar10 and exp10", "--seed", "2",
+                                          "--max-train-samples", "1000")
+    result.assert_outcomes(passed=9)
+    (run_dir,) = sorted((studies.path / "reports" / "runs").iterdir())
+    rows = {p.stem: json.loads(p.read_text()) for p in (run_dir / "cases").glob("*.json")}
+    assert len(rows) == 9
+    for row in rows.values():
+        # 1000 capped -> 100 per class; exp rho = 10: 100 ... 10, recomputed from the formula.
+        assert row["counts_before_imbalance"] == [100] * 10
+        assert row["train_counts"] == PROFILES["exp10"].counts(row["counts_before_imbalance"])
+        assert row["train_counts"][0] / row["train_counts"][-1] == 10
+        assert row["test_counts"] == [16] * 10  # the test set stays balanced
+        assert row["long_tail"]["groups"]["tail"] == [7, 8, 9]
+        assert 0.0 <= row["tail_accuracy"] <= 1.0
+        assert row["config"]["long_tail"]["cb_beta"] == 0.9999
+    posthoc = rows["longtail-cifar10-exp10-posthoc_la"]
+    assert posthoc["long_tail"]["source_case"] == "longtail-cifar10-exp10-ce"
+    assert posthoc["train_time_s"] == 0.0
+    frame = pd.read_csv(run_dir / "results.csv")
+    assert {"head_accuracy", "middle_accuracy", "tail_accuracy"} <= set(frame.columns)
+    html = (run_dir / "report.html").read_text()
+    assert "The long-tail study" in html and "per-class recall against class size" in html
+    assert "ResNet-32" not in html  # the published anchors are for exp100 only
