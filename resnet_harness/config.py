@@ -168,6 +168,85 @@ def parse_delta(value: str) -> float:
     return parse_fraction(value)
 
 
+def parse_weights(value: str) -> str:
+    """``imagenet``, ``none`` or the path of a ResNet50 notop weights file (``.weights.h5`` /
+    ``.h5``), checked to be one (see :mod:`resnet_harness.weights`)."""
+    if value in ("imagenet", "none"):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"weights {value!r} is neither 'imagenet', 'none' nor an existing weights file")
+    from .weights import WeightsError, check_weights_file
+
+    try:
+        check_weights_file(path)
+    except WeightsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return str(path)
+
+
+def parse_report_dir(value: str) -> Path:
+    """A folder that is, or can be made, writable: not empty, not a file, not under a file."""
+    if not str(value).strip():
+        raise argparse.ArgumentTypeError(
+            f"report dir {value!r} is empty; pass a folder, e.g. reports (the default)")
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"report dir {value!r} is a file, not a folder; pass a folder path")
+    existing = path.absolute()
+    while not existing.exists():  # the nearest ancestor that exists must let us create it
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"report dir {value!r} cannot be created: {str(existing)!r} is a file; pass a "
+            "folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(
+            f"report dir {value!r} cannot be written: {str(existing)!r} is not writable; "
+            "pass a folder you can write to")
+    return path
+
+
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}
+
+
+def parse_flag(value: str) -> bool:
+    """A yes/no setting: 1, true, yes, on or 0, false, no, off (any case)."""
+    flag = _FLAGS.get(str(value).strip().lower())
+    if flag is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a yes/no value; use one of: 1, 0, true, false, yes, no, on, off")
+    return flag
+
+
+def parse_data_dir(value: str) -> tuple[str | None, Path]:
+    """``PATH`` (one subfolder per data set) or ``NAME=PATH`` for one data set."""
+    name, sep, path = value.partition("=")
+    if sep and name in DATASETS:
+        target = Path(path).expanduser()
+    elif sep and "/" not in name and "\\" not in name:
+        raise argparse.ArgumentTypeError(
+            f"unknown data set {name!r} in --data-dir {value!r}; use one of: {', '.join(DATASETS)}")
+    else:
+        name, target = None, Path(value).expanduser()
+    if not target.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"data dir {str(target)!r} does not exist or is not a folder; "
+            "pass an existing folder (see README, 'Using local data')")
+    return name, target
+
+
+def parse_imbalance(value: str) -> str:
+    """A reading of the paper's imbalance recipe: text, table2, table4 or table6."""
+    if value not in IMBALANCE_READINGS:
+        raise argparse.ArgumentTypeError(
+            f"unknown imbalance reading {value!r}; use one of: {', '.join(IMBALANCE_READINGS)}")
+    return value
+
+
 def parse_classes(value: str) -> tuple[int, ...]:
     """Comma-separated class indices in [0, 10), e.g. ``0,1,2``."""
     try:
