@@ -91,6 +91,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--bn-recalibrate", cfg.parse_bn_recalibrate,
            "re-estimate BatchNorm statistics on training batches before evaluating: auto "
            "(default: on at smoke and reduced scale, off at paper scale), on or off"),
+    Option("--augment", cfg.parse_augment,
+           "the paper's rotation/shift/flip augmentation: auto (default: off at reduced scale, "
+           "else as the case says), on or off"),
     Option("--deterministic", cfg.parse_flag, "turn on TensorFlow op determinism (slower)",
            kind="flag"),
     Option("--report-dir", cfg.parse_report_dir,

@@ -186,6 +186,31 @@ def test_parse_path():
     bad(cfg.parse_path, "  ", "empty path")
 
 
+@pytest.mark.parametrize("mode,scale,expected", [
+    ("auto", "reduced", (False, False)), ("auto", "smoke", (True, False)),
+    ("auto", "paper", (True, False)), ("on", "reduced", (True, True)),
+    ("off", "paper", (False, False))])
+def test_augment_resolves_per_scale_and_case(mode, scale, expected):
+    """(balanced CIFAR-10 arm, which the paper augments; imbalanced arm, which it does not)."""
+    run = RunConfig(scale=scale, augment=mode)
+    got = (run.for_case(CIFAR_BAL).augment, run.for_case(CASES_BY_ID[
+        "table7-cifar10-imbalanced-split_orig-reg_none"]).augment)
+    assert got == expected
+    assert run.for_case(CIFAR_BAL).as_dict()["augment"] is expected[0]
+    bad(cfg.parse_augment, "maybe", "auto, on, off")
+
+
+def test_reduced_scale_keeps_the_frozen_base_cases_epochs():
+    frozen = CASES_BY_ID["table7-fashion_mnist-imbalanced-split_orig-reg_none"]
+    assert frozen.head.freeze_base
+    assert RunConfig(scale="reduced").for_case(frozen).epochs == 7
+    assert RunConfig(scale="reduced").for_case(CIFAR_BAL).epochs == 3
+    assert RunConfig(scale="reduced", epochs=2).for_case(frozen).epochs == 2
+    assert RunConfig(scale="smoke").for_case(frozen).epochs == 1
+    # Under --comparison controlled the arm trains its whole network like its balanced arm.
+    assert RunConfig(scale="reduced", comparison="controlled").for_case(frozen).epochs == 3
+
+
 def test_parse_bn_recalibrate():
     for mode in ("auto", "on", "off"):
         assert cfg.parse_bn_recalibrate(mode) == mode
@@ -220,7 +245,7 @@ def test_every_validator_is_tested():
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
               "parse_flag", "parse_path", "parse_bn_recalibrate", "parse_epochs",
-              "parse_report_dir", "parse_beta", "parse_tau"}
+              "parse_report_dir", "parse_beta", "parse_tau", "parse_augment"}
     assert {name for name in dir(cfg) if name.startswith("parse_")} <= tested
 
 
@@ -242,8 +267,9 @@ def test_for_case_smoke():
 
 def test_for_case_reduced():
     c = RunConfig(scale="reduced").for_case(CIFAR_BAL)
-    assert (c.epochs, c.weights, c.max_train_samples, c.max_test_samples) == (3, "none", 3000,
+    assert (c.epochs, c.weights, c.max_train_samples, c.max_test_samples) == (3, "none", 2000,
                                                                               1000)
+    assert c.augment is False  # the scale turns the paper's augmentation off (config.SCALES)
 
 
 def test_for_case_paper():
