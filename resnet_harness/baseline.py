@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .schema import DEFAULT_TOLERANCES, FIELDS_BY_NAME, SCORES, numbers
+from .schema import DEFAULT_TOLERANCES, FIELDS_BY_NAME, SCORES, as_number, numbers
 
 REQUIRED_COLUMNS = ("case_id", "scale", "status")
 
@@ -115,14 +115,25 @@ def _read_results(csv: Path):
     return frame
 
 
-def load_baseline(path: Path | str) -> dict[tuple[str, str], dict[str, Any]]:
-    """Baseline rows keyed by ``(case_id, scale)``, finished (passed) rows only."""
+def baseline_key(case_id: str, scale: str, seed: Any = None) -> tuple[str, str, int]:
+    """What a baseline row and a run are matched on: the case (without a ``-seedN`` suffix),
+    the scale and the seed. So a ``--seeds 0-2`` run compares each seed with the same seed's
+    baseline row, and a plain run (``--seed``, default 0) matches a ``--seeds`` baseline too."""
+    from .matrix import split_seed
+
+    base, id_seed = split_seed(str(case_id))
+    number = as_number(seed)
+    return base, str(scale), int(number if number is not None else id_seed or 0)
+
+
+def load_baseline(path: Path | str) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Baseline rows keyed by :func:`baseline_key`, finished (passed) rows only."""
     csv = results_csv(Path(path))
     frame = _read_results(csv)
     rows = {}
     for record in frame.to_dict("records"):
         if record["status"] == "passed":
-            rows[(str(record["case_id"]), str(record["scale"]))] = record
+            rows[baseline_key(record["case_id"], record["scale"], record.get("seed"))] = record
     return rows
 
 

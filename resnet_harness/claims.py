@@ -23,6 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import longtail
 from .comparisons import CAVEATS, COMPARISONS, MEASURES, Result, case_id, case_summaries, compare
 from .matrix import SPLITS as _SPLITS
 from .results import atomic_write_bytes
@@ -131,7 +132,9 @@ def _outcome(check: Check, result: Result | None) -> str:
 def evaluate(rows: Iterable[dict[str, Any]], delta: float = 0.01,
              claims: Sequence[Claim] = CLAIMS) -> tuple[list[ClaimResult], list[Result]]:
     """Verdicts of every claim from the rows, and the comparison results behind them."""
-    results = compare(list(rows), delta, COMPARISONS)
+    rows = list(rows)
+    results = compare(rows, delta, COMPARISONS + longtail.comparisons_for(
+        r.get("case_id") for r in rows))
     index = {(r.comparison.baseline, r.comparison.treatment, r.measure): r for r in results}
     out = []
     for claim in claims:

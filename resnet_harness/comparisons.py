@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from . import matrix
+from . import matrix, schema
 from .stats import Summary, holm, paired_difference, seed_summary
 
 ALPHA = 0.05
@@ -37,19 +37,29 @@ class Measure:
     name: str
     label: str
     resource: bool = False
+    better: str = "higher"
 
     @property
     def higher_is_better(self) -> bool:
-        return not self.resource
+        return self.better == "higher"
 
 
-MEASURES = {m.name: m for m in (
-    Measure("accuracy", "accuracy"), Measure("balanced_accuracy", "balanced accuracy"),
-    Measure("f1_macro", "F1 (macro)"), Measure("roc_auc_ovr_macro", "ROC AUC"),
-    Measure("reduced_recall", "recall of the reduced classes"),
-    Measure("train_time", "training time", resource=True),
-    Measure("memory", "memory", resource=True),
-)}
+_LABELS = {"f1_macro": "F1 (macro)", "roc_auc_ovr_macro": "ROC AUC"}
+
+
+def _measures() -> dict[str, Measure]:
+    # Every score of the row schema (its direction from there), plus the figures made of several
+    # fields: the recall of the reduced classes, and time and memory (see RESOURCE_FIELDS).
+    scores = [Measure(f.name, _LABELS.get(f.name, f.name.replace("_", " ")), better=f.better)
+              for f in schema.FIELDS
+              if f.kind in ("score", "group_score") and f.source != "metrics_as_trained"]
+    return {m.name: m for m in (
+        *scores, Measure("reduced_recall", "recall of the reduced classes"),
+        Measure("train_time", "training time", resource=True, better="lower"),
+        Measure("memory", "memory", resource=True, better="lower"))}
+
+
+MEASURES = _measures()
 # Steady-state figures (another part of the harness may add them) beat the raw ones: the raw
 # training time includes graph tracing, the peak RSS the data set already loaded.
 RESOURCE_FIELDS = {"train_time": ("steady_train_time_s", "train_time_s"),
@@ -64,6 +74,7 @@ FACTOR_FIELDS = {
     "split": ("split",),
     "regularization": ("regularization", "head.dropout", "head.regularizer"),
     "dataset": ("dataset",),
+    "method": ("long_tail.method",),  # the long-tail study: a method against cross-entropy
 }
 CASE_FIELDS = ("table", "dataset", "balance", "split", "regularization")
 
@@ -84,8 +95,14 @@ class Comparison:
 
 
 def _short(case_id: str) -> str:
-    """``fashion_mnist imbalanced``, ``cifar10 split 70/30``, ``fashion_mnist reg dropout0.3``."""
-    case = matrix.CASES_BY_ID[case_id]
+    """``fashion_mnist imbalanced``, ``cifar10 split 70/30``, ``fashion_mnist reg dropout0.3``;
+    ``cifar10 exp100 focal`` for a case of the long-tail study."""
+    case = matrix.CASES_BY_ID.get(case_id)
+    if case is None:
+        from .longtail import CASES_BY_ID as LONG_TAIL
+
+        case = LONG_TAIL[case_id]
+        return f"{case.dataset} {case.profile} {case.method}"
     parts = [case.dataset]
     if case.table == "table7":
         parts.append(case.balance)
@@ -212,7 +229,8 @@ def value(row: dict[str, Any], measure: str, partner: dict[str, Any] | None = No
         picked = [recall[k] for k in reduced if k < len(recall) and _finite(recall[k])]
         return float(sum(picked) / len(picked)) if picked and len(picked) == len(reduced) \
             else math.nan
-    return float(metrics[measure]) if _finite(metrics.get(measure)) else math.nan
+    number = schema.as_number(schema.value(row, measure))
+    return math.nan if number is None else number
 
 
 def _finite(v: Any) -> bool:

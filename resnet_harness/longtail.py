@@ -31,7 +31,7 @@ Nothing here imports TensorFlow; the Keras side of the methods is in ``longtail_
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -202,10 +202,30 @@ CASES: tuple[LongTailCase, ...] = tuple(_cases())
 CASES_BY_ID: dict[str, LongTailCase] = {case.id: case for case in CASES}
 assert len(CASES_BY_ID) == len(CASES), "case ids must be unique"
 
-# Each method against cross-entropy on the same data set and profile (and seed: the rows of one
-# run share it). Data for the stats module: (method case id, baseline case id, profile).
-COMPARISONS: tuple[tuple[str, str, str], ...] = tuple(
-    (case.id, case.source_case().id, case.profile) for case in CASES if case.method != "ce")
+# What each method is compared with cross-entropy on (the field's headline figure first).
+MEASURES = ("balanced_accuracy", "tail_accuracy", "head_accuracy", "f1_macro")
+
+
+def _comparisons():
+    from .comparisons import Comparison
+
+    # Each method against cross-entropy on the same data set and profile, paired by seed; Holm's
+    # correction runs over a data set and profile's methods and figures together.
+    return tuple(Comparison(f"longtail-{case.dataset}-{case.profile}", "method",
+                            case.source_case().id, case.id, MEASURES)
+                 for case in CASES if case.method != "ce")
+
+
+COMPARISONS = _comparisons()
+
+
+def comparisons_for(case_ids: Iterable[str]) -> tuple[Any, ...]:
+    """The comparisons with an arm among ``case_ids`` (seeded ids allowed): a run of the paper's
+    cases lists none of the 80 long-tail comparisons as "not run"."""
+    from .matrix import split_seed
+
+    present = {split_seed(str(case_id))[0] for case_id in case_ids}
+    return tuple(c for c in COMPARISONS if c.treatment in present or c.baseline in present)
 
 
 def is_long_tail(case: Any) -> bool:
@@ -259,30 +279,6 @@ def group_metrics(y_true: np.ndarray, y_pred: np.ndarray,
                            "balanced_accuracy": float(np.nanmean(recall))}
     for name, members in groups(train_counts).items():
         out[f"{name}_accuracy"] = float(np.nanmean([recall[c] for c in members]))
-    return out
-
-
-def compare(rows: Sequence[dict[str, Any]],
-            metrics: Sequence[str] = ("balanced_accuracy", "tail_accuracy")
-            ) -> list[dict[str, Any]]:
-    """Point differences (method - cross-entropy) for every pair of :data:`COMPARISONS` whose
-    two rows are present (same scale and seed). Intervals come from the stats module."""
-    from .schema import as_number, value
-
-    by_key = {(r.get("case_id"), r.get("scale"), r.get("seed")): r for r in rows
-              if r.get("status") in ("passed", "failed")}
-    out = []
-    for method_id, base_id, profile in COMPARISONS:
-        for (case_id, scale, seed), row in by_key.items():
-            base = by_key.get((base_id, scale, seed)) if case_id == method_id else None
-            if base is None:
-                continue
-            line = {"method": method_id, "baseline": base_id, "profile": profile,
-                    "scale": scale, "seed": seed}
-            for name in metrics:
-                a, b = as_number(value(row, name)), as_number(value(base, name))
-                line[name] = None if a is None or b is None else a - b
-            out.append(line)
     return out
 
 

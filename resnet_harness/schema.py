@@ -27,6 +27,7 @@ class Field:
 
     ``kind`` is ``score`` (0..1, from the test predictions), ``group_score`` (0..1, a score
     of a group of classes that only some rows have: the long-tail study's head/middle/tail),
+    ``interval`` (an end of a score's 95% bootstrap interval over the test set),
     ``diagnostic`` (a learning
     diagnostic such as the training loss or accuracy), ``time`` (seconds), ``memory`` (MB),
     ``rate`` (images per second) or ``count``. ``tolerance`` says how a baseline comparison
@@ -47,6 +48,7 @@ class Field:
     label: str | None = None  # column title in the terminal summary; None: not shown there
     doc: str = ""
     key: str | None = None  # its key inside ``source`` when that is not the name
+    index: int | None = None  # the item of a stored list (an interval's low or high end)
 
     @property
     def in_metrics(self) -> bool:
@@ -140,6 +142,12 @@ FIELDS: tuple[Field, ...] = (
           doc="size of the training sample of the inference-mode diagnostic"),
 )
 FIELDS += tuple(_as_trained(f) for f in FIELDS if f.kind == "score")
+# The per-run 95% bootstrap intervals (stats.run_intervals) as flat columns of results.csv, so a
+# spreadsheet or pandas sees how far one test set lets a run see without parsing JSON.
+FIELDS += tuple(Field(f"{name}_ci_{end}", "interval", None, ".3f", source="intervals", key=name,
+                      index=index, doc=f"{end} end of the 95% bootstrap interval of {name}")
+                for name in ("accuracy", "balanced_accuracy", "f1_macro")
+                for index, end in enumerate(("low", "high")))
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 # The reported test scores: what bounds, baselines and comparisons look at.
 SCORES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.kind == "score" and f.in_metrics)
@@ -204,7 +212,11 @@ def value(row: Mapping[str, Any], name: str) -> Any:
     """The stored value of field ``name`` in ``row`` (None when absent)."""
     field = FIELDS_BY_NAME[name]
     holder = row if field.source == "row" else (row.get(field.source) or {})
-    return holder.get(field.key or name) if isinstance(holder, Mapping) else None
+    found = holder.get(field.key or name) if isinstance(holder, Mapping) else None
+    if field.index is None:
+        return found
+    return found[field.index] if isinstance(found, (list, tuple)) and len(found) > field.index \
+        else None
 
 
 def numbers(row: Mapping[str, Any], names=None) -> dict[str, float]:

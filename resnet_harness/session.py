@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from . import options, provenance
+from .baseline import baseline_key
 from .config import CaseConfig, comparable_config
 from .interrupts import install_sigterm_handler, one_line, restore_sigterm_handler, writing_rows
 from .matrix import Case
@@ -210,7 +211,8 @@ class HarnessSession:
             with writing_rows(case.id, self.folder.path, also=failure):
                 self.folder.write_row(schema.error_row(case_cfg, failure, trace, _finished()))
             pytest.fail(failure, pytrace=False)
-        base = self.baseline.get((case.id, case_cfg.scale)) if self.baseline else None
+        base = (self.baseline.get(baseline_key(case.id, case_cfg.scale, case_cfg.seed))
+                if self.baseline else None)
         if base is not None and isinstance(base.get("recipe"), str) \
                 and base["recipe"] != case_cfg.recipe:
             base = None  # --comparison controlled changed this case's recipe: not comparable

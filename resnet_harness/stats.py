@@ -29,7 +29,10 @@ from typing import Sequence
 import numpy as np
 from scipy import stats as sps
 
-INTERVAL_METRICS = ("accuracy", "balanced_accuracy", "f1_macro")
+from .schema import FIELDS
+
+# The scores a run carries a bootstrap interval of: the schema's ``interval`` fields say which.
+INTERVAL_METRICS = tuple(dict.fromkeys(f.key for f in FIELDS if f.kind == "interval"))
 LEVEL = 0.95
 N_RESAMPLES = 4000  # percentile end points at 95% move by ~0.001 between seeds of the bootstrap
 INTERVAL_METHOD = f"percentile bootstrap over test images, {N_RESAMPLES} resamples, 95%"

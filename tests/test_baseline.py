@@ -78,7 +78,7 @@ def test_save_baseline_keeps_passed_rows_only(tmp_path):
                   "status": ["passed", "failed"], "accuracy": [0.5, 0.1]}).to_csv(
         run / "results.csv", index=False)
     assert main(["save-baseline", str(run), str(tmp_path / "base" / "b.csv")]) == 0
-    assert list(load_baseline(tmp_path / "base" / "b.csv")) == [("a", "smoke")]
+    assert list(load_baseline(tmp_path / "base" / "b.csv")) == [("a", "smoke", 0)]
     assert main(["save-baseline", str(tmp_path / "missing"), str(tmp_path / "x.csv")]) == 2
 
 
@@ -147,13 +147,29 @@ def test_resume_treats_rows_written_before_later_settings_as_their_defaults():
     assert comparable_config(no_source) != comparable_config(current)
 
 
+def test_baseline_rows_match_on_case_scale_and_seed(tmp_path):
+    from resnet_harness.baseline import baseline_key
+
+    csv = tmp_path / "b.csv"
+    pd.DataFrame({"case_id": ["x-seed0", "x-seed1", "y"], "scale": ["reduced"] * 3,
+                  "seed": [0, 1, 2], "status": ["passed"] * 3, "accuracy": [0.5, 0.6, 0.7]}
+                 ).to_csv(csv, index=False)
+    rows = load_baseline(csv)
+    # A --seeds run matches its own seed; a plain run with --seed 1 matches the seed-1 row.
+    assert rows[baseline_key("x-seed1", "reduced", 1)]["accuracy"] == 0.6
+    assert rows[baseline_key("x", "reduced", 0)]["accuracy"] == 0.5
+    assert rows[baseline_key("y-seed2", "reduced", 2)]["accuracy"] == 0.7
+    assert baseline_key("y", "reduced", 0) not in rows and baseline_key("x", "smoke") not in rows
+
+
 def test_committed_reduced_baseline_loads_and_names_known_cases():
     from resnet_harness.matrix import CASES_BY_ID
 
     rows = load_baseline(Path(__file__).resolve().parents[1] / "baselines" / "reduced.csv")
     assert len(rows) == 21  # the whole matrix
-    assert {scale for _, scale in rows} == {"reduced"}
-    assert {case for case, _ in rows} <= set(CASES_BY_ID)
+    assert {scale for _, scale, _ in rows} == {"reduced"}
+    assert {case for case, _, _ in rows} <= set(CASES_BY_ID)
+    assert {seed for _, _, seed in rows} == {0}
     for row in rows.values():
         assert row["status"] == "passed" and 0.55 <= row["roc_auc_ovr_macro"] <= 1.0
         assert row["train_samples"] > 0 and row["train_time_s"] > 0

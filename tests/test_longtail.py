@@ -182,23 +182,45 @@ def test_matrix_ids_markers_and_comparisons():
     assert not set(longtail.CASES_BY_ID) & {c.id for c in PAPER}
     case = longtail.CASES_BY_ID["longtail-cifar10-exp100-la_loss"]
     assert case.markers == ("exp100", "la_loss") and case.table == "longtail"
-    pairs = set(longtail.COMPARISONS)
-    assert ("longtail-cifar10-exp100-la_loss", "longtail-cifar10-exp100-ce", "exp100") in pairs
+    pairs = {(c.treatment, c.baseline, c.family) for c in longtail.COMPARISONS}
+    assert ("longtail-cifar10-exp100-la_loss", "longtail-cifar10-exp100-ce",
+            "longtail-cifar10-exp100") in pairs
     assert len(pairs) == len(longtail.CASES) - 2 * len(PROFILES)
+    assert longtail.comparisons_for(["table7-cifar10-balanced-split_orig-reg_none"]) == ()
+    assert len(longtail.comparisons_for(["longtail-cifar10-exp100-ce-seed2"])) == 8
 
 
-def test_compare_gives_method_minus_ce_per_seed():
-    def row(method, bal, tail, seed=0):
-        return {"case_id": f"longtail-cifar10-exp100-{method}", "scale": "reduced",
-                "seed": seed, "status": "passed", "metrics": {"balanced_accuracy": bal},
-                "tail_accuracy": tail}
+def _lt_row(method, seed, bal, tail, profile="exp100"):
+    case = longtail.CASES_BY_ID[f"longtail-cifar10-{profile}-{method}"]
+    return {"case_id": f"{case.id}-seed{seed}", "scale": "reduced", "seed": seed,
+            "status": "passed", "metrics": {"balanced_accuracy": bal, "f1_macro": bal},
+            "tail_accuracy": tail, "head_accuracy": 0.5,
+            "config": {"epochs": 3, "long_tail": {"profile": profile, "method": method}}}
 
-    out = longtail.compare([row("ce", 0.3, 0.1), row("la_loss", 0.35, 0.25),
-                            row("focal", 0.2, 0.0, seed=1)])
-    assert out == [{"method": "longtail-cifar10-exp100-la_loss",
-                    "baseline": "longtail-cifar10-exp100-ce", "profile": "exp100",
-                    "scale": "reduced", "seed": 0, "balanced_accuracy": pytest.approx(0.05),
-                    "tail_accuracy": pytest.approx(0.15)}]
+
+def test_methods_against_ce_get_intervals_and_verdicts_from_the_stats_module():
+    """A planted +0.10 tail gain over 5 seeds is "better"; seed noise alone is never "better";
+    the only confound is the method itself (not listed)."""
+    from resnet_harness import claims
+
+    noise = [0.004, -0.006, 0.002, -0.001, 0.003]
+    rows = []
+    for seed, e in enumerate(noise):
+        rows += [_lt_row("ce", seed, 0.30 + e, 0.05 + e),
+                 _lt_row("la_loss", seed, 0.30 - e, 0.15 + 2 * e),
+                 _lt_row("focal", seed, 0.30 + e / 2, 0.05 - e)]
+    _, results = claims.evaluate(rows)
+    got = {(r.comparison.treatment.rsplit("-", 1)[1], r.measure): r for r in results
+           if r.comparison.family == "longtail-cifar10-exp100"}
+    tail = got["la_loss", "tail_accuracy"]
+    assert tail.verdict == "better" and tail.n == 5 and tail.low > 0
+    assert tail.mean == pytest.approx(0.10 + np.mean(noise))
+    assert tail.confounds == ()
+    assert got["focal", "tail_accuracy"].verdict != "better"
+    assert got["focal", "balanced_accuracy"].verdict in ("equivalent", "inconclusive")
+    # Comparisons whose arms did not run: listed as not run, not dropped.
+    assert got["drw", "balanced_accuracy"].verdict == "not run"
+    assert not any(r.comparison.family.startswith("longtail-fashion") for r in results)
 
 
 def _fake_cfg(method: str, epochs: int = 1):

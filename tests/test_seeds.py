@@ -61,6 +61,10 @@ def test_seeds_with_xdist_resume_baseline_and_claims(study):
         assert again[name] == pytest.approx(interval, abs=1e-12)
     low, high = row["intervals"]["accuracy"]
     assert low <= row["metrics"]["accuracy"] <= high
+    # ... and results.csv carries every interval as two flat columns.
+    line = pd.read_csv(run_dir / "results.csv").set_index("case_id").loc[f"{IMB}-seed1"]
+    for name, (low, high) in row["intervals"].items():
+        assert (line[f"{name}_ci_low"], line[f"{name}_ci_high"]) == pytest.approx((low, high))
     claims = pd.read_csv(run_dir / "claims.csv").set_index("claim")
     assert claims.loc["l2-beats-l1", "verdict"] == "not run"
     assert claims.loc["imbalanced-beats-balanced-cifar10", "verdict"] in (

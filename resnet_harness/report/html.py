@@ -414,11 +414,11 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
     return "".join(parts)
 
 
-def longtail_section(rows: Sequence[dict[str, Any]]) -> str:
+def longtail_section(rows: Sequence[dict[str, Any]], delta: float = 0.01) -> str:
     """The long-tail study's section (``report.longtail``), or "" without long-tail rows."""
     from resnet_harness.report.longtail import section
 
-    body = section(rows, _img)
+    body = section(rows, _img, delta)
     return f'<h2 id="longtail">The long-tail study</h2>{body}' if body else ""
 
 
@@ -447,7 +447,7 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
             '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Overview plots</h2>',
             f'<div class="grid">{"".join(overview)}</div>',
-            longtail_section(rows),
+            longtail_section(rows, claims.delta_of(runs)),
             '<h2 id="counts">Class counts of every variant (Tables 1-2 as run)</h2>',
             _counts(frame),
             '<h2 id="cases">Per case</h2>',
