@@ -149,8 +149,9 @@ class LongTailCase(Case):
     method: str = "ce"
 
     @property
-    def id(self) -> str:
-        """``longtail-<dataset>-<profile>-<method>``, e.g. ``longtail-cifar10-exp100-la_loss``."""
+    def base_id(self) -> str:
+        """``longtail-<dataset>-<profile>-<method>``, e.g. ``longtail-cifar10-exp100-la_loss``
+        (``id`` appends ``-seed3`` under ``--seeds``, as for the paper's cases)."""
         return f"longtail-{self.dataset}-{self.profile}-{self.method}"
 
     @property

@@ -309,3 +309,17 @@ def test_bound_check_compares_train_counts_with_the_profile_formula():
     row["tail_accuracy"] = 1.5
     (problem,) = bounds.check(row, floors={}, imbalanced=True)
     assert problem.startswith("tail_accuracy=1.5000 lies outside [0, 1]")
+
+
+def test_seeded_ids_are_distinct_and_the_posthoc_source_keeps_the_seed():
+    from dataclasses import replace
+
+    from resnet_harness.config import RunConfig
+
+    case = replace(longtail.CASES_BY_ID["longtail-cifar10-exp100-posthoc_la"], seed=2)
+    assert case.id == "longtail-cifar10-exp100-posthoc_la-seed2"
+    assert case.base_id == "longtail-cifar10-exp100-posthoc_la"
+    assert case.source_case().id == "longtail-cifar10-exp100-ce-seed2"
+    assert longtail.find_any_case(case.id) == case
+    ids = [c.id for c in RunConfig(seeds=(0, 1)).cases(longtail.CASES)]
+    assert len(set(ids)) == len(ids) == 2 * len(longtail.CASES)
