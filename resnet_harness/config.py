@@ -485,7 +485,9 @@ class RunConfig:
         """The cases to run: the matrix's, once per seed of ``--seeds`` when given."""
         if not self.seeds:
             return list(cases)
-        return [replace(case, seed=seed) for case in cases for seed in self.seeds]
+        # Seed-major: consecutive cases share a seed, so a worker reuses its model (the cache is
+        # keyed by seed) instead of building and tracing one for nearly every case.
+        return [replace(case, seed=seed) for seed in self.seeds for case in cases]
 
     def data_dir_for(self, dataset: str) -> Path | None:
         """The local folder given for ``dataset``, if any (``NAME=PATH`` beats ``PATH/NAME``)."""

@@ -18,7 +18,7 @@ from .config import CaseConfig
 from .data import Variant, make_variant
 from .data.pipeline import make_dataset
 from .evaluation import evaluate
-from .model import BACKBONES, ModelCache
+from .model import BACKBONES, ModelCache, seed_everything
 from .stats import INTERVAL_METHOD, run_intervals
 
 
@@ -149,15 +149,20 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, callbacks=(),
 def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMemory",
          gpu_before: float | None, callbacks) -> CaseOutcome:
     case = cfg.case
+    # TensorFlow combines every op seed (the shuffle's, the augmentation's) with its global seed,
+    # which the previous case's model build left at that case's seed (or unset, in a fresh
+    # process). Set to this case's seed before the pipelines exist, a case computes the same
+    # whatever ran before it in the process (measured before: the same case and seed gave
+    # accuracy 0.526 run first and 0.477 run after another case).
+    seed_everything(cfg.seed)
     variant, train, test = make_inputs(cfg, raw)
     model = model_for(cfg, models)
     reused = not models.built_last
     model_ready_mb = memory.current_mb()
     fit_extras = longtail_methods.prepare(cfg, model, variant.train_counts)  # {}: paper cases
-    # No keras.utils.set_random_seed here: it calls tf.random.set_seed, which clears TensorFlow's
-    # kernel cache and costs a reused model 12-15 s on its next first step. Every random choice
-    # of a case is already seeded: the model's init and generator states (ModelCache restores
-    # them), the shuffle and the augmentation layers (explicit seeds in the pipeline).
+    # seed_everything above reseeds TensorFlow only when the seed changes (tf.random.set_seed
+    # clears its kernel cache: 12-15 s on a reused model's next first step); a new seed builds
+    # a new model anyway. The model's init and generator states are restored by ModelCache.
     clock = _StepClock()
     t0 = time.perf_counter()
     history = model.fit(train, epochs=cfg.epochs, verbose=0, shuffle=False,
