@@ -75,7 +75,7 @@ class Bounds:
 # above a model that learned nothing (accuracy 0.10, AUC 0.50).
 REDUCED_FLOORS: dict[str, dict[str, float]] = {
     "cifar10": {"accuracy": 0.23, "roc_auc_ovr_macro": 0.68},
-    "fashion_mnist": {"accuracy": 0.56, "roc_auc_ovr_macro": 0.89},
+    "fashion_mnist": {"accuracy": 0.58, "roc_auc_ovr_macro": 0.90},
 }
 
 
