@@ -46,7 +46,7 @@ def largest_differences(baseline: str, report_dir: Path) -> str:
     import pandas as pd
 
     from resnet_harness.baseline import baseline_key, load_baseline
-    from resnet_harness.schema import SCORES
+    from spread import SCORES  # bench/spread.py: the headline scores
 
     base = load_baseline(baseline)
     runs = sorted((report_dir / "runs").glob("*/results.csv"))
@@ -60,8 +60,7 @@ def largest_differences(baseline: str, report_dir: Path) -> str:
             continue
         for name in SCORES:
             worst[name] = max(worst.get(name, 0.0), abs(float(line[name]) - float(ref[name])))
-    return ", ".join(f"{name} {value:.4f}" for name, value in worst.items()
-                     if name in ("accuracy", "f1_macro", "roc_auc_ovr_macro"))
+    return ", ".join(f"{name} {value:.4f}" for name, value in worst.items())
 
 
 def main(argv=None) -> int:

@@ -45,8 +45,7 @@ def _cell(mean: float | None, n: int, result: Result | None) -> str:
     return f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>"
 
 
-def _table(dataset: str, scale: str, rows: list[dict[str, Any]], delta: float) -> str:
-    summaries = case_summaries(rows, longtail.MEASURES)
+def _table(dataset: str, scale: str, rows: list[dict[str, Any]], summaries, delta: float) -> str:
     results = {(r.comparison.treatment, r.measure): r
                for r in compare(rows, delta, longtail.comparisons_for(summaries))}
     profiles = [p for p in longtail.PROFILES
@@ -69,15 +68,11 @@ def _table(dataset: str, scale: str, rows: list[dict[str, Any]], delta: float) -
             f"</thead><tbody>{''.join(lines)}</tbody></table>")
 
 
-def _mean(rows: list[dict[str, Any]], case: str, name: str) -> float | None:
-    summary = case_summaries(rows, (name,)).get(case, {}).get(name)
-    return None if summary is None or summary.mean != summary.mean else summary.mean
-
-
-def _published(rows: list[dict[str, Any]]) -> str:
+def _published(summaries) -> str:
     lines = []
     for method, theirs, figure, source in longtail.PUBLISHED_CIFAR10_EXP100:
-        ours = _mean(rows, f"longtail-cifar10-exp100-{method}", "balanced_accuracy")
+        summary = summaries.get(f"longtail-cifar10-exp100-{method}", {}).get("balanced_accuracy")
+        ours = None if summary is None or summary.mean != summary.mean else summary.mean
         lines.append(f'<tr><td class="l">{escape(theirs)}</td><td>{figure:.1f}</td>'
                      f'<td class="l">{escape(source)}</td><td class="l">{escape(method)}</td>'
                      f"<td>{'—' if ours is None else f'{100 * ours:.1f}'}</td></tr>")
@@ -131,9 +126,10 @@ def section(rows: Sequence[dict[str, Any]], img=None, delta: float = 0.01) -> st
             if not subset:
                 continue
             by_id = {r["case_id"]: r for r in subset}
-            parts.append(_table(dataset, scale, subset, delta))
+            summaries = case_summaries(subset, longtail.MEASURES)
+            parts.append(_table(dataset, scale, subset, summaries, delta))
             if dataset == "cifar10" and any("-exp100-" in k for k in by_id):
-                parts.append(_published(subset))
+                parts.append(_published(summaries))
             if img is not None:
                 parts.append('<div class="grid">' + "".join(
                     img(png, f"{dataset} per-class recall against class size")
