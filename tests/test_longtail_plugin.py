@@ -9,6 +9,12 @@ import pytest
 
 from helpers import EXPERIMENTS, FAST, LONGTAIL_EXPERIMENTS
 
+# Imported before pytester snapshots sys.modules (it pulls in scipy through the comparisons):
+# the snapshot's restore after one in-process run would make the next run re-import numpy's C
+# extensions, which fails ("cannot load module more than once per process") when this file runs
+# alone.
+import resnet_harness.longtail  # noqa: E402,F401
+
 
 @pytest.fixture
 def studies(pytester: pytest.Pytester) -> pytest.Pytester:
