@@ -1,7 +1,8 @@
 import os
 
-# pytester runs the plugin end to end in tests/; it must be enabled in the root conftest.
-pytest_plugins = ["pytester"]
+# The harness's plugin is opt-in: this project loads it here, as a user's project does. pytester
+# runs it end to end in tests/; both must be named in the root conftest.
+pytest_plugins = ["pytester", "resnet_harness.plugin"]
 
 # The harness's own tests build and train tiny Keras models in this process. The plugin sets
 # these only once a session has experiment cases (it stays inert elsewhere), so set them here,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import glob
 import json
 import os
 import platform
@@ -156,7 +155,10 @@ def harness_speed(args, work: Path, tag: str) -> dict:
            "--data-dir", f"cifar10={args.data_dir}", "--report-dir", str(report),
            "-p", "no:cacheprovider", "-q"]
     run = run_child(cmd, work / f"{tag}.log", args.timeout)
-    rows = glob.glob(str(report / "runs" / "*" / "cases" / f"{args.case}.json"))
+    from resnet_harness.storage.rundir import RunFolder
+
+    rows = [str(f.row_path(args.case)) for f in RunFolder.runs(report)
+            if f.row_path(args.case).is_file()]
     if len(rows) != 1:
         sys.exit(f"harness run {tag}: expected one row {args.case}.json under {report}, found "
                  f"{len(rows)} (exit {run['rc']}); log {run['log']}:\n{tail(run['log'])}")
@@ -244,8 +246,8 @@ def _driver_setup(args):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT))
-    from resnet_harness.config import RunConfig
-    from resnet_harness.matrix import get_case
+    from resnet_harness.training.config import RunConfig
+    from resnet_harness.studies.paper import get_case
 
     case = get_case(args.case)
     return case, RunConfig
@@ -256,10 +258,10 @@ def driver_aug(args) -> dict:
     from dataclasses import replace
 
     case, RunConfig = _driver_setup(args)
-    from resnet_harness.data import load_raw
-    from resnet_harness.model import ModelCache
-    from resnet_harness.data import default_cache_dir
-    from resnet_harness.runner import run_case
+    from resnet_harness.training.data import load_raw
+    from resnet_harness.training.model import ModelCache
+    from resnet_harness.training.data import default_cache_dir
+    from resnet_harness.training.runner import run_case
 
     run = RunConfig(scale="smoke", seed=args.seed, epochs=args.epochs,
                     max_train_samples=args.train, max_test_samples=args.test,
@@ -289,9 +291,9 @@ def driver_memory(args) -> dict:
     import psutil
 
     case, RunConfig = _driver_setup(args)
-    from resnet_harness.data import default_cache_dir, load_raw
-    from resnet_harness.model import ModelCache
-    from resnet_harness.runner import PeakMemory, make_inputs, model_for
+    from resnet_harness.training.data import default_cache_dir, load_raw
+    from resnet_harness.training.model import ModelCache
+    from resnet_harness.training.runner import PeakMemory, make_inputs, model_for
 
     proc = psutil.Process()
     stages = {}
@@ -548,7 +550,8 @@ def main(argv=None) -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from resnet_harness.matrix import Head, get_case  # the matrix only; no TensorFlow here
+    from resnet_harness.training.model import Head
+    from resnet_harness.studies.paper import get_case
 
     try:
         case = get_case(args.case)

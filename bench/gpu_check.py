@@ -23,7 +23,6 @@ pixel values) and the weights are random (``--weights none``).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -48,8 +47,9 @@ def _pytest(args: list[str], report_dir: Path, timeout_s: float) -> tuple[int, f
 
 
 def _rows(report_dir: Path) -> list[dict]:
-    return [json.loads(Path(p).read_text())
-            for p in sorted(glob.glob(str(report_dir / "runs" / "*" / "cases" / "*.json")))]
+    from resnet_harness.storage.rundir import RunFolder
+
+    return [row for folder in RunFolder.runs(report_dir) for row in folder.rows()]
 
 
 def throughput(args) -> list[dict]:

@@ -36,7 +36,7 @@ def pytest_configure(config) -> None:
     kind, _, value = spec.partition(":")
     if not kind:
         return
-    from resnet_harness import runner
+    from resnet_harness.training import runner
 
     if kind == "labels":
         runner.make_variant = _shuffle_labels(runner.make_variant, float(value))

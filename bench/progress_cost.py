@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from _pytest._io import TerminalWriter  # noqa: E402
 
-from resnet_harness.progress import (CaseProgress, FileSink, StatusLines,  # noqa: E402
+from resnet_harness.plugin.progress import (CaseProgress, FileSink, StatusLines,  # noqa: E402
                                      TerminalSink, progress_callback)
 
 

@@ -45,11 +45,13 @@ def largest_differences(baseline: str, report_dir: Path) -> str:
     """Per score, the largest |run - baseline| over the run's cases (the same-seed spread)."""
     import pandas as pd
 
-    from resnet_harness.baseline import baseline_key, load_baseline
+    from resnet_harness.analysis.baseline import baseline_key, load_baseline
     from spread import SCORES  # bench/spread.py: the headline scores
 
     base = load_baseline(baseline)
-    runs = sorted((report_dir / "runs").glob("*/results.csv"))
+    from resnet_harness.storage.rundir import RunFolder
+
+    runs = [f.csv_path for f in RunFolder.runs(report_dir) if f.csv_path.is_file()]
     if not runs:
         return "no results.csv"
     frame = pd.read_csv(runs[-1])

@@ -32,8 +32,9 @@ SCORES = ("accuracy", "f1_macro", "roc_auc_ovr_macro")
 
 
 def _frame(path: Path) -> pd.DataFrame:
-    csv = path / "results.csv" if path.is_dir() else path
-    frame = pd.read_csv(csv)
+    from resnet_harness.storage.rundir import RunFolder
+
+    frame = pd.read_csv(RunFolder.results_csv(path))
     frame = frame[frame["status"].isin(["passed", "failed"])].copy()
     frame["run"] = str(path)
     frame["case"] = frame["case_id"].str.replace(r"-seed\d+$", "", regex=True)

@@ -1,4 +1,4 @@
-"""The long-tail study's cases: one per row of ``resnet_harness.longtail.CASES``.
+"""The long-tail study's cases: one per case of ``resnet_harness.studies.longtail``.
 
 Select with markers -- ``longtail``, the data set (``cifar10``, ``fashion_mnist``), the profile
 (``exp100``, ``exp10``, ``step100``, ``step10``, ``paper``) and the method (``ce``,
@@ -10,13 +10,13 @@ asked for by name (``-m``/``-k`` naming ``longtail``): plain ``pytest experiment
 paper's matrix alone. ``--seeds`` repeats every case once per seed, as for the paper's.
 """
 
-from resnet_harness.longtail import CASES
 from resnet_harness.plugin import case_params
+from resnet_harness.studies.longtail import STUDY
 
 
 def pytest_generate_tests(metafunc):
     if "case" in metafunc.fixturenames:
-        metafunc.parametrize("case", case_params(metafunc.config, CASES))
+        metafunc.parametrize("case", case_params(metafunc.config, STUDY))
 
 
 def test_longtail(case, harness):

@@ -23,7 +23,9 @@ def _check_run_dir(path: Path) -> None:
                          "e.g. reports/runs/<run-name>")
     if not path.is_dir():
         raise UsageError(f"{path} is not a folder; pass a run folder, e.g. reports/runs/<run-name>")
-    if not (path / "cases").is_dir() and not (path / "run.json").is_file():
+    from resnet_harness.storage.rundir import RunFolder
+
+    if not RunFolder.is_run_folder(path):
         raise UsageError(f"{path} is not a run folder (it has no cases/ and no run.json); pass a "
                          "folder written by a harness run, e.g. reports/runs/<run-name>")
 
@@ -58,7 +60,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _save_baseline(args: argparse.Namespace) -> int:
-    from resnet_harness.baseline import BaselineError, save_baseline
+    from resnet_harness.analysis.baseline import BaselineError, save_baseline
 
     try:
         dest = save_baseline(Path(args.run_dir), Path(args.dest))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from resnet_harness.data.sources import CLASS_NAMES, IDX_FILES, RawData
-from resnet_harness.matrix import NUM_CLASSES
+from resnet_harness.training.data.sources import CLASS_NAMES, IDX_FILES, RawData
+from resnet_harness.training.data.sources import NUM_CLASSES
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -115,7 +115,7 @@ def id_raw(dataset: str = "cifar10", train_per_class: int = 60,
            test_per_class: int = 20) -> RawData:
     """Raw data whose image ``i`` of the pooled train+test set encodes ``i``; labels ``i % 10``
     (so a label can be recomputed from an image's id)."""
-    from resnet_harness.data.sources import NATIVE_SHAPE
+    from resnet_harness.training.data.sources import NATIVE_SHAPE
 
     shape = NATIVE_SHAPE[dataset]
     n_train, n_test = train_per_class * NUM_CLASSES, test_per_class * NUM_CLASSES
@@ -138,7 +138,7 @@ def tiny_backbone(weights: str):
 def find_case(table: str, dataset: str, balance: str = "balanced", split: float | None = None,
               regularization: str = "none"):
     """The matrix row with these attributes (independent of how case ids are spelled)."""
-    from resnet_harness.matrix import CASES
+    from resnet_harness.studies.paper import CASES
 
     found = [c for c in CASES if (c.table, c.dataset, c.balance, c.split, c.regularization)
              == (table, dataset, balance, split, regularization)]
@@ -146,6 +146,8 @@ def find_case(table: str, dataset: str, balance: str = "balanced", split: float 
     return found[0]
 
 
+# A project's root conftest.py loads the plugin (it is opt-in), as in this repository.
+CONFTEST = 'pytest_plugins = ["resnet_harness.plugin"]\n'
 # The experiments module as users have it, for pytester runs of the plugin end to end.
 EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments" / "test_study.py").read_text()
 # Options that make such a run fast and offline: synthetic data, two-layer backbone.
@@ -173,7 +175,7 @@ def write_resnet50_weights(path: Path, shapes=None, keras3: bool = False) -> Pat
     datasets are never written, so the file stays a few hundred KB."""
     import h5py
 
-    from resnet_harness.weights import resnet50_notop_shapes
+    from resnet_harness.training.weights import resnet50_notop_shapes
 
     shapes = resnet50_notop_shapes() if shapes is None else shapes
     if keras3:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import EXPERIMENTS
+from helpers import CONFTEST, EXPERIMENTS
 
 
 BAD_OPTIONS = [
@@ -40,7 +40,7 @@ BAD_OPTIONS = [
 
 @pytest.mark.parametrize("args, message", BAD_OPTIONS, ids=[a[0] for a, _ in BAD_OPTIONS])
 def test_bad_option(pytester, args, message):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     # pytest prints its usage line, then the one line that says what is wrong and the fix.
@@ -56,7 +56,7 @@ def test_bad_option(pytester, args, message):
     ("harness_tolerance = accuracy=much", "ini key harness_tolerance: tolerance 'accuracy=much'"),
 ])
 def test_bad_ini_value(pytester, ini, message):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     pytester.makeini(f"[pytest]\n{ini}\n")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -64,7 +64,7 @@ def test_bad_ini_value(pytester, ini, message):
 
 
 def test_bad_environment_value(pytester, monkeypatch):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     monkeypatch.setenv("RESNET_HARNESS_SCALE", "tiny")
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -83,7 +83,7 @@ def test_labels_out_of_range_stop_the_run(pytester, tmp_path):
     write_idx_folder(folder, gz=True)
     labels = np.full(10, 12, dtype=np.uint8)
     (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(labels)))
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     result = pytester.runpytest_subprocess("--data-dir", f"fashion_mnist={folder}", "-k",
                                            "table7-fashion")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

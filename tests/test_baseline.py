@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import EXPERIMENTS, FAST
+from helpers import CONFTEST, EXPERIMENTS, FAST
 
-from resnet_harness.baseline import (BaselineError, compare, expand_tolerances, load_baseline,
+from resnet_harness.analysis.baseline import (BaselineError, compare, expand_tolerances, load_baseline,
                                      parse_tolerance, save_baseline)
-from resnet_harness.schema import SCORES as SCALAR_METRICS
+from resnet_harness.storage.schema import SCORES as SCALAR_METRICS
 from resnet_harness.__main__ import main
 
 ROW = {"metrics": {"accuracy": 0.70, "roc_auc_ovr_macro": 0.90}, "train_time_s": 100.0,
@@ -85,7 +85,7 @@ def test_save_baseline_keeps_passed_rows_only(tmp_path):
 
 
 def test_doctored_baseline_fails_regressions_and_report_shows_them(pytester):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     first = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10")
     first.assert_outcomes(passed=2)
     baseline = pytester.path / "baseline.csv"
@@ -109,7 +109,7 @@ def test_doctored_baseline_fails_regressions_and_report_shows_them(pytester):
 
 
 def test_bad_baseline_is_a_usage_error(pytester):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     result = pytester.runpytest("--baseline", str(pytester.path / "missing.csv"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--baseline: baseline *missing.csv does not exist; pass a "
@@ -117,7 +117,7 @@ def test_bad_baseline_is_a_usage_error(pytester):
 
 
 def test_resume_skips_finished_identical_cases(pytester):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     first = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10")
     first.assert_outcomes(passed=2)
     run_dir = (pytester.path / "reports" / "latest").resolve()
@@ -132,9 +132,9 @@ def test_resume_skips_finished_identical_cases(pytester):
 
 
 def test_resume_treats_rows_written_before_later_settings_as_their_defaults():
-    from resnet_harness.config import RunConfig
-    from resnet_harness.matrix import CASES
-    from resnet_harness.config import comparable_config
+    from resnet_harness.training.config import RunConfig
+    from resnet_harness.studies.paper import CASES
+    from resnet_harness.training.config import comparable_config
 
     current = RunConfig().for_case(CASES[0]).as_dict()
     older = {k: v for k, v in current.items()
@@ -148,7 +148,7 @@ def test_resume_treats_rows_written_before_later_settings_as_their_defaults():
 
 
 def test_baseline_rows_match_on_case_scale_and_seed(tmp_path):
-    from resnet_harness.baseline import baseline_key
+    from resnet_harness.analysis.baseline import baseline_key
 
     csv = tmp_path / "b.csv"
     pd.DataFrame({"case_id": ["x-seed0", "x-seed1", "y"], "scale": ["reduced"] * 3,
@@ -163,8 +163,8 @@ def test_baseline_rows_match_on_case_scale_and_seed(tmp_path):
 
 
 def test_committed_reduced_baseline_loads_and_names_known_cases():
-    from resnet_harness.baseline import baseline_key
-    from resnet_harness.matrix import CASES_BY_ID
+    from resnet_harness.analysis.baseline import baseline_key
+    from resnet_harness.studies.paper import CASES_BY_ID
 
     rows = load_baseline(Path(__file__).resolve().parents[1] / "baselines" / "reduced.csv")
     assert {scale for _, scale, _ in rows} == {"reduced"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from resnet_harness import bounds
-from resnet_harness.matrix import CASES, CASES_BY_ID, PAPER_FLOOR_MARGIN, REDUCED_FLOORS
-from resnet_harness.metrics import compute_metrics
+from resnet_harness.analysis import bounds
+from resnet_harness.studies.paper import CASES, CASES_BY_ID, PAPER_FLOOR_MARGIN, REDUCED_FLOORS
+from resnet_harness.training.metrics import compute_metrics
 
 BALANCED = CASES_BY_ID["table7-cifar10-balanced-split_orig-reg_none"]
 IMBALANCED = CASES_BY_ID["table7-cifar10-imbalanced-split_orig-reg_none"]

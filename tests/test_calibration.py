@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from helpers import bn_backbone, find_case
-from resnet_harness import diagnostics as diag
-from resnet_harness.calibration import (batchnorm_layers, calibration_indices,
+from resnet_harness.training import diagnostics as diag
+from resnet_harness.training.calibration import (batchnorm_layers, calibration_indices,
                                         recalibrate_batchnorm)
-from resnet_harness.config import RunConfig
-from resnet_harness.matrix import Head
-from resnet_harness.model import ModelCache, build_model
+from resnet_harness.training.config import RunConfig
+from resnet_harness.training.model import Head
+from resnet_harness.training.model import ModelCache, build_model
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -146,7 +146,7 @@ def test_model_cache_restores_the_just_built_statistics_after_recalibration():
 
 
 def _variant(n_train: int = 96, n_test: int = 40):
-    from resnet_harness.data.variants import Variant
+    from resnet_harness.training.data.variants import Variant
 
     rng = np.random.default_rng(0)
     y_train, y_test = np.arange(n_train) % 10, np.arange(n_test) % 10
@@ -156,8 +156,8 @@ def _variant(n_train: int = 96, n_test: int = 40):
 
 
 def _evaluate(recalibrate: bool, head: Head = Head()):
-    from resnet_harness.data.pipeline import make_dataset
-    from resnet_harness.evaluation import evaluate
+    from resnet_harness.training.data.pipeline import make_dataset
+    from resnet_harness.training.evaluation import evaluate
 
     case = find_case("table7", "cifar10", "balanced")
     cfg = RunConfig(scale="smoke", bn_recalibrate="on" if recalibrate else "off").for_case(case)

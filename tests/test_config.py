@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from helpers import find_case
-from resnet_harness import config as cfg
-from resnet_harness.config import IMBALANCE_READINGS, SCALES, RunConfig
-from resnet_harness.matrix import (CASES, CASES_BY_ID, DATASETS, DROPOUTS, REDUCED_FLOORS, SPLITS,
-                                   Head, get_case)
+from resnet_harness.training import config as cfg
+from resnet_harness.training.config import IMBALANCE_READINGS, SCALES, RunConfig
+from resnet_harness.studies.paper import CASES, CASES_BY_ID, DROPOUTS, REDUCED_FLOORS, SPLITS, get_case
+from resnet_harness.training.data.sources import DATASETS
+from resnet_harness.training.model import Head
 
 BAD = argparse.ArgumentTypeError
 

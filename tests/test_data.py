@@ -11,14 +11,14 @@ import pytest
 
 from helpers import (class_value, decode_id, fashion_arrays, find_case, id_raw, idx_bytes,
                      write_cifar_batches, write_idx, write_idx_folder, write_image_folders)
-from resnet_harness.config import IMBALANCE_READINGS, RunConfig
-from resnet_harness.data import (DataError, expected_train_counts, load_raw, make_variant,
+from resnet_harness.training.config import IMBALANCE_READINGS, RunConfig
+from resnet_harness.training.data import (DataError, expected_train_counts, load_raw, make_variant,
                                  synthetic)
-from resnet_harness.data.pipeline import augmentation, make_dataset
-from resnet_harness.data.sources import (CLASS_NAMES, IDX_FILES, load_idx_folder, load_keras,
+from resnet_harness.training.data.pipeline import augmentation, make_dataset
+from resnet_harness.training.data.sources import (CLASS_NAMES, IDX_FILES, load_idx_folder, load_keras,
                                          load_local, read_idx)
-from resnet_harness.data.variants import removal_fraction
-from resnet_harness.matrix import CASES, get_case
+from resnet_harness.training.data.variants import removal_fraction
+from resnet_harness.studies.paper import CASES, get_case
 
 T7_CIFAR_BAL = find_case("table7", "cifar10", "balanced")
 T7_CIFAR_IMB = find_case("table7", "cifar10", "imbalanced")
@@ -145,7 +145,7 @@ def test_idx_missing_train_images_is_unknown_layout(tmp_path):
 
 
 def test_cifar_batches_load_and_transpose(tmp_path):
-    from resnet_harness.data.sources import load_cifar_batches
+    from resnet_harness.training.data.sources import load_cifar_batches
 
     data, labels, test, test_labels = write_cifar_batches(tmp_path, per_batch=4, n_test=3)
     raw = load_cifar_batches(tmp_path)  # the layout only: three test labels cannot pass validate
@@ -173,7 +173,7 @@ def test_cifar_batches_known_pixel(tmp_path):
         data[0, 2 * 1024 + 0 * 32 + 9] = 77  # image 0, blue, row 0, column 9
         with (base / name).open("wb") as handle:
             pickle.dump({b"data": data, b"labels": [3, 4]}, handle)
-    from resnet_harness.data.sources import load_cifar_batches
+    from resnet_harness.training.data.sources import load_cifar_batches
 
     raw = load_cifar_batches(base)  # the batch folder itself also works (two classes: no validate)
     assert raw.x_train[1, 2, 5, 1] == 200 and raw.x_train[1].sum() == 200
@@ -673,7 +673,7 @@ def test_stratified_subset_close_to_full_size():
     number of classes, which raises scikit-learn's ValueError ("The test_size = 5 should be
     greater or equal to the number of classes = 10") instead of returning the subset; e.g.
     ``--max-train-samples 3000`` on a local data set of 3005 training images."""
-    from resnet_harness.data.variants import stratified_subset
+    from resnet_harness.training.data.variants import stratified_subset
 
     y = np.repeat(np.arange(10), 60)
     try:
@@ -697,7 +697,7 @@ def _lock_state_seen_by_another_process(path) -> str:
 
 def test_preparing_a_data_set_holds_a_lock_across_processes(tmp_path, monkeypatch):
     """Two xdist workers never prepare (unpack, decode, cache) the same data set at once."""
-    import resnet_harness.data as data_module
+    import resnet_harness.training.data as data_module
 
     seen = []
 

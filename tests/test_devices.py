@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_harness import devices
+from resnet_harness.training import devices
 
 
 @pytest.mark.parametrize("index, visible, count, expected", [

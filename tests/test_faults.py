@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import (EXPERIMENTS, FAST, fashion_arrays, idx_bytes, write_cifar_batches,
+from helpers import (CONFTEST, EXPERIMENTS, FAST, fashion_arrays, idx_bytes, write_cifar_batches,
                      write_idx_folder, write_image_folders, write_resnet50_weights)
 from resnet_harness.__main__ import main
-from resnet_harness.data.sources import DataError, load_local
-from resnet_harness.results import RunFolder, atomic_write_json
+from resnet_harness.training.data.sources import DataError, load_local
+from resnet_harness.storage.atomic import atomic_write_json
+from resnet_harness.storage.rundir import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 T7_CIFAR_BAL = "table7-cifar10-balanced-split_orig-reg_none"
@@ -144,7 +145,7 @@ def test_mislabelled_folder_stops_the_run_before_training_even_with_a_cache(pyte
     cache = tmp_path / "cache"
     load_local(folder, "cifar10", cache_dir=cache)
     _rename(folder, "automobile", "car")
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     pytester.syspathinsert(REPO)
     os.environ["RESNET_HARNESS_CACHE_DIR"] = str(cache)
     try:
@@ -172,7 +173,7 @@ def _weights(tmp_path: Path, kind: str) -> str:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
     elif kind == "with-top":  # include_top=True adds the 1000-class Dense layer
-        from resnet_harness.weights import resnet50_notop_shapes
+        from resnet_harness.training.weights import resnet50_notop_shapes
 
         write_resnet50_weights(path, resnet50_notop_shapes() + [(2048, 1000), (1000,)])
     elif kind == "other-architecture":
@@ -201,7 +202,7 @@ BAD_WEIGHTS = [
 
 @pytest.mark.parametrize("kind, message", BAD_WEIGHTS, ids=[k for k, _ in BAD_WEIGHTS])
 def test_bad_weights_file_is_a_usage_error(pytester, tmp_path, kind, message):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     result = pytester.runpytest("--weights", _weights(tmp_path, kind))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     lines = [line for line in result.stderr.lines if message in line]
@@ -215,7 +216,7 @@ def test_bad_weights_file_is_a_usage_error(pytester, tmp_path, kind, message):
 @pytest.mark.parametrize("name, keras3", [("resnet50_notop.h5", False),
                                          ("resnet50.weights.h5", True)])
 def test_a_resnet50_notop_weights_file_passes_the_check(pytester, tmp_path, name, keras3):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     path = write_resnet50_weights(tmp_path / name, keras3=keras3)
     result = pytester.runpytest("--weights", str(path), "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
@@ -226,7 +227,7 @@ def test_files_that_pass_the_check_load_into_keras_resnet50(tmp_path):
     load (15 s: builds ResNet50 three times)."""
     import keras
 
-    from resnet_harness.weights import check_weights_file
+    from resnet_harness.training.weights import check_weights_file
     from keras.src.legacy.saving import legacy_h5_format
     import h5py
 
@@ -278,7 +279,7 @@ BAD_SETTINGS = [
 def test_bad_setting_is_a_one_line_usage_error(pytester, monkeypatch, tmp_path, args, env, ini,
                                                message):
     afile = _a_file(tmp_path)
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     if ini:
         pytester.makeini(f"[pytest]\n{ini.format(file=afile)}\n")
     for name, value in env.items():
@@ -294,7 +295,7 @@ def test_bad_setting_is_a_one_line_usage_error(pytester, monkeypatch, tmp_path, 
 @pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("0", False),
                                              ("off", False)])
 def test_deterministic_environment_variable_is_read(pytester, monkeypatch, value, expected):
-    from resnet_harness import options
+    from resnet_harness.plugin import options
 
     def run_config(config):
         return options.run_config(options.resolve(config.getoption, config.getini))
@@ -325,7 +326,7 @@ def test_deterministic_environment_variable_is_read(pytester, monkeypatch, value
                            "has none; pass --weights none"),
 ])
 def test_caps_that_change_what_a_case_means_are_refused(pytester, args, message):
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     if "-k" not in args:
         args = ["-k", "table7-cifar10", *args]
     result = pytester.runpytest(*FAST, *args)
@@ -343,7 +344,7 @@ def test_caps_that_change_what_a_case_means_are_refused(pytester, args, message)
 # full disk for the files that match {condition}.
 FAIL_WRITES = """
 import errno, os
-import resnet_harness.results as results
+import resnet_harness.storage.rundir as results
 
 _real = results._write_temp
 
@@ -358,10 +359,6 @@ results._write_temp = _full
 """
 
 
-@pytest.fixture
-def study(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_study=EXPERIMENTS)
-    return pytester
 
 
 def _run_dir(root: Path) -> Path:
@@ -370,7 +367,7 @@ def _run_dir(root: Path) -> Path:
 
 
 def test_disk_full_while_writing_a_row_fails_that_case_only(study):
-    study.makeconftest(FAIL_WRITES.format(
+    study.makeconftest(CONFTEST + FAIL_WRITES.format(
         condition=f"path.name == '{T7_CIFAR_BAL}.npz'"))
     result = study.runpytest_subprocess(*FAST, "-k", "table7-cifar10")
     result.assert_outcomes(passed=1, failed=1)
@@ -385,8 +382,8 @@ def test_disk_full_while_writing_a_row_fails_that_case_only(study):
 
 
 DATA_ERROR_INSIDE_A_CASE = """
-import resnet_harness.runner as runner
-from resnet_harness.data import DataError
+import resnet_harness.training.runner as runner
+from resnet_harness.training.data import DataError
 
 
 def _failing(cfg, *args, **kwargs):
@@ -398,7 +395,7 @@ runner.run_case = _failing
 
 
 def test_an_error_seen_only_inside_a_case_is_one_line_shown_once(study):
-    study.makeconftest(DATA_ERROR_INSIDE_A_CASE)
+    study.makeconftest(CONFTEST + DATA_ERROR_INSIDE_A_CASE)
     result = study.runpytest_subprocess(*FAST, "-k", T7_CIFAR_BAL, "-rN")  # no short summary
     result.assert_outcomes(failed=1)
     text = result.stdout.str()
@@ -408,7 +405,7 @@ def test_an_error_seen_only_inside_a_case_is_one_line_shown_once(study):
 
 
 def test_report_that_cannot_be_written_exits_non_zero_and_says_how_to_rebuild(study):
-    study.makeconftest(FAIL_WRITES.format(
+    study.makeconftest(CONFTEST + FAIL_WRITES.format(
         condition="path.name == 'report.html'"))
     result = study.runpytest_subprocess(*FAST, "-k", T7_CIFAR_BAL)
     result.assert_outcomes(passed=1)
@@ -426,7 +423,7 @@ def test_report_that_cannot_be_written_exits_non_zero_and_says_how_to_rebuild(st
 
 def test_csv_is_written_atomically(tmp_path, monkeypatch):
     """Disk full while writing results.csv leaves the old file whole (it used to be 0 bytes)."""
-    from resnet_harness import results
+    from resnet_harness.storage import rundir as results
     from resnet_harness.report import table
 
     old = tmp_path / "results.csv"
@@ -463,7 +460,7 @@ class _Full:
 
 SLOW_SECOND_CASE = """
 import pathlib, time
-import resnet_harness.runner as runner
+import resnet_harness.training.runner as runner
 
 _real = runner.run_case
 _calls = []
@@ -482,7 +479,7 @@ runner.run_case = _slow
 
 
 def test_sigterm_writes_report_and_csv_and_lists_cases_not_run(study):
-    study.makeconftest(SLOW_SECOND_CASE)
+    study.makeconftest(CONFTEST + SLOW_SECOND_CASE)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", *FAST, "-k", "table7"], cwd=study.path, env=env,
@@ -507,7 +504,7 @@ def test_sigterm_writes_report_and_csv_and_lists_cases_not_run(study):
 
 
 def test_stopped_early_with_x_lists_the_rest_as_not_run(study):
-    study.makeconftest(FAIL_WRITES.format(condition=f"path.name == '{T7_CIFAR_BAL}.npz'"))
+    study.makeconftest(CONFTEST + FAIL_WRITES.format(condition=f"path.name == '{T7_CIFAR_BAL}.npz'"))
     result = study.runpytest_subprocess(*FAST, "-k", "table7", "-x")
     result.assert_outcomes(failed=1)
     frame = pd.read_csv(_run_dir(study.path) / "results.csv")
@@ -617,7 +614,7 @@ def test_report_on_a_corrupt_run_folder_names_the_file_and_goes_on(tmp_path, cap
 def test_every_top_level_field_of_a_row_of_the_wrong_type_does_not_crash_the_report(tmp_path):
     """Fuzz: each field of a sound row replaced by values of other JSON types (one report per
     value, every field broken in the row of another case)."""
-    from resnet_harness.matrix import CASES
+    from resnet_harness.studies.paper import CASES
     from resnet_harness.report import build_report
     from test_report import make_row
 

@@ -1,5 +1,7 @@
-"""The plugin is installed into every pytest run of the environment: in a project that has
-nothing to do with it, it must set no environment variable, pin no GPU and write nothing."""
+"""The plugin is opt-in. In an environment where resnet-harness is installed, a project that does
+not load it sees none of its options or markers, deselects nothing and keeps its environment; a
+project that loads it (root conftest) but runs no study case stays untouched too, until a
+harness option asks for it."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import json
 import os
 
 import pytest
+
+from helpers import CONFTEST
 
 UNRELATED = """
 import json, os
@@ -52,9 +56,39 @@ def test_unrelated_project_under_xdist_keeps_its_environment(pytester, clean_env
     assert "= resnet-harness =" not in result.stdout.str()  # no summary section
 
 
+def test_unrelated_project_sees_no_option_marker_or_deselection(pytester, clean_env):
+    pytester.makepyfile(test_unrelated=UNRELATED + """
+import pytest
+
+@pytest.mark.longtail
+def test_marked_like_a_study():
+    pass
+""")
+    shown = pytester.runpytest_subprocess("--help", "-p", "no:cacheprovider").stdout.str()
+    assert "--scale" not in shown and "resnet-harness" not in shown and "--seeds" not in shown
+    markers = pytester.runpytest_subprocess("--markers", "-p", "no:cacheprovider").stdout.str()
+    assert "table7" not in markers and "longtail:" not in markers
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)  # its own "longtail" test is not deselected
+    assert "deselected" not in result.stdout.str()
+
+
+def test_loaded_but_unused_it_stays_inert(pytester, clean_env):
+    pytester.makepyfile(test_unrelated=UNRELATED, conftest=CONFTEST)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    before = {k: v for k, v in os.environ.items()
+              if k.startswith(("TF_", "CUDA_", "RESNET_HARNESS_"))}
+    for env in (json.loads(p.read_text()) for p in clean_env.glob("*.json")):
+        assert env == before
+    assert "--scale" in pytester.runpytest_subprocess("--help").stdout.str()
+    assert not (pytester.path / "reports").exists()
+
+
 def test_a_harness_option_activates_it(pytester, clean_env):
-    """Asking for the harness (an option) is what turns it on, even without its cases."""
-    pytester.makepyfile(test_unrelated=UNRELATED)
+    """In a project that loads it, asking for the harness (an option) is what turns it on,
+    even without its cases."""
+    pytester.makepyfile(test_unrelated=UNRELATED, conftest=CONFTEST)
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--seed", "1")
     result.assert_outcomes(passed=2)
     dumps = {p.stem: json.loads(p.read_text()) for p in clean_env.glob("*.json")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import keras
 
-from resnet_harness import keras_internals
+from resnet_harness.training import keras_internals
 
 
 def test_every_internal_is_still_there():

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from resnet_harness import longtail
-from resnet_harness.longtail import PROFILES, groups, group_metrics
-from resnet_harness.longtail_methods import (effective_number_weights, inverse_frequency_weights,
+from resnet_harness import study
+from resnet_harness.studies import longtail
+from resnet_harness.studies.longtail import PROFILES, groups, group_metrics
+from resnet_harness.studies.longtail_losses import (effective_number_weights, inverse_frequency_weights,
                                              log_prior, posthoc_adjust)
 
 # CIFAR-10-LT as LDAM-DRW's imbalance_cifar.py makes it (5,000 per class before).
@@ -92,7 +93,7 @@ def test_class_weights_equal_the_closed_forms():
 
 
 def _loss(gamma=0.0, alpha=None, shift=None):
-    from resnet_harness.longtail_methods import longtail_loss
+    from resnet_harness.studies.longtail_losses import longtail_loss
 
     loss = longtail_loss(4)
     loss.configure(gamma=gamma, alpha=alpha, shift=shift)
@@ -155,7 +156,7 @@ def test_posthoc_adjustment_shifts_predictions_towards_tail_classes():
 
 
 def test_class_balanced_sampling_draws_classes_uniformly():
-    from resnet_harness.data.pipeline import class_balanced_indices
+    from resnet_harness.training.data.pipeline import class_balanced_indices
 
     y = np.repeat(np.arange(4), [400, 40, 10, 2])
     dataset = class_balanced_indices(y, seed=0)
@@ -170,24 +171,28 @@ def test_class_balanced_sampling_draws_classes_uniformly():
 
 
 def test_drw_switches_weights_on_for_the_last_fifth():
-    from resnet_harness.longtail_methods import drw_start_epoch
+    from resnet_harness.studies.longtail_losses import drw_start_epoch
 
     assert [drw_start_epoch(e) for e in (1, 3, 25, 200)] == [0, 2, 20, 160]
 
 
 def test_matrix_ids_markers_and_comparisons():
-    from resnet_harness.matrix import CASES as PAPER
+    from resnet_harness.studies.paper import CASES as PAPER
 
     assert len(longtail.CASES) == 2 * len(PROFILES) * len(longtail.METHODS)
     assert not set(longtail.CASES_BY_ID) & {c.id for c in PAPER}
     case = longtail.CASES_BY_ID["longtail-cifar10-exp100-la_loss"]
-    assert case.markers == ("exp100", "la_loss") and case.table == "longtail"
+    assert case.markers == ("cifar10", "exp100", "la_loss") and case.study == "longtail"
     pairs = {(c.treatment, c.baseline, c.family) for c in longtail.COMPARISONS}
     assert ("longtail-cifar10-exp100-la_loss", "longtail-cifar10-exp100-ce",
             "longtail-cifar10-exp100") in pairs
     assert len(pairs) == len(longtail.CASES) - 2 * len(PROFILES)
-    assert longtail.comparisons_for(["table7-cifar10-balanced-split_orig-reg_none"]) == ()
-    assert len(longtail.comparisons_for(["longtail-cifar10-exp100-ce-seed2"])) == 8
+    from resnet_harness.analysis.comparisons import comparisons_for
+
+    assert not any(c.family.startswith("longtail") for c in comparisons_for(
+        [{"case_id": "table7-cifar10-balanced-split_orig-reg_none"}]))
+    assert len([c for c in comparisons_for([{"case_id": "longtail-cifar10-exp100-ce-seed2"}])
+                if c.family == "longtail-cifar10-exp100"]) == 8
 
 
 def _lt_row(method, seed, bal, tail, profile="exp100"):
@@ -201,7 +206,7 @@ def _lt_row(method, seed, bal, tail, profile="exp100"):
 def test_methods_against_ce_get_intervals_and_verdicts_from_the_stats_module():
     """A planted +0.10 tail gain over 5 seeds is "better"; seed noise alone is never "better";
     the only confound is the method itself (not listed)."""
-    from resnet_harness import claims
+    from resnet_harness.analysis import claims
 
     noise = [0.004, -0.006, 0.002, -0.001, 0.003]
     rows = []
@@ -230,6 +235,10 @@ def _fake_cfg(method: str, epochs: int = 1):
     return SimpleNamespace(case=case, cb_beta=0.9999, la_tau=1.0, epochs=epochs)
 
 
+def _before_fit(cfg, model, counts):
+    return cfg.case.hooks().before_fit(cfg, model, counts)
+
+
 def _tiny_models(loss_a, loss_b):
     import keras
 
@@ -249,13 +258,13 @@ def test_class_weights_train_exactly_as_a_plain_keras_run():
     sparse cross-entropy with scikit-learn's "balanced" weights, same data, same init."""
     from sklearn.utils.class_weight import compute_class_weight
 
-    from resnet_harness.longtail_methods import longtail_loss, prepare
+    from resnet_harness.studies.longtail_losses import longtail_loss
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), [24, 6, 2])
     x = rng.normal(size=(len(y), 6)).astype(np.float32) + y[:, None]
     ours, plain = _tiny_models(longtail_loss(3), "sparse_categorical_crossentropy")
-    extra = prepare(_fake_cfg("inverse_freq"), ours, np.bincount(y).tolist())
+    extra = _before_fit(_fake_cfg("inverse_freq"), ours, np.bincount(y).tolist())
     weights = compute_class_weight("balanced", classes=np.arange(3), y=y)
     assert extra["class_weight"] == pytest.approx(dict(enumerate(weights)))
     ours.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, **extra)
@@ -271,12 +280,12 @@ def test_class_weights_train_exactly_as_a_plain_keras_run():
 def test_drw_callback_switches_the_loss_weights_at_its_epoch():
     import keras
 
-    from resnet_harness.longtail_methods import effective_number_weights, longtail_loss, prepare
+    from resnet_harness.studies.longtail_losses import effective_number_weights, longtail_loss
 
     y = np.repeat(np.arange(3), [24, 6, 2])
     x = np.random.default_rng(0).normal(size=(len(y), 6)).astype(np.float32)
     model, _ = _tiny_models(longtail_loss(3), "mse")
-    extra = prepare(_fake_cfg("drw", epochs=5), model, np.bincount(y).tolist())
+    extra = _before_fit(_fake_cfg("drw", epochs=5), model, np.bincount(y).tolist())
     assert set(extra) == {"callbacks"}
     seen = []
 
@@ -291,35 +300,37 @@ def test_drw_callback_switches_the_loss_weights_at_its_epoch():
 
 
 def test_bound_check_compares_train_counts_with_the_profile_formula():
-    from resnet_harness import bounds
+    from resnet_harness.analysis import bounds
 
     y = np.repeat(np.arange(10), 10)
-    from resnet_harness.metrics import compute_metrics
+    from resnet_harness.training.metrics import compute_metrics
 
     row = {"metrics": compute_metrics(y, np.eye(10)[y], 10), "test_samples": 100,
            "test_counts": [10] * 10, "counts_before_imbalance": [300] * 10,
            "train_counts": PROFILES["exp100"].counts([300] * 10),
            "reduced_classes": list(range(1, 10)), "removal_fraction": 0.0,
            "long_tail": {"profile": "exp100"}, "tail_accuracy": 1.0}
-    assert bounds.check(row, floors={}, imbalanced=True) == []
+    expected = longtail.CASES_BY_ID["longtail-cifar10-exp100-ce"].hooks().expected_train_counts(
+        row["counts_before_imbalance"])
+    assert bounds.check(row, floors={}, imbalanced=True, expected_counts=expected) == []
     row["train_counts"] = [300, 179, 107, 64, 38, 23, 13, 8, 5, 4]  # one image too many
-    (problem,) = bounds.check(row, floors={}, imbalanced=True)
+    (problem,) = bounds.check(row, floors={}, imbalanced=True, expected_counts=expected)
     assert "differ from the variant's spec" in problem and "3]" in problem
     row["train_counts"] = PROFILES["exp100"].counts([300] * 10)
     row["tail_accuracy"] = 1.5
-    (problem,) = bounds.check(row, floors={}, imbalanced=True)
+    (problem,) = bounds.check(row, floors={}, imbalanced=True, expected_counts=expected)
     assert problem.startswith("tail_accuracy=1.5000 lies outside [0, 1]")
 
 
 def test_seeded_ids_are_distinct_and_the_posthoc_source_keeps_the_seed():
     from dataclasses import replace
 
-    from resnet_harness.config import RunConfig
+    from resnet_harness.training.config import RunConfig
 
     case = replace(longtail.CASES_BY_ID["longtail-cifar10-exp100-posthoc_la"], seed=2)
     assert case.id == "longtail-cifar10-exp100-posthoc_la-seed2"
     assert case.base_id == "longtail-cifar10-exp100-posthoc_la"
     assert case.source_case().id == "longtail-cifar10-exp100-ce-seed2"
-    assert longtail.find_any_case(case.id) == case
+    assert study.find_case(case.id) == case
     ids = [c.id for c in RunConfig(seeds=(0, 1)).cases(longtail.CASES)]
     assert len(set(ids)) == len(ids) == 2 * len(longtail.CASES)

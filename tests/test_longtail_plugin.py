@@ -7,25 +7,26 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import EXPERIMENTS, FAST, LONGTAIL_EXPERIMENTS
+from helpers import CONFTEST, EXPERIMENTS, FAST, LONGTAIL_EXPERIMENTS
 
 # Imported before pytester snapshots sys.modules (it pulls in scipy through the comparisons):
 # the snapshot's restore after one in-process run would make the next run re-import numpy's C
 # extensions, which fails ("cannot load module more than once per process") when this file runs
 # alone.
-import resnet_harness.longtail  # noqa: E402,F401
+import resnet_harness.studies.longtail  # noqa: E402,F401
 
 
 @pytest.fixture
 def studies(pytester: pytest.Pytester) -> pytest.Pytester:
     # Not "test_longtail": in-process runs would clash with tests/test_longtail.py.
-    pytester.makepyfile(test_study=EXPERIMENTS, test_longtail_study=LONGTAIL_EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, test_longtail_study=LONGTAIL_EXPERIMENTS,
+                        conftest=CONFTEST)
     pytester.makeini("[pytest]\naddopts = --strict-markers\n")
     return pytester
 
 
 def test_paper_cases_and_ids_unchanged_and_markers_select(studies):
-    from resnet_harness.matrix import CASES
+    from resnet_harness.studies.paper import CASES
 
     plain = studies.runpytest("--collect-only", "-q")  # the study runs only when named
     plain.stdout.fnmatch_lines(["*21/111 tests collected (90 deselected)*"])
@@ -51,7 +52,7 @@ def test_posthoc_without_its_ce_row_fails_with_one_line(studies):
 
 
 def test_every_method_runs_and_rows_hold_the_profile_counts(studies):
-    from resnet_harness.longtail import PROFILES
+    from resnet_harness.studies.longtail import PROFILES
 
     result = studies.runpytest_subprocess(*FAST, "-m", "longtail and cifar10 and exp10", "--seed", "2",
                                           "--max-train-samples", "1000")

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from resnet_harness.metrics import compute_metrics, normalize_proba
-from resnet_harness.schema import SCORES as SCALAR_METRICS
+from resnet_harness.training.metrics import compute_metrics, normalize_proba
+from resnet_harness.storage.schema import SCORES as SCALAR_METRICS
 
 # ---------------------------------------------------------------------------------------------
 # An independent implementation (plain NumPy, no scikit-learn)

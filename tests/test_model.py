@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from helpers import tiny_backbone
-from resnet_harness.matrix import CASES, Head
-from resnet_harness.model import (ModelCache, ModelError, build_model, predict, resnet50_backbone,
+from resnet_harness.studies.paper import CASES
+from resnet_harness.training.model import Head
+from resnet_harness.training.model import (ModelCache, ModelError, build_model, predict, resnet50_backbone,
                                   seed_everything)
 
 keras = pytest.importorskip("keras")
@@ -29,7 +30,7 @@ def head_layers(model):
     Head(regularizer="l2"), Head(dense_units=1024, dropout=0.5, regularizer="l2"),
 ], ids=["plain", "table6", "dropout0.3", "l1", "l2", "all"])
 def test_head_layers(head):
-    from resnet_harness.head import KernelPenalty, PenalizedDense, VariableDropout
+    from resnet_harness.training.head import KernelPenalty, PenalizedDense, VariableDropout
 
     model = build(head)
     layers = head_layers(model)
@@ -371,10 +372,10 @@ def test_a_case_computes_the_same_whatever_ran_before_it_in_the_process():
     """
     import tensorflow as tf
 
-    from resnet_harness.config import RunConfig
-    from resnet_harness.data import load_raw
-    from resnet_harness.matrix import CASES_BY_ID
-    from resnet_harness.runner import run_case
+    from resnet_harness.training.config import RunConfig
+    from resnet_harness.training.data import load_raw
+    from resnet_harness.studies.paper import CASES_BY_ID
+    from resnet_harness.training.runner import run_case
 
     case = CASES_BY_ID["table7-cifar10-imbalanced-split_orig-reg_none"]
     other = CASES_BY_ID["table7-cifar10-balanced-split_orig-reg_none"]

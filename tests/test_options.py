@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_harness import options
-from resnet_harness.options import DEFAULT, OPTIONS, resolve
+from resnet_harness.plugin import options
+from resnet_harness.plugin.options import DEFAULT, OPTIONS, resolve
 
 
 def fake(cmdline=None, ini=None):

@@ -8,15 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import EXPERIMENTS, FAST
+from helpers import CONFTEST, EXPERIMENTS, FAST
 
 
 
-@pytest.fixture
-def study(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_study=EXPERIMENTS)
-    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
-    return pytester
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -117,7 +112,7 @@ def test_corrupt_data_file_stops_before_training(study, tmp_path):
 
 
 FAIL_INSIDE_A_CASE = r"""
-import resnet_harness.runner as runner
+import resnet_harness.training.runner as runner
 
 _real = runner.run_case
 
@@ -133,7 +128,7 @@ runner.run_case = _failing
 
 
 def test_failure_inside_a_case_is_that_case_failing_with_a_row(study):
-    study.makeconftest(FAIL_INSIDE_A_CASE)
+    study.makeconftest(CONFTEST + FAIL_INSIDE_A_CASE)
     result = study.runpytest_subprocess(*FAST, "-k", "table7-cifar10")
     result.assert_outcomes(passed=1, failed=1)
     assert "INTERNALERROR" not in result.stdout.str()
@@ -157,7 +152,7 @@ def test_xdist_workers_write_one_merged_run(study):
 
 
 INTERRUPT_SECOND_CASE = """
-import resnet_harness.runner as runner
+import resnet_harness.training.runner as runner
 
 _real = runner.run_case
 _calls = []
@@ -175,7 +170,7 @@ runner.run_case = _interrupting
 
 
 def test_interrupted_run_keeps_finished_rows_and_marks_the_rest(study):
-    study.makeconftest(INTERRUPT_SECOND_CASE)
+    study.makeconftest(CONFTEST + INTERRUPT_SECOND_CASE)
     result = study.runpytest_subprocess(*FAST, "-k", "table7")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     (run_dir,) = _run_dirs(study.path)
@@ -201,7 +196,7 @@ def test_pytest_html_rows_carry_metrics_and_confusion_matrix(study):
 
 KILL_INSIDE_A_CASE = """
 import os, signal
-import resnet_harness.runner as runner
+import resnet_harness.training.runner as runner
 
 _real = runner.run_case
 
@@ -217,7 +212,7 @@ runner.run_case = _killing
 
 
 def test_worker_killed_mid_run_loses_no_finished_row(study):
-    study.makeconftest(KILL_INSIDE_A_CASE)
+    study.makeconftest(CONFTEST + KILL_INSIDE_A_CASE)
     result = study.runpytest_subprocess(*FAST, "-n", "2", "-k", "table7")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*crashed while running*table7-cifar10-imbalanced*"])
@@ -248,7 +243,7 @@ def test_tests_that_only_parametrize_over_cases_load_no_data(pytester, monkeypat
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras-home"))
     pytester.makepyfile(test_other="""
 import pytest
-from resnet_harness.matrix import CASES
+from resnet_harness.studies.paper import CASES
 
 
 @pytest.mark.parametrize("case", CASES[:2])

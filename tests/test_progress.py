@@ -8,16 +8,12 @@ import io
 import pytest
 
 from helpers import EXPERIMENTS, FAST
-from resnet_harness.progress import (CaseProgress, FileSink, StatusLines, format_duration,
+from resnet_harness.plugin.progress import (CaseProgress, FileSink, StatusLines, format_duration,
                                      parse_progress, progress_mode, read_progress)
 
 CIFAR_TABLE7 = ("-k", "table7 and cifar10")
 
 
-@pytest.fixture
-def study(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_study=EXPERIMENTS)
-    return pytester
 
 
 def test_parse_progress_accepts_auto_off_and_seconds():
@@ -116,7 +112,7 @@ def test_a_broken_sink_never_fails_training():
     import numpy as np
     import keras
 
-    from resnet_harness.progress import progress_callback
+    from resnet_harness.plugin.progress import progress_callback
 
     class Broken:
         interval = 0.0

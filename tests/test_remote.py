@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import EXPERIMENTS, FAST
+from helpers import CONFTEST, EXPERIMENTS, FAST
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -80,7 +80,7 @@ def loopback_ssh(tmp_path):
 
 
 def test_rows_of_a_worker_over_ssh_come_home(pytester: pytest.Pytester, loopback_ssh, tmp_path):
-    test_file = pytester.makepyfile(test_study=EXPERIMENTS)
+    test_file = pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     # An ini file travels with the tests, so both workers find the same rootdir and test ids.
     pytester.makeini("[pytest]\n")
     remote_dir = tmp_path / "remote-host"
@@ -114,8 +114,8 @@ def test_rows_of_a_worker_over_ssh_come_home(pytester: pytest.Pytester, loopback
 def test_attach_and_receive_copy_row_and_predictions_once(tmp_path):
     import numpy as np
 
-    from resnet_harness import homecoming
-    from resnet_harness.results import RunFolder
+    from resnet_harness.plugin import homecoming
+    from resnet_harness.storage.rundir import RunFolder
 
     from test_schema import passed_row
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import EXPERIMENTS, FAST, write_idx_folder
-from resnet_harness.results import RunFolder
+from helpers import CONFTEST, EXPERIMENTS, FAST, write_idx_folder
+from resnet_harness.storage.rundir import RunFolder
 
 CASE = "table7-fashion_mnist-balanced"
 
 
 @pytest.fixture
 def first_run(pytester) -> tuple[pytest.Pytester, str]:
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     first = pytester.runpytest_subprocess(*FAST, "-k", CASE)
     first.assert_outcomes(passed=1)
     return pytester, str((pytester.path / "reports" / "latest").resolve())

@@ -9,15 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resnet_harness import schema
-from resnet_harness.baseline import DEFAULT_TOLERANCES, measured_values
-from resnet_harness.config import RunConfig
-from resnet_harness.matrix import CASES
-from resnet_harness.metrics import compute_metrics
+from resnet_harness import study
+from resnet_harness.storage import schema
+from resnet_harness.training import rows
+from resnet_harness.analysis.baseline import DEFAULT_TOLERANCES, measured_values
+from resnet_harness.training.config import RunConfig
+from resnet_harness.studies.paper import CASES
+from resnet_harness.training.metrics import compute_metrics
 from resnet_harness.report import build_report, table
 from resnet_harness.report.extras import pytest_html_extras
-from resnet_harness.results import RunFolder
-from resnet_harness.summary import summary_lines
+from resnet_harness.storage.rundir import RunFolder
+from resnet_harness.report.summary import summary_lines
 
 CFG = RunConfig(data_source="synthetic").for_case(CASES[0])
 
@@ -34,7 +36,7 @@ def passed_row(**extra) -> dict:
         "reduced_classes": [], "removal_fraction": 0.0, "data_source": "synthetic",
         "provenance": {"finished_at": "2026-11-27T00:00:00+00:00"}}
     measured.update(extra)
-    return dict(schema.measured_row(CFG, **measured), status="passed", error=None)
+    return dict(rows.measured_row(CFG, **measured), status="passed", error=None)
 
 
 def test_scores_in_the_registry_are_what_compute_metrics_computes():
@@ -68,7 +70,7 @@ def test_every_consumer_derives_its_fields_from_the_registry(tmp_path):
 
 def test_a_typo_in_a_measured_key_fails_where_it_is_written():
     with pytest.raises(schema.RowError, match="unknown row keys train_tme_s"):
-        schema.measured_row(CFG, train_tme_s=1.0)
+        rows.measured_row(CFG, train_tme_s=1.0)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -96,7 +98,8 @@ def test_reading_a_bad_row_names_the_file_and_the_problem(tmp_path, content, mes
     assert str(path) in str(exc.value) and message in str(exc.value)
     (corrupt,) = folder.rows()  # the report's reading: a corrupt row, never an exception
     assert corrupt["status"] == "corrupt" and message in corrupt["error"]
-    assert corrupt["table"] == "table7"  # completed from the matrix, so it lands in its table
+    # completed from its study when the report reads it, so it lands in its table
+    assert study.complete_row(corrupt)["table"] == "table7"
 
 
 def test_rows_round_trip_through_the_folder(tmp_path):
@@ -107,7 +110,7 @@ def test_rows_round_trip_through_the_folder(tmp_path):
     assert stored["schema"] == schema.SCHEMA_VERSION
     assert json.loads(json.dumps(row, default=str))["metrics"]["accuracy"] == \
         stored["metrics"]["accuracy"]
-    error = schema.error_row(CFG, "DataError: no data", "trace")
+    error = rows.error_row(CFG, "DataError: no data", "trace")
     folder.write_row(error)
     assert folder.row(CFG.case.id)["status"] == "error"
 

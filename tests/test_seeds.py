@@ -10,18 +10,14 @@ import pandas as pd
 import pytest
 
 from helpers import EXPERIMENTS, FAST
-from resnet_harness import stats
-from resnet_harness.baseline import save_baseline
+from resnet_harness.analysis import stats
+from resnet_harness.training import metrics
+from resnet_harness.analysis.baseline import save_baseline
 
 BAL = "table7-cifar10-balanced-split_orig-reg_none"
 IMB = "table7-cifar10-imbalanced-split_orig-reg_none"
 
 
-@pytest.fixture
-def study(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_study=EXPERIMENTS)
-    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
-    return pytester
 
 
 def test_seeds_ids_and_k_selection(study):
@@ -55,8 +51,8 @@ def test_seeds_with_xdist_resume_baseline_and_claims(study):
     assert rows[f"{IMB}-seed0"]["seed"] == 0
     # The interval recomputes from the saved predictions, and holds the measured figure.
     with np.load(run_dir / row["predictions_file"]) as saved:
-        again = stats.run_intervals(saved["y_true"], saved["y_pred"], seed=1)
-    assert set(again) == set(row["intervals"]) == set(stats.INTERVAL_METRICS)
+        again = metrics.run_intervals(saved["y_true"], saved["y_pred"], seed=1)
+    assert set(again) == set(row["intervals"]) == set(metrics.INTERVAL_METRICS)
     for name, interval in row["intervals"].items():
         assert again[name] == pytest.approx(interval, abs=1e-12)
     low, high = row["intervals"]["accuracy"]

@@ -14,9 +14,13 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from resnet_harness import claims, comparisons, stats
-from resnet_harness import config as cfg
-from resnet_harness.matrix import CASES, find_case, split_seed
+from resnet_harness.analysis import claims
+from resnet_harness.analysis import comparisons
+from resnet_harness.analysis import stats
+from resnet_harness.training import metrics
+from resnet_harness.training import config as cfg
+from resnet_harness.studies.paper import CASES, CLAIMS
+from resnet_harness.study import find_case, split_seed
 
 from helpers import find_case as case_of
 
@@ -71,13 +75,13 @@ def test_parse_seeds_lists_ranges_and_errors():
 
 def test_seeded_cases_have_the_seed_in_id_and_config():
     run = cfg.RunConfig(seed=9, seeds=(0, 3))
-    cases = run.cases()
+    cases = run.cases(CASES)
     assert len(cases) == 2 * len(CASES)
     seeded = [c for c in cases if c.base_id == CIFAR_IMB.id]
     assert [c.id for c in seeded] == [f"{CIFAR_IMB.id}-seed0", f"{CIFAR_IMB.id}-seed3"]
     assert [run.for_case(c).seed for c in seeded] == [0, 3]
     assert run.for_case(CIFAR_IMB).seed == 9  # without --seeds: --seed, id unchanged
-    assert cfg.RunConfig().cases() == list(CASES)
+    assert cfg.RunConfig().cases(CASES) == list(CASES)
     assert split_seed(seeded[1].id) == (CIFAR_IMB.id, 3)
     assert find_case(seeded[1].id) == seeded[1] and find_case(CIFAR_IMB.id) is CIFAR_IMB
 
@@ -106,7 +110,7 @@ def _predictions(n, accuracy, seed=0):
 
 def test_run_intervals_match_scipy_bootstrap_and_a_numpy_bootstrap():
     y_true, y_pred = _predictions(600, 0.7)
-    ours = stats.run_intervals(y_true, y_pred, seed=1)
+    ours = metrics.run_intervals(y_true, y_pred, seed=1)
     correct = (y_true == y_pred).astype(float)
     scipy_ci = sps.bootstrap((correct,), np.mean, method="percentile", n_resamples=4000,
                              random_state=np.random.default_rng(2)).confidence_interval
@@ -124,7 +128,7 @@ def test_run_intervals_match_scipy_bootstrap_and_a_numpy_bootstrap():
     # Normal approximation of a proportion: half-width 1.96 * sqrt(p(1-p)/n).
     half = 1.96 * math.sqrt(accuracy * (1 - accuracy) / len(correct))
     assert (ours["accuracy"][1] - ours["accuracy"][0]) / 2 == pytest.approx(half, rel=0.1)
-    assert stats.run_intervals(y_true, y_pred, seed=1) == ours  # seeded
+    assert metrics.run_intervals(y_true, y_pred, seed=1) == ours  # seeded
 
 
 def _f1_macro(y_true, y_pred):
@@ -137,24 +141,24 @@ def _f1_macro(y_true, y_pred):
 
 
 def test_confusion_scores_equal_the_row_metrics():
-    from resnet_harness.metrics import compute_metrics
+    from resnet_harness.training.metrics import compute_metrics
 
     y_true, y_pred = _predictions(300, 0.5, seed=4)
     y_pred[y_pred == 9] = 8  # a class never predicted: F1 0 there
     proba = np.eye(10)[y_pred] * 0.9 + 0.01
-    metrics = compute_metrics(y_true, proba, 10)
-    scores = stats.confusion_scores(stats.confusion(y_true, y_pred))
-    for name in stats.INTERVAL_METRICS:
-        assert float(scores[name]) == pytest.approx(metrics[name], abs=1e-12)
+    row_metrics = compute_metrics(y_true, proba, 10)
+    scores = metrics.confusion_scores(metrics.confusion(y_true, y_pred))
+    for name in metrics.INTERVAL_METRICS:
+        assert float(scores[name]) == pytest.approx(row_metrics[name], abs=1e-12)
 
 
 def test_run_intervals_are_fast_for_10000_images():
     import time
 
     y_true, y_pred = _predictions(10_000, 0.73)
-    stats.run_intervals(y_true, y_pred)
+    metrics.run_intervals(y_true, y_pred)
     started = time.perf_counter()
-    stats.run_intervals(y_true, y_pred)
+    metrics.run_intervals(y_true, y_pred)
     assert time.perf_counter() - started < 0.5  # measured 0.06 s on the shared 2-core machine
 
 
@@ -288,8 +292,9 @@ def _claim(results, key):
 
 
 def test_claims_not_run_without_their_cases_and_supported_with_a_planted_effect(tmp_path):
-    verdicts, _ = claims.evaluate([])
+    verdicts, _ = claims.evaluate([], claims=CLAIMS)
     assert {c.verdict for c in verdicts} == {"not run"}
+    assert claims.evaluate([]) == ([], [])  # no rows: no study's claims
     rows = planted(0.05)
     verdicts, _ = claims.evaluate(rows)
     cifar = _claim(verdicts, "imbalanced-beats-balanced-cifar10")
@@ -316,7 +321,7 @@ def test_claims_not_run_without_their_cases_and_supported_with_a_planted_effect(
     import pandas as pd
 
     table = pd.read_csv(paths["claims"])
-    assert len(table) == len(claims.CLAIMS) and "not run" in set(table["verdict"])
+    assert len(table) == len(CLAIMS) and "not run" in set(table["verdict"])
     assert table.set_index("claim").loc["imbalanced-beats-balanced-cifar10", "verdict"] == \
         "supported"
     compared = pd.read_csv(paths["comparisons"])
@@ -359,9 +364,10 @@ def test_html_section_and_terminal_lines_say_confounded():
 
 def test_paper_tables_show_the_mean_over_seeds():
     from resnet_harness.report import table
+    from resnet_harness.studies.paper_report import table7_frame
 
     rows = planted(0.05)
-    frame = table.table7_frame(table.case_frame(rows))
+    frame = table7_frame(table.case_frame(rows))
     line = frame[(frame["dataset"] == "cifar10") & (frame["metric"] == "accuracy")].iloc[0]
     expected = np.mean([r["metrics"]["accuracy"] for r in rows if r["balance"] == "balanced"])
     assert line["balanced_measured"] == pytest.approx(expected)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EXPERIMENTS, FAST
-from resnet_harness.tracking import case_params, numeric_metrics, parse_tracking_uri
+from helpers import CONFTEST, EXPERIMENTS, FAST
+from resnet_harness.plugin.tracking import case_params, numeric_metrics, parse_tracking_uri
 
 try:  # imported here, before pytester snapshots sys.modules: its restore breaks a re-import
     import mlflow
@@ -38,10 +38,6 @@ def pytest_runtest_logreport(report):
 """
 
 
-@pytest.fixture
-def study(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makepyfile(test_study=EXPERIMENTS)
-    return pytester
 
 
 def test_parse_tracking_uri():
@@ -66,7 +62,7 @@ def test_numeric_metrics_and_params_of_a_row():
 
 
 def test_no_mlflow_import_without_the_option(study):
-    study.makeconftest(REPORT_MLFLOW_IMPORT)
+    study.makeconftest(CONFTEST + REPORT_MLFLOW_IMPORT)
     result = study.runpytest_subprocess(*FAST, "-k", "table7 and cifar10 and imbalanced")
     result.assert_outcomes(passed=1)
     assert json.loads((study.path / "modules.json").read_text()) == []
@@ -123,7 +119,7 @@ def test_session_logged_to_sqlite_and_read_back_with_mlflows_client(study, tmp_p
 def test_a_session_that_dies_leaves_its_finished_cases_logged(study, tmp_path):
     db = tmp_path / "mlruns.db"
     client = _client(db)
-    study.makeconftest(DIE_AFTER_FIRST_CASE)
+    study.makeconftest(CONFTEST + DIE_AFTER_FIRST_CASE)
     result = study.runpytest_subprocess(*FAST, *CIFAR_TABLE7, "--mlflow", f"sqlite:///{db}")
     assert result.ret == 3
     runs = client.search_runs([client.get_experiment_by_name("resnet-harness").experiment_id])

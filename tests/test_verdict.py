@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import EXPERIMENTS, FAST
-from resnet_harness.baseline import with_overrides
-from resnet_harness.matrix import CASES
+from helpers import CONFTEST, EXPERIMENTS, FAST
+from resnet_harness.analysis.baseline import with_overrides
+from resnet_harness.studies.paper import CASES
 from resnet_harness.plugin import case_param
-from resnet_harness.verdict import judge
+from resnet_harness.analysis.verdict import judge
 
 from test_schema import passed_row
 
@@ -72,7 +72,7 @@ assert MARKED != EXPERIMENTS
 def test_tolerance_marker_loosens_the_baseline_comparison(pytester):
     """A doctored baseline fails the case; the same baseline passes under a marker that
     tolerates any drop, and a marker naming an unknown metric fails with its name."""
-    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     first = pytester.runpytest_subprocess(*FAST, "-k", "table7-cifar10-balanced")
     first.assert_outcomes(passed=1)
     (run_dir,) = (pytester.path / "reports" / "runs").iterdir()

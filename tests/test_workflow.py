@@ -30,7 +30,7 @@ def test_nightly_workflow_parses_and_runs_reduced_scale_against_the_baseline():
 
 
 def test_nightly_tolerances_are_valid_options():
-    from resnet_harness.baseline import parse_tolerance
+    from resnet_harness.analysis.baseline import parse_tolerance
 
     workflow = yaml.safe_load(WORKFLOW.read_text())
     (job,) = workflow["jobs"].values()

@@ -12,9 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from resnet_harness import claims, schema
+from resnet_harness import study
+from resnet_harness.analysis import claims
 from resnet_harness.report import html, table
-from resnet_harness.results import RunFolder, atomic_write_files, find_rows, predictions_problem
+from resnet_harness.storage import schema
+from resnet_harness.storage.atomic import atomic_write_files
+from resnet_harness.storage.rundir import RunFolder, find_rows, predictions_problem
 
 __all__ = ["build_report", "collect_rows", "update_latest_link"]
 
@@ -48,7 +51,7 @@ def _renderable(row: dict[str, Any]) -> dict[str, Any]:
     report of all the others. The row schema validates fields properly; this is the backstop."""
     try:
         flat = table.flatten_row(row)
-        bad = [k for k in table.ID_COLUMNS if not isinstance(flat.get(k), _SCALARS)]
+        bad = [k for k in table.id_columns() if not isinstance(flat.get(k), _SCALARS)]
         bad += [k for k, v in flat.items() if (k in table.INTEGER_COLUMNS or k.startswith(
             ("train_count_", "test_count_"))) and not _integer(v)]
         if bad:
@@ -57,7 +60,7 @@ def _renderable(row: dict[str, Any]) -> dict[str, Any]:
         return row
     except Exception as exc:  # noqa: BLE001 - whatever the field, the file is unusable
         case_id = row.get("case_id")
-        where = Path(str(row.get("run_dir"))) / "cases" / f"{case_id}.json"
+        where = RunFolder(str(row.get("run_dir"))).row_path(str(case_id))
         return {"case_id": case_id, "status": "corrupt", "run_dir": row.get("run_dir"),
                 "scale": row.get("scale") if isinstance(row.get("scale"), str) else None,
                 "error": f"{where} is not a usable result row ({type(exc).__name__}: "
@@ -102,17 +105,22 @@ def collect_rows(run_dirs: Sequence[Path | str], problems: list[str] | None = No
     are named, one line each, in ``problems`` (a list to append to) and skipped.
     """
     problems = [] if problems is None else problems
+    study.load_builtin()
     folders = _folders(run_dirs)
     infos = {str(f.path): f.run_info(problems) for f in folders}
-    rows = [_renderable(schema.complete_row(_checked_predictions(row, problems),
-                                            infos[row["run_dir"]]))
-            for row in find_rows([f.path for f in folders])]
+    found = find_rows([f.path for f in folders])
+    study.load(found)  # the modules of studies this process has not registered
+    rows = [_renderable(study.complete_row(_checked_predictions(row, problems),
+                                           infos[row["run_dir"]]))
+            for row in found]
     problems += [str(row.get("error")) for row in rows if row.get("status") == "corrupt"]
     for folder in folders:
         info = infos[str(folder.path)]
-        rows += [schema.unfinished_row(case_id, folder.path, folder.started_info(case_id), info)
-                 for case_id in folder.unfinished()]
-        rows += [schema.not_run_row(case_id, folder.path, info) for case_id in folder.not_run()]
+        rows += [study.complete_row(schema.unfinished_row(
+            case_id, folder.path, folder.started_info(case_id), info))
+            for case_id in folder.unfinished()]
+        rows += [study.complete_row(schema.not_run_row(case_id, folder.path, info))
+                 for case_id in folder.not_run()]
     kept, superseded = _merge(rows)
     runs = [dict(path=str(f.path), **infos[str(f.path)]) for f in folders]
     return kept, superseded, runs

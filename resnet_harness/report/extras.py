@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ..schema import FIELDS, value
-from .cells import CSS, confusion_html
+from resnet_harness.storage.schema import FIELDS, value
+from resnet_harness.report.cells import CSS, confusion_html
 
 
 def pytest_html_extras(row: dict[str, Any]) -> list[dict[str, Any]]:

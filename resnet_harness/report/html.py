@@ -8,6 +8,7 @@ import json
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -16,12 +17,13 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from resnet_harness import claims
+from resnet_harness import study
+from resnet_harness.analysis import claims
 from resnet_harness.report import cells, plots
 from resnet_harness.report.table import (NUM_CLASSES, PENDING, RESOURCE_KEYS, case_order,
-                                         flatten_row, paper_tables)
-from resnet_harness.results import atomic_write_bytes
-from resnet_harness.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC, SCORES
+                                         flatten_row)
+from resnet_harness.storage.atomic import atomic_write_bytes
+from resnet_harness.storage.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC, SCORES
 
 LABELS = {"f1": "F1 score", "precision": "Precision (macro)", "recall": "Recall (macro)",
           "accuracy": "Accuracy", "roc_auc": "ROC AUC (OvR macro)",
@@ -62,13 +64,13 @@ code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 """
 
 
-def _missing(value: Any) -> bool:
+def missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
 def fmt(value: Any, key: str = "") -> str:
     """A measured number as shown: 4 decimals for scores, 2 for seconds and megabytes."""
-    if _missing(value):
+    if missing(value):
         return "—"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
@@ -79,7 +81,7 @@ def fmt(value: Any, key: str = "") -> str:
 
 def fmt_paper(value: Any) -> str:
     """A paper figure exactly as printed (shortest decimal form: 0.8577, 1496.23, 3.2)."""
-    return "—" if _missing(value) else np.format_float_positional(float(value), trim="-")
+    return "—" if missing(value) else np.format_float_positional(float(value), trim="-")
 
 
 def _resource(key: str) -> bool:
@@ -89,10 +91,10 @@ def _resource(key: str) -> bool:
                                     and field.kind not in ("score", "group_score"))
 
 
-def _diff_cell(diff: Any, paper: Any, key: str, colour: bool = True) -> str:
+def diff_cell(diff: Any, paper: Any, key: str, colour: bool = True) -> str:
     """A Δ cell; ``colour`` only where the two figures describe the same work (paper scale):
     a smaller run is not "better" or "worse" than the paper, only smaller."""
-    if _missing(diff):
+    if missing(diff):
         return '<td class="none">—</td>'
     if _resource(key):
         close, better = abs(diff) <= 0.1 * abs(paper), diff < 0
@@ -104,89 +106,23 @@ def _diff_cell(diff: Any, paper: Any, key: str, colour: bool = True) -> str:
     return f'<td class="{css}">{escape(text)}</td>'
 
 
-def _cell(text: Any, css: str = "", raw: bool = False) -> str:
+def cell(text: Any, css: str = "", raw: bool = False) -> str:
     body = str(text) if raw else escape(str(text))
     return f'<td class="{css}">{body}</td>' if css else f"<td>{body}</td>"
 
 
-def _table(headers: Sequence[str], rows: Iterable[str], head_html: str | None = None) -> str:
+def html_table(headers: Sequence[str], rows: Iterable[str], head_html: str | None = None) -> str:
     head = head_html or "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def _anchor(*parts: Any) -> str:
-    text = "-".join(str(p) for p in parts if not _missing(p) and p != "")
+    text = "-".join(str(p) for p in parts if not missing(p) and p != "")
     return "case-" + re.sub(r"[^A-Za-z0-9_.-]", "-", text)
 
 
-def _label(value: Any) -> str:
+def label(value: Any) -> str:
     return LABELS.get(str(value), str(value))
-
-
-def _split_label(split: float) -> str:
-    return f"{round(split * 100)}% / {round((1 - split) * 100)}%"
-
-
-def _reg_label(reg: str) -> str:
-    if reg.startswith("dropout"):
-        return f"Dropout ({reg[len('dropout'):]})"
-    return {"l1": "L1", "l2": "L2", "none": "none (control)"}.get(reg, reg)
-
-
-def _compare_table(frame: pd.DataFrame, labels: Sequence[tuple[str, str, Callable]],
-                   groups: Sequence[str], key_of: Callable[[pd.Series, str], str],
-                   colour: bool = True) -> str:
-    """A measured | paper | difference table; the first label column spans its repeated values."""
-    top = "".join(f'<th rowspan="2" class="l">{escape(h)}</th>' for _, h, _ in labels)
-    top += "".join(f'<th colspan="3">{escape(_label(g))}</th>' for g in groups)
-    sub = "<th>measured</th><th>paper</th><th>Δ</th>" * len(groups)
-    first, previous, lines = labels[0][0], None, []
-    for _, line in frame.iterrows():
-        cells = []
-        if line[first] != previous:  # the frames come grouped by their first column
-            size = int((frame[first] == line[first]).sum())
-            text = escape(labels[0][2](line[first]))
-            cells.append(f'<td class="l" rowspan="{size}"><b>{text}</b></td>')
-            previous = line[first]
-        cells += [_cell(show(line[column]), "l") for column, _, show in labels[1:]]
-        for group in groups:
-            key = key_of(line, group)
-            measured, paper = line[f"{group}_measured"], line[f"{group}_paper"]
-            cells.append(_cell(fmt(measured, key), "none" if _missing(measured) else ""))
-            cells.append(_cell(fmt_paper(paper), "none" if _missing(paper) else ""))
-            cells.append(_diff_cell(line[f"{group}_diff"], paper, key, colour))
-        lines.append("<tr>" + "".join(cells) + "</tr>")
-    return _table([], lines, head_html=f"<tr>{top}</tr><tr>{sub}</tr>")
-
-
-def _summary(tables: dict[str, pd.DataFrame], colour: bool = True) -> str:
-    by_metric = (("dataset", "Dataset", _label), ("metric", "Metric", _label))
-    parts = [
-        "<h3>Table 7: performance</h3>",
-        _compare_table(tables["table7"], by_metric, ("balanced", "imbalanced"),
-                       lambda line, _: line["metric"], colour),
-        "<h3>Table 8: training/testing time and memory</h3>",
-        _compare_table(tables["table8"], by_metric, ("balanced", "imbalanced"),
-                       lambda line, _: line["metric"], colour),
-        "<h3>Table 9: train/test splits (balanced data)</h3>",
-        _compare_table(tables["table9"], (("dataset", "Dataset", _label),
-                                          ("split", "Train / test", _split_label)),
-                       ("accuracy",) + RESOURCE_KEYS, lambda _, group: group, colour),
-        "<h3>Table 10: regularization (Fashion-MNIST, balanced)</h3>",
-        _compare_table(tables["table10"], (("regularization", "Regularization", _reg_label),),
-                       ("accuracy", "roc_auc") + RESOURCE_KEYS, lambda _, group: group, colour),
-    ]
-    shading = ("Green: better than the paper, red: worse, grey: within 0.02 (scores) or 10% "
-               "(time, memory)." if colour else
-               "Not coloured: below paper scale the run is smaller work than the paper's, so "
-               "neither better nor worse.")
-    legend = (f'<p class="note">Δ = measured − paper. {shading} Precision, recall and F1 are '
-              "macro averages. Our training time leaves out the first step (graph tracing, paid "
-              "once per architecture and process), so it does not depend on the order cases ran "
-              "in. Our memory is what the case added to the process's resident memory: the "
-              "first case of each architecture also built and traced the model (hundreds of "
-              "MB); the cases after it reuse that model and add little.</p>")
-    return legend + "".join(parts)
 
 
 def _img(png: bytes | None, alt: str) -> str:
@@ -204,7 +140,7 @@ def _status_badges(frame: pd.DataFrame) -> str:
 
 
 def _header(title: str, frame: pd.DataFrame, runs: Sequence[dict[str, Any]],
-            generated_at: str) -> str:
+            generated_at: str, sections: Sequence[tuple[str, str]] = ()) -> str:
     scales = sorted({str(s) for s in frame["scale"].dropna()})
     folders = ", ".join(f"<code>{escape(str(r.get('path')))}</code>" for r in runs)
     scale = escape(", ".join(scales) or "—")
@@ -215,7 +151,7 @@ def _header(title: str, frame: pd.DataFrame, runs: Sequence[dict[str, Any]],
     if "smoke" in scales:
         parts.append('<p class="warn">Smoke-scale rows train one epoch on a few hundred images; '
                      "their differences to the paper carry no meaning.</p>")
-    nav = (("claims", "Claims"), ("summary", "Paper tables"), ("results", "All cases"),
+    nav = (("claims", "Claims"), *sections, ("results", "All cases"),
            ("overview", "Plots"), ("counts", "Class counts"), ("cases", "Per case"),
            ("provenance", "Provenance"))
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
@@ -238,18 +174,18 @@ def _results(frame: pd.DataFrame) -> str:
         anchor = (status if status in PENDING  # no section of its own
                   else _anchor(line["case_id"], line["scale"]))
         link = f'<a href="#{anchor}">{escape(str(line["case_id"]))}</a>'
-        cells = [_cell(link, "l", raw=True), _cell(fmt(line["scale"]), "l"),
-                 _cell(f'<span class="badge b-{escape(status)}">{escape(status)}</span>', "l",
+        cells = [cell(link, "l", raw=True), cell(fmt(line["scale"]), "l"),
+                 cell(f'<span class="badge b-{escape(status)}">{escape(status)}</span>', "l",
                        raw=True)]
-        cells += [_cell(fmt_paper(line[c]) if c.startswith("paper_") else fmt(line[c], c))
+        cells += [cell(fmt_paper(line[c]) if c.startswith("paper_") else fmt(line[c], c))
                   for c, _ in columns]
         problems = [str(p) for p in (line["error"], line["bounds_violations"],
-                                     line.get("warnings")) if not _missing(p) and str(p)]
-        cells.append(_cell(" | ".join(problems), "l"))
+                                     line.get("warnings")) if not missing(p) and str(p)]
+        cells.append(cell(" | ".join(problems), "l"))
         against = [f"{label} {line[column]}" for column, label in
                    (("baseline_regressions", "worse:"), ("baseline_improvements", "better:"))
-                   if column in line and not _missing(line[column]) and str(line[column])]
-        cells.append(_cell(" | ".join(against), "l"))
+                   if column in line and not missing(line[column]) and str(line[column])]
+        cells.append(cell(" | ".join(against), "l"))
         lines.append(f'<tr class="{escape(status)}">' + "".join(cells) + "</tr>")
     unfinished = frame[frame["status"] == "unfinished"]
     listing = ""
@@ -266,7 +202,7 @@ def _results(frame: pd.DataFrame) -> str:
         listing += (f'<h3 id="not_run">Not run ({len(not_run)})</h3><p class="note">Selected but '
                     "never started: the run was interrupted (Ctrl-C, SIGTERM) or stopped early "
                     f"(<code>-x</code>).</p><ul>{items}</ul>")
-    return _table(headers, lines) + listing
+    return html_table(headers, lines) + listing
 
 
 def _counts(frame: pd.DataFrame) -> str:
@@ -274,19 +210,17 @@ def _counts(frame: pd.DataFrame) -> str:
                ["train total", "test total"])
     lines = []
     for _, line in frame[~frame["status"].isin(PENDING)].iterrows():
-        text = "" if _missing(line["reduced_classes"]) else str(line["reduced_classes"])
+        text = "" if missing(line["reduced_classes"]) else str(line["reduced_classes"])
         reduced = {int(k) for k in text.split() if k.isdigit()}
-        cells = [_cell(line["case_id"], "l"), _cell(fmt(line["scale"]), "l"),
-                 _cell(" ".join(str(k) for k in sorted(reduced)) or "—")]
-        cells += [_cell(fmt(line[f"train_count_c{k}"]), "red" if k in reduced else "")
+        cells = [cell(line["case_id"], "l"), cell(fmt(line["scale"]), "l"),
+                 cell(" ".join(str(k) for k in sorted(reduced)) or "—")]
+        cells += [cell(fmt(line[f"train_count_c{k}"]), "red" if k in reduced else "")
                   for k in range(NUM_CLASSES)]
-        cells += [_cell(fmt(line["train_samples"])), _cell(fmt(line["test_samples"]))]
+        cells += [cell(fmt(line["train_samples"])), cell(fmt(line["test_samples"]))]
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    printed = ('<p class="note">The paper prints (Tables 1, 2): CIFAR-10 60,000 samples, 6,000 '
-               "per class; imbalanced 54,000, classes 0-2 at 4,950, 3-9 at 6,000. Fashion-MNIST "
-               "50,000, 5,000 per class; imbalanced 45,000, classes 0-2 at 4,500. Below: the "
-               "training sets each case really used (highlighted: reduced classes).</p>")
-    return printed + _table(headers, lines)
+    printed = ('<p class="note">The training sets each case really used (highlighted: '
+               "reduced classes).</p>")
+    return printed + html_table(headers, lines)
 
 
 def _flat(prefix: str, value: Any) -> list[tuple[str, Any]]:
@@ -299,7 +233,7 @@ def _flat(prefix: str, value: Any) -> list[tuple[str, Any]]:
 def _kv(items: Iterable[tuple[str, Any]]) -> str:
     lines = [f'<tr><td class="l"><code>{escape(k)}</code></td><td class="l">'
              f"{escape(v if isinstance(v, str) else json.dumps(v))}</td></tr>" for k, v in items]
-    return _table(["key", "value"], lines) if lines else ""
+    return html_table(["key", "value"], lines) if lines else ""
 
 
 def render_case(row: dict[str, Any], flat: dict[str, Any]) -> str:
@@ -335,12 +269,12 @@ def _case(row: dict[str, Any], line: pd.Series) -> str:
         figures.append(cells.confusion_html(metrics["confusion_matrix"], names))
     if per_class.get("recall"):
         figures.append(cells.recall_html(per_class["recall"], names, reduced))
-    counts = [f"<tr><td>{k}</td>{_cell(names[k] if k < len(names) else '', 'l')}"
-              f"{_cell(fmt(line[f'train_count_c{k}']), 'red' if k in reduced else '')}"
-              f"{_cell(fmt(line[f'test_count_c{k}']))}{_cell(fmt(_get(per_class, 'recall', k)))}"
+    counts = [f"<tr><td>{k}</td>{cell(names[k] if k < len(names) else '', 'l')}"
+              f"{cell(fmt(line[f'train_count_c{k}']), 'red' if k in reduced else '')}"
+              f"{cell(fmt(line[f'test_count_c{k}']))}{cell(fmt(_get(per_class, 'recall', k)))}"
               "</tr>" for k in range(NUM_CLASSES)]
     if row.get("train_counts") or row.get("test_counts") or per_class.get("recall"):
-        figures.append(_table(["class", "name", "train", "test", "recall"], counts))
+        figures.append(html_table(["class", "name", "train", "test", "recall"], counts))
     else:
         figures.append('<p class="note">No class counts or metrics: the case stopped before '
                        "it had any.</p>")
@@ -368,23 +302,23 @@ def _metric_table(line: pd.Series) -> str:
     # Every directed field except the as-trained copies, which get their own column.
     keys = [f.name for f in FIELDS if f.better and f.source != "metrics_as_trained"]
     # Scores as trained beside the re-estimated ones, where re-estimation changed any of them.
-    trained = any(not _missing(line.get(f"{k}_as_trained")) and line.get(f"{k}_as_trained")
+    trained = any(not missing(line.get(f"{k}_as_trained")) and line.get(f"{k}_as_trained")
                   != line.get(k) for k in list(SCORES) + ["train_inference_accuracy"])
     colour = line.get("scale") == "paper"
     lines = []
     for key in keys:
         paper_key = by_ours.get(key)
         paper = line.get(f"paper_{paper_key}") if paper_key else None
-        diff = (line[key] - paper) if paper_key and not _missing(paper) and not _missing(
+        diff = (line[key] - paper) if paper_key and not missing(paper) and not missing(
             line.get(key)) else None
-        if _missing(line.get(key)) and _missing(paper):
+        if missing(line.get(key)) and missing(paper):
             continue  # a failed case measured nothing: list only what someone reported
-        before = _cell(fmt(line.get(f"{key}_as_trained"), key)) if trained else ""
-        lines.append(f'<tr>{_cell(key, "l")}{_cell(fmt(line[key], key))}{before}'
-                     f"{_cell(fmt_paper(paper))}"
-                     f"{_diff_cell(diff, paper, paper_key or key, colour)}</tr>")
+        before = cell(fmt(line.get(f"{key}_as_trained"), key)) if trained else ""
+        lines.append(f'<tr>{cell(key, "l")}{cell(fmt(line[key], key))}{before}'
+                     f"{cell(fmt_paper(paper))}"
+                     f"{diff_cell(diff, paper, paper_key or key, colour)}</tr>")
     headers = ["metric", "measured"] + (["as trained"] if trained else []) + ["paper", "Δ"]
-    return _table(headers, lines)
+    return html_table(headers, lines)
 
 
 def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
@@ -397,13 +331,13 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
     fields = Counter()
     for row in rows:
         for key, value in _flat("", row.get("provenance") or {}):
-            if key not in ("started_at", "finished_at") and not _missing(value):
+            if key not in ("started_at", "finished_at") and not missing(value):
                 fields[key, value if isinstance(value, str) else json.dumps(value)] += 1
     if fields:
-        lines = [f'<tr>{_cell(k, "l")}{_cell(v, "l")}{_cell(n)}</tr>'
+        lines = [f'<tr>{cell(k, "l")}{cell(v, "l")}{cell(n)}</tr>'
                  for (k, v), n in sorted(fields.items())]
         parts.append("<h3>Per-case provenance (distinct values)</h3>" +
-                     _table(["field", "value", "cases"], lines))
+                     html_table(["field", "value", "cases"], lines))
     if superseded:
         items = "".join(f"<li><code>{escape(str(r.get('case_id')))}</code> "
                         f"[{escape(fmt(r.get('scale')))}] {escape(str(r.get('status')))} in "
@@ -414,12 +348,32 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
     return "".join(parts)
 
 
-def longtail_section(rows: Sequence[dict[str, Any]], delta: float = 0.01) -> str:
-    """The long-tail study's section (``report.longtail``), or "" without long-tail rows."""
-    from resnet_harness.report.longtail import section
+@dataclass(frozen=True)
+class SectionContext:
+    """What a study's report section gets besides its rows: the case frame of every row, the
+    ``img(png, alt)`` helper that embeds a figure, and the run's equivalence margin."""
 
-    body = section(rows, _img, delta)
-    return f'<h2 id="longtail">The long-tail study</h2>{body}' if body else ""
+    frame: pd.DataFrame
+    img: Callable[[bytes | None, str], str]
+    delta: float
+
+
+def study_sections(rows: Sequence[dict[str, Any]], ctx: SectionContext
+                   ) -> tuple[str, list[tuple[str, str]]]:
+    """Each registered study's own section, for the studies that ``rows`` have cases of, and
+    their ``(anchor, title)`` for the navigation."""
+    parts, anchors = [], []
+    for found in study.studies():
+        own = [r for r in rows if study.study_of(r.get("case_id")) is found]
+        section = study.report_section(found)
+        if section is None or not own:
+            continue
+        body = section(own, ctx)
+        if body:
+            anchor = f"study-{found.name}"
+            parts.append(f'<h2 id="{escape(anchor)}">{escape(found.title)}</h2>{body}')
+            anchors.append((escape(anchor), escape(found.title)))
+    return "".join(parts), anchors
 
 
 def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
@@ -432,22 +386,17 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
     rows dropped by the merge, each with ``replaced_by`` naming the folder that won.
     """
     generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    title = title or "ResNet50 balanced/imbalanced study: results"
-    tables = paper_tables(frame)
+    title = title or "resnet-harness: results"
     ordered = sorted(rows, key=lambda r: case_order(r.get("case_id"), r.get("scale")))
     cases = [_case(row, pd.Series(flatten_row(row))) for row in ordered
              if row.get("status") not in PENDING]
-    overview = [_img(plots.split_png(tables["table9"]), "accuracy against train fraction"),
-                _img(plots.regularization_png(tables["table10"]), "regularization comparison"),
-                _img(plots.resources_png(frame), "train time and peak memory per case")]
-    body = [_header(title, frame, runs, generated_at),
-            claims.html_section(rows, claims.delta_of(runs)),
-            '<h2 id="summary">Measured against the paper</h2>',
-            _summary(tables, colour=set(frame["scale"].dropna()) == {"paper"}),
+    delta = claims.delta_of(runs)
+    sections, anchors = study_sections(rows, SectionContext(frame, _img, delta))
+    body = [_header(title, frame, runs, generated_at, anchors),
+            claims.html_section(rows, delta), sections,
             '<h2 id="results">All cases</h2>', _results(frame),
-            '<h2 id="overview">Overview plots</h2>',
-            f'<div class="grid">{"".join(overview)}</div>',
-            longtail_section(rows, claims.delta_of(runs)),
+            '<h2 id="overview">Time and memory</h2>',
+            f'<div class="grid">{_img(plots.resources_png(frame), "train time and peak memory per case")}</div>',
             '<h2 id="counts">Class counts of every variant (Tables 1-2 as run)</h2>',
             _counts(frame),
             '<h2 id="cases">Per case</h2>',

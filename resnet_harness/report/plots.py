@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .cells import MEASURED  # one home for the report's "measured" colour
+from resnet_harness.report.cells import MEASURED  # one home for the report's "measured" colour
 
 DPI = 80  # small images keep the HTML at a few hundred KB
 PAPER = "#9a9a9a"

@@ -12,12 +12,14 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from resnet_harness import longtail, matrix, schema
-from resnet_harness.schema import FIELDS, PAPER_KEYS, PAPER_METRIC
+from resnet_harness import study
+from resnet_harness.training.data.sources import NUM_CLASSES
+from resnet_harness.storage import schema
+from resnet_harness.storage.schema import FIELDS, PAPER_KEYS, PAPER_METRIC
 
-NUM_CLASSES = matrix.NUM_CLASSES
-ID_COLUMNS = ("case_id", "table", "dataset", "balance", "split", "regularization", "scale",
-              "seed", "status", "error")
+# Every row's identity columns; each registered study adds the keys that place its cases
+# (``Study.identity_columns``) after ``dataset``: see :func:`id_columns`.
+BASE_ID_COLUMNS = ("case_id", "study", "dataset", "split", "scale", "seed", "status", "error")
 # Statuses of cases without a result: started and died, or never started.
 PENDING = ("unfinished", "not_run")
 SCALE_RANK = {"smoke": 0, "reduced": 1, "paper": 2}
@@ -26,12 +28,25 @@ RESOURCE_KEYS = tuple(key for key in PAPER_KEYS
                       if schema.FIELDS_BY_NAME[PAPER_METRIC[key]].better == "lower")
 
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
-_ORDER = {case.id: index for index, case in enumerate(matrix.CASES + longtail.CASES)}
 INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind == "count")
-_TEXT_COLUMNS = ("case_id", "table", "dataset", "balance", "regularization", "scale", "status",
+_TEXT_COLUMNS = ("case_id", "study", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "recipe", "paper_source", "reduced_classes",
                  "bounds_violations", "baseline_regressions", "baseline_improvements",
                  "finished_at", "run_dir", "bn_recalibrated", "warnings")
+
+
+def id_columns() -> tuple[str, ...]:
+    """The identity columns of ``results.csv``: the base ones with every registered study's own
+    placed after ``dataset`` (registration order)."""
+    extra = tuple(k for s in study.studies() for k in s.identity_columns
+                  if k not in BASE_ID_COLUMNS)
+    return BASE_ID_COLUMNS[:3] + tuple(dict.fromkeys(extra)) + BASE_ID_COLUMNS[3:]
+
+
+def _order() -> dict[str, int]:
+    # The studies' own case order (registration order, then each study's matrix order).
+    cases = [c.id for s in study.studies() for c in s.cases]
+    return {case_id: index for index, case_id in enumerate(cases)}
 
 
 def finished_at(row: dict[str, Any]) -> datetime:
@@ -66,7 +81,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     train_counts, test_counts = _list(row.get("train_counts")), _list(row.get("test_counts"))
     reduced = [int(k) for k in row.get("reduced_classes") or []]
 
-    flat: dict[str, Any] = {key: row.get(key) for key in ID_COLUMNS}
+    flat: dict[str, Any] = {key: row.get(key) for key in id_columns()}
     flat.update({f.name: _number(schema.value(row, f.name)) for f in FIELDS})
     # Sample sizes from the counts (also for older rows that did not store them).
     flat["train_samples"] = _total(row.get("train_counts"))
@@ -106,7 +121,7 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     reduced = sorted({int(c[len("recall_class_"):]) for r in records for c in r
                       if c.startswith("recall_class_")})
     template = flatten_row({})
-    head = list(ID_COLUMNS) + list(schema.SCORES) + ["auc_classes"]
+    head = list(id_columns()) + list(schema.SCORES) + ["auc_classes"]
     columns = head + [f"recall_class_{k}" for k in reduced] + \
         [c for c in template if c not in head]
     frame = pd.DataFrame.from_records(records, columns=columns)
@@ -124,8 +139,9 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 
 def case_order(case_id: Any, scale: Any = None) -> tuple[int, str, int]:
-    """Sort key: the matrix's order (Tables 7, 9, 10), unknown ids last, then by scale."""
-    position = _ORDER.get(matrix.split_seed(str(case_id))[0], len(_ORDER))
+    """Sort key: the studies' own case order, unknown ids last, then by scale."""
+    order = _order()
+    position = order.get(study.split_seed(str(case_id))[0], len(order))
     return position, str(case_id), SCALE_RANK.get(scale, -1) if isinstance(scale, str) else -1
 
 
@@ -138,7 +154,7 @@ def _text(value: Any) -> Any:
 
 def write_csv(frame: pd.DataFrame, path: Path | str) -> Path:
     """Write the case frame as ``results.csv`` (readable back with a plain ``pandas.read_csv``)."""
-    from resnet_harness.results import atomic_write_bytes
+    from resnet_harness.storage.atomic import atomic_write_bytes
 
     path = Path(path)
     atomic_write_bytes(path, csv_bytes(frame))
@@ -164,96 +180,13 @@ def pick_per_case(frame: pd.DataFrame) -> pd.DataFrame:
     return ranked.drop(columns=["_done", "_scale", "_when"]).set_index("case_id")
 
 
-def measured_and_paper(picked: pd.DataFrame, case: matrix.Case, key: str) -> tuple[float, float]:
-    """The measured value and the paper's figure of one paper metric ``key`` for one case.
-
-    The row's own paper figure wins over the matrix's (the run may have been configured with
-    other figures); NaN where either is missing.
-    """
-    measured = paper = math.nan
-    if case.id in picked.index:
-        line = picked.loc[case.id]
-        measured = _float(line.get(PAPER_METRIC[key]))
-        paper = _float(line.get(f"paper_{key}"))
-    else:  # --seeds: the mean over the case's seeds (claims.csv has their intervals)
-        seeded = [i for i in picked.index if matrix.split_seed(str(i))[0] == case.id]
-        values = [v for v in (_float(picked.loc[i].get(PAPER_METRIC[key])) for i in seeded)
-                  if not math.isnan(v)]
-        measured = sum(values) / len(values) if values else math.nan
-    if math.isnan(paper):
-        paper = _float(case.paper.as_dict().get(key))
-    return measured, paper
-
-
 def _number(value: Any) -> float | None:
     return schema.as_number(value)
 
 
-def _float(value: Any) -> float:
+def as_float(value: Any) -> float:
+    """A stored value as a float; NaN when missing or not a number."""
     number = _number(value)
     return math.nan if number is None else number
 
 
-def _triplet(picked: pd.DataFrame, case: matrix.Case, key: str, prefix: str) -> dict[str, float]:
-    measured, paper = measured_and_paper(picked, case, key)
-    return {f"{prefix}_measured": measured, f"{prefix}_paper": paper,
-            f"{prefix}_diff": measured - paper}
-
-
-def _cases(table: str) -> list[matrix.Case]:
-    return [case for case in matrix.CASES if case.table == table]
-
-
-def _by_balance(picked: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
-    # Tables 7 and 8: data set x metric down, balanced/imbalanced across.
-    lookup = {(c.dataset, c.balance): c for c in _cases("table7")}
-    lines = []
-    for dataset in matrix.DATASETS:
-        for key in keys:
-            line: dict[str, Any] = {"dataset": dataset, "metric": key}
-            for balance in ("balanced", "imbalanced"):
-                line.update(_triplet(picked, lookup[dataset, balance], key, balance))
-            lines.append(line)
-    return pd.DataFrame(lines)
-
-
-def table7_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Table 7: per data set F1, precision, recall, accuracy and ROC AUC, balanced and
-    imbalanced, each as ``<balance>_measured``/``_paper``/``_diff`` (diff = measured - paper)."""
-    return _by_balance(pick_per_case(frame), ("f1", "precision", "recall", "accuracy", "roc_auc"))
-
-
-def table8_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Table 8: training time, testing time and memory (our peak RSS), shaped like Table 7."""
-    return _by_balance(pick_per_case(frame), RESOURCE_KEYS)
-
-
-def table9_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Table 9: per data set and train fraction, test accuracy, train/test time and memory, each
-    as ``<metric>_measured``/``_paper``/``_diff``."""
-    picked = pick_per_case(frame)
-    lines = []
-    for case in _cases("table9"):
-        line: dict[str, Any] = {"dataset": case.dataset, "split": case.split}
-        for key in ("accuracy",) + RESOURCE_KEYS:
-            line.update(_triplet(picked, case, key, key))
-        lines.append(line)
-    return pd.DataFrame(lines)
-
-
-def table10_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Table 10: per regularization, accuracy, AUC, train/test time and memory vs the paper."""
-    picked = pick_per_case(frame)
-    lines = []
-    for case in _cases("table10"):
-        line: dict[str, Any] = {"regularization": case.regularization}
-        for key in ("accuracy", "roc_auc") + RESOURCE_KEYS:
-            line.update(_triplet(picked, case, key, key))
-        lines.append(line)
-    return pd.DataFrame(lines)
-
-
-def paper_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """All four paper-shaped summaries, keyed ``table7`` .. ``table10``."""
-    return {"table7": table7_frame(frame), "table8": table8_frame(frame),
-            "table9": table9_frame(frame), "table10": table10_frame(frame)}

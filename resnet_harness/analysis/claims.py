@@ -1,0 +1,251 @@
+"""The studies' claims as checkable statements, each with a verdict from our own rows.
+
+A :class:`~resnet_harness.study.Claim` (declared by a study) is a list of
+:class:`~resnet_harness.study.Check`\\ s, each naming a comparison (by its two arms), a figure,
+and the direction the study says the treatment arm moves it. A check *holds* when the comparison finds that direction, *fails* when it
+finds the opposite or equivalence, and is *unclear* when inconclusive. A claim is
+
+* ``supported`` when every check holds,
+* ``contradicted`` when any check fails,
+* ``not run`` when none of its cases were run,
+* ``inconclusive`` otherwise (also when only some of its cases were run).
+
+Outputs: :func:`write_claims` (``claims.csv`` and ``comparisons.csv``), :func:`html_section`
+(a fragment for ``report.html``) and :func:`summary_lines` (the terminal).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from resnet_harness import study
+from resnet_harness.analysis.comparisons import (CAVEATS, MEASURES, Result, case_summaries,
+                                                 compare, comparisons_for)
+from resnet_harness.storage.atomic import atomic_write_bytes
+from resnet_harness.storage.rundir import RunFolder
+from resnet_harness.study import Check, Claim
+
+_HOLDS = {"higher": ("higher",), "lower": ("lower",), "not lower": ("higher", "equivalent")}
+_FAILS = {"higher": ("lower", "equivalent"), "lower": ("higher", "equivalent"),
+          "not lower": ("lower",)}
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    verdict: str  # supported | contradicted | inconclusive | not run
+    # (check, its comparison's result, outcome: holds | fails | unclear | not run)
+    checks: tuple[tuple[Check, Result | None, str], ...]
+
+    @property
+    def confounds(self) -> list[str]:
+        """Fields, besides the declared factor, in which the arms of its checks differed."""
+        out: list[str] = []
+        for _, result, _ in self.checks:
+            for text in (result.confounds if result else ()):
+                if text not in out:
+                    out.append(text)
+        return out
+
+    def evidence(self) -> str:
+        return "; ".join(_evidence(check, result, outcome)
+                         for check, result, outcome in self.checks)
+
+
+def _outcome(check: Check, result: Result | None) -> str:
+    if result is None or result.n == 0:
+        return "not run"
+    if result.direction in _HOLDS[check.expect]:
+        return "holds"
+    if result.direction in _FAILS[check.expect]:
+        return "fails"
+    return "unclear"
+
+
+def claims_for(rows: Iterable[dict[str, Any]]) -> tuple[Claim, ...]:
+    """The claims of the registered studies that ``rows`` have cases of."""
+    present = {s.name for s in map(study.study_of, (r.get("case_id") for r in rows)) if s}
+    return tuple(c for s in study.studies() if s.name in present for c in s.claims)
+
+
+def evaluate(rows: Iterable[dict[str, Any]], delta: float = 0.01,
+             claims: Sequence[Claim] | None = None) -> tuple[list[ClaimResult], list[Result]]:
+    """Verdicts of every claim (default: those of the studies ``rows`` have cases of) from the
+    rows, and the comparison results behind them."""
+    rows = list(rows)
+    claims = claims_for(rows) if claims is None else claims
+    results = compare(rows, delta, comparisons_for(rows))
+    index = {(r.comparison.baseline, r.comparison.treatment, r.measure): r for r in results}
+    out = []
+    for claim in claims:
+        checks = []
+        for check in claim.checks:
+            result = index.get((check.baseline, check.treatment, check.measure))
+            checks.append((check, result, _outcome(check, result)))
+        outcomes = [o for _, _, o in checks]
+        verdict = ("not run" if all(o == "not run" for o in outcomes)
+                   else "contradicted" if "fails" in outcomes
+                   else "supported" if all(o == "holds" for o in outcomes)
+                   else "inconclusive")
+        out.append(ClaimResult(claim, verdict, tuple(checks)))
+    return out, results
+
+
+def _num(v: float, spec: str) -> str:
+    return "nan" if v is None or math.isnan(v) else format(v, spec)
+
+
+def describe(result: Result) -> str:
+    """``+0.0312 [+0.0120, +0.0504] p=0.004 (Holm 0.012, 5 seeds)``; relative for resources."""
+    spec = "+.1%" if MEASURES[result.measure].resource else "+.4f"
+    if result.n == 0:
+        return "not run"
+    text = f"{_num(result.mean, spec)}"
+    if result.n >= 2:
+        text += (f" [{_num(result.low, spec)}, {_num(result.high, spec)}]"
+                 f" p={_num(result.p_value, '.3g')} (Holm {_num(result.p_holm, '.3g')}")
+    else:
+        text += " (no interval"
+    return text + f", {result.n} seed{'s' if result.n != 1 else ''})"
+
+
+def _evidence(check: Check, result: Result | None, outcome: str) -> str:
+    arms = result.comparison.name if result else check.treatment
+    label = f"{MEASURES[check.measure].label} ({arms})"
+    if result is None or result.n == 0:
+        return f"{label}: not run"
+    caveats = "".join(f" [{f}: {CAVEATS[f]}]" for f in result.fields if f in CAVEATS)
+    return f"{label}: {describe(result)} -> {result.direction} ({outcome}){caveats}"
+
+
+def delta_of(runs: Sequence[dict[str, Any]], default: float = 0.01) -> float:
+    """The ``--equivalence-delta`` of the run(s), from their ``run.json`` options."""
+    for run in runs:
+        value = (run.get("options") or {}).get("equivalence_delta")
+        if isinstance(value, (int, float)):
+            return float(value)
+    return default
+
+
+# -- outputs -------------------------------------------------------------------------------------
+CLAIM_COLUMNS = ("claim", "statement", "source", "verdict", "evidence", "confounds")
+
+
+def claim_records(claim_results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
+    return [{"claim": c.claim.key, "statement": c.claim.statement, "source": c.claim.source,
+             "verdict": c.verdict, "evidence": c.evidence(), "confounds": "; ".join(c.confounds)}
+            for c in claim_results]
+
+
+def _csv_bytes(records: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_claims(rows: Iterable[dict[str, Any]], out_dir: Path | str,
+                 delta: float = 0.01) -> dict[str, Path]:
+    """Write ``claims.csv`` (one line per claim), ``comparisons.csv`` (one line per figure of
+    each comparison) and ``seeds.csv`` (per case and figure: mean, std and 95% t interval over
+    seeds) into ``out_dir``; returns their paths."""
+    rows = list(rows)
+    claim_results, results = evaluate(rows, delta)
+    paths = RunFolder(out_dir).claims_paths
+    summaries = [dict(case=case, measure=measure, **summary.as_dict())
+                 for case, by_measure in case_summaries(rows).items()
+                 for measure, summary in by_measure.items()]
+    atomic_write_bytes(paths["seeds"], _csv_bytes(
+        summaries, ("case", "measure", "n", "mean", "std", "low", "high")))
+    atomic_write_bytes(paths["claims"], _csv_bytes(claim_records(claim_results), CLAIM_COLUMNS))
+    records = [r.as_dict() for r in results]
+    columns = list(records[0]) if records else ["comparison"]
+    atomic_write_bytes(paths["comparisons"], _csv_bytes(records, columns))
+    return paths
+
+
+_CSS_CLASS = {"supported": "better", "contradicted": "worse", "inconclusive": "close",
+              "not run": "none", "better": "better", "worse": "worse", "equivalent": "close"}
+
+
+def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> str:
+    """The claims and comparisons as an HTML fragment (the report's CSS classes)."""
+    rows = list(rows)
+    claim_results, results = evaluate(rows, delta)
+    lines = []
+    for c in claim_results:
+        confounded = c.confounds
+        warn = (f'<div class="warn">confounded: the arms also differ in '
+                f'{escape("; ".join(confounded))}</div>' if confounded and c.verdict != "not run"
+                else "")
+        evidence = "".join(f"<li>{escape(_evidence(k, r, o))}</li>" for k, r, o in c.checks)
+        lines.append(f'<tr><td class="l">{escape(c.claim.statement)}<br>'
+                     f'<span class="note">{escape(c.claim.source)}</span></td>'
+                     f'<td class="{_CSS_CLASS.get(c.verdict, "")}">{escape(c.verdict)}</td>'
+                     f'<td class="l"><ul>{evidence}</ul>{warn}</td></tr>')
+    comp_lines = []
+    for r in results:
+        if r.n == 0:
+            continue
+        comp_lines.append(
+            f'<tr><td class="l">{escape(r.comparison.family)}</td>'
+            f'<td class="l">{escape(r.comparison.name)}</td>'
+            f'<td class="l">{escape(MEASURES[r.measure].label)}</td><td>{escape(describe(r))}</td>'
+            f'<td class="{_CSS_CLASS.get(r.verdict, "")}">{escape(r.verdict)}</td>'
+            f'<td class="l">{escape("; ".join(r.confounds)) or "—"}</td></tr>')
+    ran = comp_lines or ['<tr><td colspan="6" class="l none">no comparison has both arms '
+                         'measured</td></tr>']
+    return ('<h2 id="claims">The studies\' claims, checked</h2>'
+            f'<p class="note">Paired over seeds (treatment - baseline; time and memory relative): '
+            f'mean difference, 95% t interval, paired t-test p-value, Holm-corrected within each '
+            f'family. Equivalent: interval inside ±{delta:g}. See README, "Seeds, intervals and '
+            f'claims".</p>'
+            '<table><tr><th class="l">claim</th><th>verdict</th><th class="l">evidence</th></tr>'
+            + "".join(lines) + "</table>"
+            '<h3>Comparisons</h3><table><tr><th class="l">family</th><th class="l">comparison'
+            '</th><th class="l">figure</th><th>difference [95% CI] p</th><th>verdict</th>'
+            '<th class="l">also differs (confounds)</th></tr>' + "".join(ran) + "</table>"
+            + _seeds_table(rows))
+
+
+def _seeds_table(rows: list[dict[str, Any]]) -> str:
+    summaries = {case: by_measure for case, by_measure in case_summaries(rows).items()
+                 if any(s.n >= 2 for s in by_measure.values())}
+    if not summaries:
+        return ""
+    names = list(next(iter(summaries.values())))
+    head = "".join(f"<th>{escape(MEASURES[m].label)}</th>" for m in names)
+    body = "".join(
+        f'<tr><td class="l">{escape(case)}</td><td>{max(s.n for s in by_measure.values())}</td>'
+        + "".join(f"<td>{_num(s.mean, '.4f')} ± {_num(s.std, '.4f')}<br>"
+                  f"[{_num(s.low, '.4f')}, {_num(s.high, '.4f')}]</td>"
+                  for s in by_measure.values()) + "</tr>"
+        for case, by_measure in summaries.items())
+    return ('<h3>Per case over seeds: mean ± std [95% t interval]</h3>'
+            f'<table><tr><th class="l">case</th><th>seeds</th>{head}</tr>{body}</table>')
+
+
+def summary_lines(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> list[str]:
+    """One line per claim for the terminal, plus a confound note where the arms differ."""
+    claim_results, _ = evaluate(rows, delta)
+    if not claim_results:
+        return []
+    width = max(len(c.claim.key) for c in claim_results)
+    lines = ["claims (paired over seeds; see claims.csv):"]
+    for c in claim_results:
+        if c.verdict != "not run":
+            lines.append(f"  {c.claim.key:<{width}} {c.verdict}")
+            if c.confounds:
+                lines.append(f"  {'':<{width}}   confounded: {'; '.join(c.confounds)}")
+    not_run = [c.claim.key for c in claim_results if c.verdict == "not run"]
+    if not_run:
+        lines.append(f"  not run: {', '.join(not_run)}")
+    return lines

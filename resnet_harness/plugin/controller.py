@@ -1,0 +1,173 @@
+"""The controller: the pytest process a user started. It owns the run folder (creates it, or
+locks the one it resumes), tells xdist workers where it is, validates the selection before
+anything trains, runs cases itself when there are no workers, and writes the report and the
+terminal summary at the end (pytest-xdist's ``DSession`` is the model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resnet_harness import study
+import resnet_harness.plugin.options as options
+from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_cases,
+                                         run_description)
+from resnet_harness.plugin.interrupts import (install_sigterm_handler, one_line,
+                                              restore_sigterm_handler)
+from resnet_harness.storage.rundir import RunFolder
+
+RUN_DIR_KEY = "resnet_harness_run_dir"  # workerinput: the controller's run folder
+
+
+class SessionError(Exception):
+    """Bad session-level input (baseline, resume folder); one line with the fix."""
+
+
+def load_baseline(resolved: options.Resolved):
+    """``(rows, path)`` of ``--baseline`` (``(None, None)`` without one); ``SessionError``."""
+    from resnet_harness.analysis.baseline import BaselineError, load_baseline as load
+
+    path = resolved.values["baseline"]
+    if not path:
+        return None, None
+    try:
+        return load(path), str(path)
+    except BaselineError as exc:
+        raise SessionError(f"{resolved.origins['baseline']}: {exc}") from None
+
+
+class Controller:
+    """The main process's harness: one run folder, one report."""
+
+    def __init__(self, config: pytest.Config, resolved: options.Resolved):
+        from resnet_harness.analysis.baseline import expand_tolerances
+
+        self.config, self.resolved = config, resolved
+        self.run = options.run_config(resolved)
+        origins, resume = resolved.origins, resolved.values["resume"]
+        baseline, baseline_path = load_baseline(resolved)
+        self._lock = self._sigterm = None
+        if resume is not None:
+            if not RunFolder.is_run_folder(resume):
+                raise SessionError(f"{origins['resume']}: {resume} is not a run folder (no "
+                                   "cases/ inside); pass a folder under reports/runs/")
+            self.folder = RunFolder(resume)
+            self._lock_folder()
+        else:
+            self.folder = RunFolder.new(self.run.report_dir, self.run.scale)
+        self.runner = CaseRunner(self.run, self.folder, baseline=baseline,
+                                 baseline_path=baseline_path,
+                                 tolerances=expand_tolerances(resolved.values["tolerance"] or []),
+                                 resume=resume is not None, run_info=self.run_info)
+        self.selected: list[str] = []  # case ids collected, to name those that never started
+        self.report_paths: dict[str, Path] | None = None
+        self.report_error = self.latest_error = None
+        self.report_problems: list[str] = []  # files the report named and skipped
+        self.active = False
+        if resolved.given:
+            self.activate()
+
+    def _lock_folder(self) -> None:
+        from filelock import Timeout
+
+        self._lock = self.folder.lock()
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise SessionError(f"run folder {self.folder.path} is in use by another pytest "
+                               "session; wait for it to end or resume another folder") from None
+
+    def activate(self) -> None:
+        """Prepare this process (once it has harness work): TensorFlow settings, GPU, and
+        SIGTERM handled like Ctrl-C so that the report is still written."""
+        if not self.active:
+            self.active = True
+            activate_process(self.run)
+            self._sigterm = install_sigterm_handler()
+
+    def run_info(self) -> dict[str, Any]:
+        """What ``run.json`` records (see :func:`~resnet_harness.plugin.cases.run_description`)."""
+        return run_description(self.run, self.resolved)
+
+    # -- collection ------------------------------------------------------------------------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput[RUN_DIR_KEY] = str(self.folder.path)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids) -> None:
+        """Under xdist only the workers collect; the controller learns the selected cases here
+        (to list those never started as "not run")."""
+        found = {nodeid.rpartition("[")[2].rstrip("]") for nodeid in ids if "[" in nodeid}
+        cases = {case_id for case_id in found if study.find_case(case_id) is not None}
+        if cases:
+            self.activate()
+        self.selected = sorted(set(self.selected) | cases)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Activate when study cases were collected, and validate their data and variants
+        before anything trains: a missing folder, a corrupt file, bad labels or caps that would
+        change what a case means stop the run with one line."""
+        from resnet_harness.training.data.sources import DataError
+
+        cases = harness_cases(session.items)
+        if cases:
+            self.activate()
+        self.selected = [case.id for case in cases]
+        if session.config.option.collectonly:
+            return
+        try:
+            self.runner.check_selection(cases)
+        except DataError as exc:
+            pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+    # -- end of run ------------------------------------------------------------------------------
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.folder.has_started():
+            return
+        from resnet_harness.report import build_report
+
+        try:
+            self.folder.record_selected(self.selected)
+            self.report_paths = build_report([self.folder.path], self.folder.path,
+                                             problems=self.report_problems)
+        except Exception as exc:  # noqa: BLE001 - rows are safe on disk; the report can be rebuilt
+            self.report_error = one_line(exc)
+            # CI must not read a run without its report as a success.
+            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        try:
+            self.folder.link_latest(self.run.report_dir)
+        except OSError as exc:  # the report exists; only the shortcut to it is stale
+            self.latest_error = one_line(exc)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        restore_sigterm_handler(self._sigterm)
+        if self._lock is not None:
+            self._lock.release()
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.folder.has_started():
+            return
+        from resnet_harness.report.summary import summary_lines
+
+        terminalreporter.section("resnet-harness")
+        for line in summary_lines(self.folder, self.run.equivalence_delta):
+            terminalreporter.write_line(line)
+        for problem in self.report_problems:
+            terminalreporter.write_line(f"warning: {problem}", yellow=True)
+        if self.report_paths:
+            terminalreporter.write_line(f"report: {self.report_paths['html']}")
+            terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")
+        if self.report_error:
+            terminalreporter.write_line(
+                f"report not written ({self.report_error}); the rows are safe in "
+                f"{self.folder.cases_dir}; rebuild it with: python -m resnet_harness report "
+                f"{self.folder.path}", red=True)
+        if self.latest_error:
+            terminalreporter.write_line(
+                f"{Path(self.run.report_dir) / 'latest'} not updated ({self.latest_error}); "
+                f"the report is in {self.folder.path}", yellow=True)

@@ -1,0 +1,212 @@
+"""Every option of the harness in one table, and the one way its effective value is found.
+
+Each option is read from the command line (``--name``), the environment
+(``RESNET_HARNESS_<NAME>``) and the ini file (``harness_<name>``), in that order of precedence,
+and parsed by the same ``parse_*`` validator wherever it came from. :func:`resolve` returns the
+values and where each came from; the run's provenance records both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from resnet_harness.training import config as cfg
+from resnet_harness.analysis.baseline import parse_tolerance
+from resnet_harness.plugin.progress import parse_progress
+from resnet_harness.plugin.tracking import parse_tracking_uri
+
+DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One harness option. ``kind``: ``value`` (one value), ``list`` (repeatable; the
+    environment separates entries with ``separator``, the ini file with whitespace) or ``flag``
+    (no value on the command line; ``1/true/yes/on`` or ``0/false/no/off`` elsewhere)."""
+
+    flag: str
+    parse: Callable[[str], Any]
+    help: str
+    kind: str = "value"
+    separator: str | None = None  # environment list separator; None: whitespace
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return f"RESNET_HARNESS_{self.dest.upper()}"
+
+    @property
+    def ini(self) -> str:
+        return f"harness_{self.dest}"
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--scale", cfg.parse_scale,
+           "smoke (default: random init, a few hundred images, 1 epoch), reduced or paper"),
+    Option("--epochs", cfg.parse_epochs, "override the epochs of every case"),
+    Option("--max-train-samples", cfg.parse_sample_cap, "cap the training set (stratified subset)"),
+    Option("--max-test-samples", cfg.parse_sample_cap, "cap the test set (stratified subset)"),
+    Option("--seed", cfg.parse_seed, "seed of every random choice (default 0)"),
+    Option("--seeds", cfg.parse_seeds,
+           "run every case once per seed, the seed in its id (-seed3): 0,1,2,3,4 or 0-4"),
+    Option("--comparison", cfg.parse_comparison,
+           "study (default: each arm as the paper ran it) or controlled (Table 7's imbalanced "
+           "arm with its balanced arm's head, epochs and augmentation)"),
+    Option("--equivalence-delta", cfg.parse_delta,
+           "margin within which two arms count as equivalent in comparisons (default 0.01)"),
+    Option("--weights", cfg.parse_weights,
+           "imagenet, none (random init) or PATH of a ResNet50 notop weights file"),
+    Option("--data-source", cfg.parse_data_source,
+           "auto (default: --data-dir, Debian's Fashion-MNIST, then Keras) or synthetic"),
+    Option("--data-dir", cfg.parse_data_dir,
+           "local data: a folder with cifar10/ and fashion_mnist/ subfolders, or NAME=PATH per "
+           "data set (repeatable; the environment separates entries with ':')",
+           kind="list", separator=os.pathsep),
+    Option("--imbalance", cfg.parse_imbalance,
+           "reading of the paper's imbalance recipe: text (default, 10%% removed), table2, "
+           "table4, table6"),
+    Option("--imbalance-classes", cfg.parse_classes,
+           "classes reduced in imbalanced variants (default 0,1,2)"),
+    Option("--imbalance-fraction", cfg.parse_fraction,
+           "share of each reduced class removed, overriding --imbalance"),
+    Option("--hflip", cfg.parse_on_off,
+           "horizontal flip in augmentation: on (default, text and Table 5) or off (Table 3)"),
+    Option("--backbone", cfg.parse_backbone,
+           "resnet50 (default, the study) or tiny (a two-layer stand-in to test the harness)"),
+    Option("--xla", cfg.parse_on_off,
+           "compile the train step with XLA: off (default, as the study) or on"),
+    Option("--mixed-precision", cfg.parse_on_off,
+           "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
+    Option("--cb-beta", cfg.parse_beta,
+           "long-tail study: beta of the effective-number class weights (default 0.9999)"),
+    Option("--la-tau", cfg.parse_tau,
+           "long-tail study: tau of the logit-adjusted loss and post-hoc adjustment (default 1)"),
+    Option("--bn-recalibrate", cfg.parse_bn_recalibrate,
+           "re-estimate BatchNorm statistics on training batches before evaluating: auto "
+           "(default: on at smoke and reduced scale, off at paper scale), on or off"),
+    Option("--augment", cfg.parse_augment,
+           "the paper's rotation/shift/flip augmentation: auto (default: off at reduced scale, "
+           "else as the case says), on or off"),
+    Option("--deterministic", cfg.parse_flag, "turn on TensorFlow op determinism (slower)",
+           kind="flag"),
+    Option("--report-dir", cfg.parse_report_dir,
+           "where run folders and reports go (default reports/)"),
+    Option("--progress", parse_progress,
+           "live progress of the training case: auto (default: in place on a terminal, a line "
+           "every 30 s otherwise; -q turns it off), off, or SECONDS between plain lines"),
+    Option("--mlflow", parse_tracking_uri,
+           "log the session into this MLflow tracking URI (e.g. sqlite:///mlruns.db): one "
+           "parent run, one nested run per case; needs pip install -e \".[mlflow]\""),
+    Option("--baseline", cfg.parse_path,
+           "compare every case with this results.csv or run folder; a regression beyond "
+           "tolerance fails the case"),
+    Option("--tolerance", parse_tolerance,
+           "baseline tolerance: absolute for scores (accuracy=0.02, scores=0.1 for all of "
+           "them), relative for train_time_s/test_time_s/peak_rss_mb (0.5 = 50%% slower); "
+           "repeatable (whitespace-separated in the environment and ini)", kind="list"),
+    Option("--resume", cfg.parse_path,
+           "write into this run folder and skip cases whose identical configuration already "
+           "passed there"),
+)
+OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
+
+
+def add_options(group, parser) -> None:
+    """Declare every option on pytest's option ``group`` and its ini key on ``parser``."""
+    for option in OPTIONS:
+        dest = f"harness_{option.dest}"
+        if option.kind == "flag":
+            group.addoption(option.flag, dest=dest, action="store_true", default=None,
+                            help=f"{option.help} (env {option.env}, ini {option.ini})")
+        else:
+            group.addoption(option.flag, dest=dest, type=option.parse, default=None,
+                            action="append" if option.kind == "list" else "store",
+                            metavar=option.dest.upper(),
+                            help=f"{option.help} (env {option.env}, ini {option.ini})")
+        parser.addini(option.ini, f"default for {option.flag}",
+                      type="args" if option.kind == "list" else "string", default=None)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Effective option values (None where unset) and where each came from: the option's flag
+    (command line), ``environment variable NAME``, ``ini key NAME`` or ``default``."""
+
+    values: dict[str, Any]
+    origins: dict[str, str]
+
+    @property
+    def given(self) -> bool:
+        """Whether any harness option was set anywhere (the plugin is active then)."""
+        return any(origin != DEFAULT for origin in self.origins.values())
+
+    def provenance(self, effective: Any = None) -> dict[str, dict[str, Any]]:
+        """``{option: {"value": ..., "from": ...}}`` for run.json; an option left at its
+        default records the value it took in ``effective`` (the session's ``RunConfig``)."""
+        return {dest: {"value": _plain(value if value is not None
+                                       else getattr(effective, dest, None)),
+                       "from": self.origins[dest]}
+                for dest, value in self.values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _parse_entries(option: Option, raw: Any, origin: str) -> Any:
+    try:
+        if option.kind == "list":
+            entries = raw if isinstance(raw, list) else str(raw).split(option.separator)
+            return [option.parse(entry) for entry in entries if entry.strip()]
+        return option.parse(raw)
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{origin}: {exc}") from None
+
+
+def resolve(getoption: Callable[[str], Any], getini: Callable[[str], Any],
+            environ: dict[str, str] | None = None) -> Resolved:
+    """Every option's effective value: command line, else environment, else ini, else None.
+
+    ``getoption``/``getini`` are pytest's ``config.getoption``/``config.getini``. A bad value
+    from the environment or the ini file raises ``argparse.ArgumentTypeError`` naming where it
+    came from (the command line is checked by argparse itself).
+    """
+    environ = os.environ if environ is None else environ
+    values, origins = {}, {}
+    for option in OPTIONS:
+        value, origin = getoption(f"harness_{option.dest}"), option.flag
+        if value is None:
+            raw_env, raw_ini = environ.get(option.env) or None, getini(option.ini)
+            if raw_env is not None:
+                origin = f"environment variable {option.env}"
+                value = _parse_entries(option, raw_env, origin)
+            elif raw_ini not in (None, "", []):
+                origin = f"ini key {option.ini}"
+                value = _parse_entries(option, raw_ini, origin)
+            else:
+                origin = DEFAULT
+        values[option.dest], origins[option.dest] = value, origin
+    return Resolved(values, origins)
+
+
+# Options that shape the session (what to compare against, where to write), not a case's run.
+_SESSION_OPTIONS = ("baseline", "tolerance", "resume", "data_dir")
+
+
+def run_config(resolved: Resolved) -> cfg.RunConfig:
+    """The session's :class:`~resnet_harness.config.RunConfig` from resolved options."""
+    values = resolved.values
+    settings = {dest: value for dest, value in values.items()
+                if value is not None and dest not in _SESSION_OPTIONS}
+    return cfg.RunConfig(**settings, data_dirs=dict(values["data_dir"] or []))

@@ -1,0 +1,50 @@
+"""An xdist worker: it collects, runs the cases it is sent into the controller's run folder
+(named in its ``workerinput``) and leaves the report to the controller (pytest-xdist's
+``WorkerInteractor`` is the model). A worker never exits the session on bad input: it fails the
+cases concerned, so the controller does not read an exit as a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import resnet_harness.plugin.options as options
+from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_cases,
+                                         run_description)
+from resnet_harness.plugin.controller import RUN_DIR_KEY, load_baseline
+from resnet_harness.storage.rundir import RunFolder
+
+
+class Worker:
+    """An xdist worker's harness: runs cases, writes rows."""
+
+    def __init__(self, config: pytest.Config, resolved: options.Resolved):
+        from resnet_harness.analysis.baseline import expand_tolerances
+
+        self.config, self.resolved = config, resolved
+        self.run = options.run_config(resolved)
+        self.folder = RunFolder(config.workerinput[RUN_DIR_KEY])
+        baseline, baseline_path = load_baseline(resolved)
+        self.runner = CaseRunner(self.run, self.folder, baseline=baseline,
+                                 baseline_path=baseline_path,
+                                 tolerances=expand_tolerances(resolved.values["tolerance"] or []),
+                                 resume=resolved.values["resume"] is not None,
+                                 run_info=self.run_info)
+        self.active = False
+        if resolved.given:
+            self.activate()
+
+    def activate(self) -> None:
+        """TensorFlow settings and this worker's GPU, before TensorFlow loads."""
+        if not self.active:
+            self.active = True
+            activate_process(self.run)
+
+    def run_info(self) -> dict[str, Any]:
+        """``run.json`` when this worker writes the folder's first row."""
+        return run_description(self.run, self.resolved)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if harness_cases(session.items):
+            self.activate()

@@ -1,0 +1,139 @@
+"""The long-tail study's report section: method x profile tables, per-class recall against class
+size, and the published CIFAR-10-LT figures beside ours (a different network and schedule).
+
+Returns an HTML fragment; the report includes it when long-tail rows exist.
+Each cell is a method's mean over seeds and, for a method other than cross-entropy, its paired
+difference from cross-entropy with the 95% t interval and the verdict of ``comparisons.compare``
+(the same statistics as the paper's comparisons, Holm-corrected per data set and profile).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any, Sequence
+
+from resnet_harness.analysis.comparisons import Result, case_summaries, compare
+from resnet_harness.report import plots
+from resnet_harness.studies import longtail
+
+LABELS = {"balanced_accuracy": "balanced acc.", "tail_accuracy": "tail acc.",
+          "head_accuracy": "head acc.", "f1_macro": "macro F1"}
+METRICS = tuple((name, LABELS[name]) for name in longtail.MEASURES)
+_VERDICT_CLASS = {"better": "better", "worse": "worse", "equivalent": "close"}
+
+
+def _rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if str(r.get("case_id", "")).startswith("longtail-")
+            and r.get("status") in ("passed", "failed")]
+
+
+def _fmt(number: float | None, signed: bool = False) -> str:
+    if number is None or number != number:
+        return "—"
+    return f"{number:+.3f}" if signed else f"{number:.3f}"
+
+
+def _cell(mean: float | None, n: int, result: Result | None) -> str:
+    text = _fmt(mean) + (f' <span class="note">n={n}</span>' if n > 1 else "")
+    css = ""
+    if result is not None and result.n:
+        interval = (f" [{_fmt(result.low, True)}, {_fmt(result.high, True)}]"
+                    if result.n >= 2 else "")
+        text += (f'<br><span class="note">{_fmt(result.mean, True)}{interval} '
+                 f"{escape(result.verdict)}</span>")
+        css = _VERDICT_CLASS.get(result.verdict, "")
+    return f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>"
+
+
+def _table(dataset: str, scale: str, rows: list[dict[str, Any]], summaries, delta: float) -> str:
+    results = {(r.comparison.treatment, r.measure): r
+               for r in compare(rows, delta, [c for c in longtail.COMPARISONS
+                                              if c.treatment in summaries or c.baseline in summaries])}
+    profiles = [p for p in longtail.PROFILES
+                if any(f"longtail-{dataset}-{p}-{m}" in summaries for m in longtail.METHODS)]
+    head = "<tr><th class=\"l\">method</th>" + "".join(
+        f'<th colspan="{len(METRICS)}">{escape(p)}</th>' for p in profiles) + "</tr>"
+    sub = "<tr><th></th>" + "".join(f"<th>{escape(label)}</th>" for _, label in METRICS) \
+        * len(profiles) + "</tr>"
+    lines = []
+    for method in longtail.METHODS:
+        cells = [f'<td class="l">{escape(method)}</td>']
+        for profile in profiles:
+            case = f"longtail-{dataset}-{profile}-{method}"
+            for name, _ in METRICS:
+                summary = summaries.get(case, {}).get(name)
+                cells.append(_cell(summary.mean if summary else None,
+                                   summary.n if summary else 0, results.get((case, name))))
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<h3>{escape(dataset)}, {escape(scale)} scale</h3><table><thead>{head}{sub}"
+            f"</thead><tbody>{''.join(lines)}</tbody></table>")
+
+
+def _published(summaries) -> str:
+    lines = []
+    for method, theirs, figure, source in longtail.PUBLISHED_CIFAR10_EXP100:
+        summary = summaries.get(f"longtail-cifar10-exp100-{method}", {}).get("balanced_accuracy")
+        ours = None if summary is None or summary.mean != summary.mean else summary.mean
+        lines.append(f'<tr><td class="l">{escape(theirs)}</td><td>{figure:.1f}</td>'
+                     f'<td class="l">{escape(source)}</td><td class="l">{escape(method)}</td>'
+                     f"<td>{'—' if ours is None else f'{100 * ours:.1f}'}</td></tr>")
+    return ('<h3>Published CIFAR-10-LT (exponential, ρ = 100) beside ours</h3>'
+            '<p class="warn">The published figures are for <b>ResNet-32 trained from scratch for '
+            '200 epochs on the full long-tailed set</b>; ours are ResNet50 at this run\'s scale '
+            'and schedule. They are shown side by side for orientation, not compared.</p>'
+            "<table><thead><tr><th class=\"l\">published method</th><th>balanced acc. %</th>"
+            "<th class=\"l\">source</th><th class=\"l\">our arm</th><th>ours % (mean over seeds)</th>"
+            "</tr>"
+            f"</thead><tbody>{''.join(lines)}</tbody></table>")
+
+
+def _plots(dataset: str, by_id: dict[str, dict[str, Any]]) -> list[bytes]:
+    """Per profile, each method's per-class recall against class size (the lowest seed's run:
+    every seed of a profile has the same class sizes)."""
+    out = []
+    for profile in longtail.PROFILES:
+        lines = []
+        for method in longtail.METHODS:
+            case = f"longtail-{dataset}-{profile}-{method}"
+            row = by_id.get(case) or next((by_id[k] for k in sorted(by_id)
+                                           if k.startswith(case + "-seed")), None)
+            recall = (((row or {}).get("metrics") or {}).get("per_class") or {}).get("recall")
+            if row and recall and row.get("train_counts"):
+                lines.append((method, list(row["train_counts"]), list(recall)))
+        png = plots.longtail_recall_png(lines, f"{dataset} {profile}: recall vs class size")
+        if png:
+            out.append(png)
+    return out
+
+
+def section(rows: Sequence[dict[str, Any]], ctx) -> str:
+    """The long-tail section as an HTML fragment; "" when ``rows`` hold no long-tail row.
+
+    ``ctx.img(png, alt)`` turns PNG bytes into an ``<img>`` tag (the report's own helper);
+    ``ctx.delta``: the equivalence margin of the verdicts (``--equivalence-delta``).
+    """
+    img, delta = ctx.img, ctx.delta
+    rows = _rows(rows)
+    if not rows:
+        return ""
+    parts = ['<p class="note">Each cell: the mean over seeds (n = seeds), and below it the mean '
+             'paired difference from cross-entropy (ce) on the same data set, profile, scale and '
+             'seed, its 95% t interval over seeds and the verdict (Holm-corrected over the '
+             'profile\'s methods and figures; one seed: a point value, inconclusive). Head / '
+             'middle / tail: the 3 / 4 / 3 classes with the most / middle / fewest training '
+             'images. Balanced accuracy is on the balanced test set.</p>']
+    for scale in sorted({str(r.get("scale")) for r in rows}):
+        for dataset in sorted({str(r.get("dataset")) for r in rows}):
+            subset = [r for r in rows if r.get("scale") == scale and r.get("dataset") == dataset]
+            if not subset:
+                continue
+            by_id = {r["case_id"]: r for r in subset}
+            summaries = case_summaries(subset, longtail.MEASURES)
+            parts.append(_table(dataset, scale, subset, summaries, delta))
+            if dataset == "cifar10" and any("-exp100-" in k for k in by_id):
+                parts.append(_published(summaries))
+            if img is not None:
+                parts.append('<div class="grid">' + "".join(
+                    img(png, f"{dataset} per-class recall against class size")
+                    for png in _plots(dataset, by_id)) + "</div>")
+    return "".join(parts)

@@ -1,0 +1,394 @@
+"""The Study API: what a study declares, and the registry that answers "the study of this case".
+
+A study is one module that builds a :class:`Study` and passes it to :func:`register`:
+
+- its **cases**, frozen dataclasses deriving from :class:`Case` (an id scheme, the data variant
+  they ask for, the head, the schedule, the figures a publication reports for them, bounds);
+- its **training hooks**, a :class:`Hooks` object per case whose methods all do nothing by
+  default, in the manner of Keras' ``Callback``: the runner calls every hook, a study overrides
+  only those it needs (the loss, class weights, the sampler, which training images to keep,
+  the expected class counts, a post-hoc transform of saved predictions, extra row fields);
+- the **row fields** it adds (:class:`~resnet_harness.storage.schema.Field` entries, registered
+  into the schema with titles) and the identity keys its rows carry;
+- its **comparisons** and **claims**, as data (:class:`Comparison`, :class:`Check`,
+  :class:`Claim`), evaluated by :mod:`resnet_harness.analysis`;
+- its **report section**, a function of the rows.
+
+The runner, schema, bounds, claims, report, baseline and tracking code ask this registry for
+"the study of this case" and never import a particular study. ``docs/writing-a-study.md`` walks
+through a third study.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+
+from resnet_harness.storage import schema
+from resnet_harness.training.model import Head
+
+__all__ = ["Bounds", "Case", "Check", "Claim", "Comparison", "Head", "Hooks", "PaperFigures",
+           "Study", "claims", "comparisons", "find_case", "get", "register", "split_seed",
+           "studies", "study_of"]
+
+
+# -- what a case is -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """What the study's source publication reports for one case; ``None`` where it reports
+    nothing. The report puts our figures beside these."""
+
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    roc_auc: float | None = None
+    train_time_s: float | None = None
+    test_time_s: float | None = None
+    memory_mb: float | None = None
+    source: str = ""  # which table(s) the figures come from
+
+    def as_dict(self) -> dict[str, float]:
+        """The reported figures only, keyed by metric name."""
+        keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "train_time_s",
+                "test_time_s", "memory_mb")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Sanity floors a case must clear, per scale (metric -> minimum). Range and count checks
+    apply at every scale; smoke has no floors (one epoch on a few hundred images)."""
+
+    reduced: dict[str, float] = field(default_factory=lambda: {"roc_auc_ovr_macro": 0.55})
+    paper: dict[str, float] = field(default_factory=lambda: {"roc_auc_ovr_macro": 0.55})
+
+    def floors(self, scale: str) -> dict[str, float]:
+        """Floors for one scale name."""
+        return dict(getattr(self, scale, {}) or {})
+
+
+class Hooks:
+    """A case's training hooks. Every method is a no-op by default; a study overrides what it
+    needs. ``cfg`` is the case's :class:`~resnet_harness.training.config.CaseConfig`."""
+
+    #: ``ModelCache`` key of the loss :meth:`build_loss` makes; None: sparse cross-entropy.
+    loss_name: str | None = None
+
+    def build_loss(self):
+        """The Keras loss to compile (called once per cached model, when ``loss_name`` is set)."""
+        return None
+
+    def class_balanced(self) -> bool:
+        """Whether training batches are drawn class-uniformly (``tf.data`` re-sampling)."""
+        return False
+
+    def select_training(self, train_idx, y_train, seed: int):
+        """``(indices kept, classes reduced)`` of the capped training set, or None to keep it."""
+        return None
+
+    def expected_train_counts(self, counts_before: Sequence[int]) -> list[int] | None:
+        """The per-class training counts :meth:`select_training` must leave (the bounds check
+        them), or None for the session's imbalance recipe."""
+        return None
+
+    def before_fit(self, cfg, model, train_counts: Sequence[int]) -> dict[str, Any]:
+        """Configure ``model`` for this case; returns extra ``fit`` arguments (``class_weight``,
+        ``callbacks``)."""
+        return {}
+
+    def predictions_from(self) -> str | None:
+        """The case id (without seed) whose saved predictions this case transforms instead of
+        training (post-hoc methods), or None: this case trains."""
+        return None
+
+    def transform_predictions(self, cfg, proba, train_counts: Sequence[int]):
+        """The post-hoc transform of the saved probabilities (only with :meth:`predictions_from`)."""
+        return proba
+
+    def row_fields(self, cfg, train_counts: Sequence[int], metrics: Mapping[str, Any]
+                   ) -> dict[str, Any]:
+        """Extra fields of the result row (declared in the study's ``fields``/``row_keys``)."""
+        return {}
+
+
+_NO_HOOKS = Hooks()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    """A case of a study: data set, variant, head, schedule, published figures and bounds.
+
+    A study derives its own frozen dataclass, adds its fields and defines :attr:`base_id`.
+    """
+
+    study: ClassVar[str] = ""  # the registered study's name
+
+    dataset: str
+    head: Head = Head()
+    epochs: int = 1
+    augment: bool = False  # rotation/shift/flip of the training data
+    split: float | None = None  # train share of pooled train+test data; None: the own split
+    paper: PaperFigures = PaperFigures()
+    weights: str = "imagenet"  # smoke and reduced scales replace it with random init
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    bounds: Bounds = Bounds()
+    tolerances: tuple[tuple[str, float], ...] = ()  # per-case baseline tolerances
+    note: str = ""
+    seed: int | None = None  # set only under --seeds: one case per seed, the seed in its id
+
+    @property
+    def base_id(self) -> str:
+        """The id without a seed; unique within the study and across studies."""
+        raise NotImplementedError
+
+    @property
+    def id(self) -> str:
+        """The test id: :attr:`base_id`, with ``-seed3`` appended under ``--seeds``."""
+        return self.base_id + ("" if self.seed is None else f"-seed{self.seed}")
+
+    @property
+    def imbalanced(self) -> bool:
+        """Whether the training set must come out imbalanced (the bounds check it)."""
+        return False
+
+    @property
+    def uses_imbalance_recipe(self) -> bool:
+        """Whether the session's ``--imbalance`` recipe makes this case's training set."""
+        return False
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """pytest markers of the case, beyond ``experiment`` and the study's own."""
+        return (self.dataset,)
+
+    @property
+    def label(self) -> str:
+        """A short name for comparison tables (``cifar10 exp100 focal``)."""
+        return self.base_id
+
+    def identity(self) -> dict[str, Any]:
+        """Row keys that place the case (declared in the study's ``row_keys``)."""
+        return {"dataset": self.dataset, "split": self.split}
+
+    def config_fields(self, cfg) -> dict[str, Any]:
+        """Study settings stored in the row's ``config`` (so that resume compares them)."""
+        return {}
+
+    def controlled(self) -> "Case | None":
+        """This case under ``--comparison controlled``, or None when that changes nothing."""
+        return None
+
+    def hooks(self) -> Hooks:
+        """The case's training hooks."""
+        return _NO_HOOKS
+
+
+# -- comparisons and claims, as data ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Comparison:
+    """Treatment arm against baseline arm (case ids without seed), paired by seed, on
+    ``measures``; Holm's correction runs over a ``family``. ``factor`` names what the study
+    varies between the arms (its fields are not confounds: see ``Study.factor_fields``)."""
+
+    family: str
+    factor: str
+    baseline: str
+    treatment: str
+    measures: tuple[str, ...] = ("accuracy",)
+
+    @property
+    def name(self) -> str:
+        return f"{_label(self.treatment)} vs {_label(self.baseline)}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A claim says: ``treatment`` moves ``measure`` in direction ``expect`` against
+    ``baseline`` (``higher``, ``lower`` or ``not lower``)."""
+
+    baseline: str
+    treatment: str
+    measure: str
+    expect: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A checkable statement of a study: supported when every check holds."""
+
+    key: str
+    statement: str
+    source: str
+    checks: tuple[Check, ...]
+
+
+# -- the study ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Study:
+    """One study: everything the harness needs to run, judge, compare and report it."""
+
+    name: str  # also its pytest marker
+    title: str
+    cases: tuple[Case, ...]
+    markers: tuple[tuple[str, str], ...] = ()  # (marker, description) beyond the data sets
+    opt_in: bool = False  # runs only when -m/-k names it (plain `pytest experiments` skips it)
+    comparisons: tuple[Comparison, ...] = ()
+    claims: tuple[Claim, ...] = ()
+    fields: tuple[schema.Field, ...] = ()  # row fields it adds (the schema registers them)
+    row_keys: tuple[str, ...] = ()  # identity keys its rows carry (Case.identity)
+    identity_columns: tuple[str, ...] = ()  # of those, the ones results.csv shows as columns
+    factor_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Its report section: section(rows, ctx) -> HTML (ctx: report.html.SectionContext), or
+    # "module:function" naming it, imported when a report is built (pandas stays out of a run).
+    report: Callable[..., str] | str | None = None
+    module: str = ""  # importable module that registers it (set by register)
+
+    def __post_init__(self) -> None:
+        ids = [case.id for case in self.cases]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"study {self.name}: case ids must be unique")
+
+    @property
+    def cases_by_id(self) -> dict[str, Case]:
+        return {case.id: case for case in self.cases}
+
+    def case(self, case_id: str) -> Case | None:
+        """The case of ``case_id`` (a seeded id gives the case with that seed), or None."""
+        base, seed = split_seed(str(case_id))
+        case = self.cases_by_id.get(base)
+        return case if case is None or seed is None else replace(case, seed=seed)
+
+
+_STUDIES: dict[str, Study] = {}
+_BY_CASE: dict[str, Study] = {}
+_SEED_SUFFIX = re.compile(r"-seed(\d+)$")
+
+
+def split_seed(case_id: str) -> tuple[str, int | None]:
+    """``("table7-...-reg_none", 3)`` for ``"table7-...-reg_none-seed3"``; seed None without one."""
+    match = _SEED_SUFFIX.search(case_id)
+    if match is None:
+        return case_id, None
+    return case_id[:match.start()], int(match.group(1))
+
+
+def register(study: Study, module: str | None = None) -> Study:
+    """Make ``study`` known to every layer (its fields and row keys to the schema). Registering
+    the same name again replaces it (a module imported twice). Returns the study."""
+    study = replace(study, module=module or study.module)
+    clash = [c.id for c in study.cases if _BY_CASE.get(c.id, study).name != study.name]
+    if clash:
+        raise ValueError(f"study {study.name}: case ids {clash[:3]} belong to another study")
+    for case in study.cases:
+        if type(case).study != study.name:
+            raise ValueError(f"study {study.name}: {type(case).__name__}.study is "
+                             f"{type(case).study!r}; set it to {study.name!r}")
+    schema.register_fields(study.fields)
+    schema.register_keys(study.row_keys, study.name)
+    _STUDIES[study.name] = study
+    _BY_CASE.update({case.id: study for case in study.cases})
+    return study
+
+
+def studies() -> tuple[Study, ...]:
+    """Every registered study, in registration order."""
+    return tuple(_STUDIES.values())
+
+
+def get(name: str) -> Study:
+    """The study called ``name``; ``KeyError`` naming the known ones otherwise."""
+    try:
+        return _STUDIES[name]
+    except KeyError:
+        raise KeyError(f"unknown study {name!r}; known: {', '.join(_STUDIES)}") from None
+
+
+def study_of(case_id: str) -> Study | None:
+    """The study whose case ``case_id`` is (seeded ids too), or None."""
+    return _BY_CASE.get(split_seed(str(case_id))[0])
+
+
+def find_case(case_id: str) -> Case | None:
+    """The case of ``case_id`` in any registered study (a seeded id gives that seed), or None."""
+    found = study_of(case_id)
+    return found.case(case_id) if found else None
+
+
+# The studies that ship with the harness, by module: loaded by name like any other study.
+BUILTIN = {"paper": "resnet_harness.studies.paper", "longtail": "resnet_harness.studies.longtail"}
+
+
+def load_builtin() -> tuple[Study, ...]:
+    """Register the studies that ship with the harness (the paper's and the long-tail study)."""
+    for module in BUILTIN.values():
+        importlib.import_module(module)
+    return studies()
+
+
+def load(rows: Iterable[Mapping[str, Any]]) -> None:
+    """Import the modules of the studies that ``rows`` name and that are not registered yet (a
+    report rebuilt in a fresh process, an xdist controller that collected nothing)."""
+    for row in rows:
+        name, module = row.get("study"), row.get("study_module")
+        if isinstance(name, str) and name not in _STUDIES and isinstance(module, str) and module:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                continue  # its rows are still shown; its comparisons and section are not
+
+
+def complete_row(row: Mapping[str, Any], run_info: Mapping[str, Any] | None = None
+                 ) -> dict[str, Any]:
+    """A copy of ``row`` with its case's identity and published figures filled in from its
+    study: corrupt or unfinished rows carry little more than a case id, and still land in the
+    right place of every table."""
+    out = dict(row)
+    case = find_case(str(row.get("case_id")))
+    if case is not None:
+        out.setdefault("study", case.study)
+        for key, value in case.identity().items():
+            out.setdefault(key, value)
+        if not out.get("paper"):
+            out["paper"] = dict(case.paper.as_dict(), source=case.paper.source)
+    for key in ("scale", "seed"):
+        if out.get(key) is None and run_info and run_info.get(key) is not None:
+            out[key] = run_info[key]
+    return out
+
+
+def comparisons() -> tuple[Comparison, ...]:
+    """Every registered study's comparisons."""
+    return tuple(c for s in _STUDIES.values() for c in s.comparisons)
+
+
+def claims() -> tuple[Claim, ...]:
+    """Every registered study's claims."""
+    return tuple(c for s in _STUDIES.values() for c in s.claims)
+
+
+def factor_fields(factor: str) -> tuple[str, ...]:
+    """The row fields that ``factor`` changes by design (not confounds), from every study."""
+    for s in _STUDIES.values():
+        if factor in s.factor_fields:
+            return tuple(s.factor_fields[factor])
+    return (factor,)
+
+
+def report_section(found: Study) -> Callable[..., str] | None:
+    """The study's report-section function (a ``"module:function"`` name is imported now)."""
+    if isinstance(found.report, str):
+        module, _, name = found.report.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return found.report
+
+
+def _label(case_id: str) -> str:
+    case = find_case(case_id)
+    return case.label if case is not None else case_id

@@ -1,0 +1,260 @@
+"""ResNet50 with the study's classifier heads, and a cache that reuses a built, traced model.
+
+Keras traces and optimises a new training graph the first time ``fit`` runs on each freshly built
+model (tens of seconds for ResNet50 on a CPU). Cases with the same architecture can reuse one model
+instead: :class:`ModelCache` restores every variable (weights, batch-norm statistics, optimizer
+slots, random-generator states) to the values it had when built, so the reused model computes
+exactly what a fresh one would.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from dataclasses import dataclass
+
+from resnet_harness.training.data.sources import NUM_CLASSES
+
+INPUT_SHAPE = (32, 32, 3)
+
+
+@dataclass(frozen=True)
+class Head:
+    """The classifier put on the backbone: pooling, hidden layer, dropout, output."""
+
+    dense_units: int | None = None  # Table 6 only: Dense(1024, relu) before the output
+    dropout: float = 0.0  # rate of the Dropout before the output layer
+    regularizer: str | None = None  # "l1" | "l2" on the output layer's kernel (Table 10)
+    reg_strength: float = 0.01  # not given by the paper: Keras' default factor
+    freeze_base: bool = False  # Table 6: "Freeze Base: True"
+
+
+class ModelError(Exception):
+    """The model cannot be built as asked; the message is one line with the fix."""
+
+
+def resnet50_backbone(weights: str):
+    """``keras.applications.ResNet50(include_top=False)`` on 32x32x3 inputs.
+
+    ``weights`` is "imagenet", "none" (random init) or the path of a weights file for the base.
+    """
+    import keras
+
+    try:
+        return keras.applications.ResNet50(
+            include_top=False, weights=None if weights == "none" else weights,
+            input_shape=INPUT_SHAPE)
+    except Exception as exc:  # noqa: BLE001 - download and file errors all mean "no weights"
+        if weights == "imagenet":
+            raise ModelError(
+                "cannot load ImageNet weights for ResNet50 (download failed: "
+                f"{type(exc).__name__}); use --weights none for random init, or --weights PATH "
+                "to a local resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5") from None
+        raise ModelError(f"cannot load ResNet50 weights from {weights}: {exc}; pass a ResNet50 "
+                         "'notop' weights file, 'imagenet' or 'none'") from None
+
+
+def tiny_backbone(weights: str):
+    """A two-convolution stand-in for ResNet50 (random init only, one BatchNormalization), for
+    fast self-tests of the harness's wiring; never used for the study's figures."""
+    import keras
+
+    if weights != "none":
+        raise ModelError("the tiny backbone has no pretrained weights; use --weights none")
+    inputs = keras.Input(INPUT_SHAPE)
+    x = keras.layers.Conv2D(8, 3, strides=2, name="tiny_conv1")(inputs)
+    # One BatchNormalization, like ResNet50's 53, so that self-tests exercise its re-estimation.
+    x = keras.layers.BatchNormalization(name="tiny_bn")(x)
+    x = keras.layers.ReLU(name="tiny_relu")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu", name="tiny_conv2")(x)
+    return keras.Model(inputs, x, name="tiny_backbone")
+
+
+BACKBONES = {"resnet50": resnet50_backbone, "tiny": tiny_backbone}
+
+
+def seed_everything(seed: int) -> None:
+    """``keras.utils.set_random_seed(seed)``, without clearing TensorFlow's kernel cache when its
+    global seed already is ``seed``.
+
+    ``tf.random.set_seed`` always clears that cache, and every traced model in the process then
+    pays its function instantiation again on its next step (12-15 s for ResNet50 on 2 CPU cores,
+    measured). Our TensorFlow random ops all carry explicit seeds, so only the global seed's value
+    matters to them, not a fresh op-seed sequence.
+    """
+    import keras
+
+    from resnet_harness.training.keras_internals import reseed
+
+    if not reseed(seed):
+        keras.utils.set_random_seed(seed)
+
+
+def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1e-3,
+                backbone: Callable = resnet50_backbone, jit_compile: bool = False,
+                mixed_precision: bool = False, loss="sparse_categorical_crossentropy"):
+    """The backbone plus the head of ``head``, compiled with Adam and cross-entropy (``loss``:
+    another Keras loss, by name or as an object: a study's ``Hooks.build_loss``).
+
+    Sparse categorical cross-entropy on integer labels equals the paper's categorical
+    cross-entropy on one-hot labels without materialising them. ``jit_compile`` compiles the
+    train step with XLA; ``mixed_precision`` computes in float16 with float32 variables and a
+    float32 softmax (Keras then scales the loss), for GPUs with tensor cores. Both are off by
+    default: the study used neither.
+    """
+    import keras
+
+    from resnet_harness.training.head import PenalizedDense, VariableDropout
+
+    seed_everything(seed)
+    previous = keras.config.dtype_policy()
+    # The policy is read when layers and the model are made; set it for this build only.
+    keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+    try:
+        base = backbone(weights)
+        base.trainable = not head.freeze_base
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(base.output)
+        if head.dense_units:
+            x = keras.layers.Dense(head.dense_units, activation="relu", name="hidden")(x)
+        x = VariableDropout(name="dropout")(x)
+        outputs = PenalizedDense(NUM_CLASSES, activation="softmax", name="predictions",
+                                 dtype="float32")(x)
+        model = keras.Model(base.input, outputs, name="resnet50_harness")
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss=loss, metrics=["accuracy"],
+                      jit_compile=jit_compile)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    configure_head(model, head)
+    return model
+
+
+def configure_head(model, head: Head) -> None:
+    """Set the dropout rate and the L1/L2 strengths of ``model``'s head to ``head``'s."""
+    if head.regularizer not in (None, "l1", "l2"):
+        raise ModelError(f"unknown regularizer {head.regularizer!r}; use 'l1', 'l2' or None")
+    if not 0.0 <= head.dropout < 1.0:
+        raise ModelError(f"dropout rate {head.dropout} must lie in [0, 1)")
+    model.get_layer("dropout").rate.assign(head.dropout)
+    output = model.get_layer("predictions")
+    output.l1.assign(head.reg_strength if head.regularizer == "l1" else 0.0)
+    output.l2.assign(head.reg_strength if head.regularizer == "l2" else 0.0)
+
+
+def predict(model, dataset) -> np.ndarray:
+    """``model.predict(dataset)``: the model's outputs (``training=False``) for every batch.
+
+    Keras' ``predict`` traces its function for the exact shape of the first batch and traces
+    again when a later batch (a short last batch, another case's test set) has another size, 2-5 s
+    each for ResNet50 on a CPU. One function per model with an unknown batch size is traced once.
+    """
+    import tensorflow as tf
+
+    forward = getattr(model, "_harness_forward", None)
+    if forward is None:
+        spec = tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32)
+        forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        model._harness_forward = forward  # noqa: SLF001 - cached with the model it belongs to
+    batches = [forward(batch[0] if isinstance(batch, tuple) else batch).numpy()
+               for batch in dataset]
+    return np.concatenate(batches) if batches else np.zeros((0,) + tuple(model.output_shape[1:]),
+                                                            np.float32)
+
+
+def architecture(head: Head) -> tuple:
+    """What of a head shapes the graph; heads that differ only in the rest share one model."""
+    return (head.dense_units, head.freeze_base)
+
+
+def _state_variables(model) -> list:
+    """Every variable whose value a training run changes, including random-generator states."""
+    seen, out = set(), []
+    candidates = list(model.variables) + list(model.optimizer.variables)
+    from resnet_harness.training.keras_internals import generator_states, nested_layers
+
+    for layer in nested_layers(model):
+        candidates.extend(generator_states(layer))
+    for variable in candidates:
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            out.append(variable)
+    return out
+
+
+class _Snapshot:
+    """The just-built values of a model's state variables, and a way to put them back.
+
+    Values that are all zero (Adam's slots) are kept as "zeros", not as ~180 MB of copies. The
+    first restore traces one function that assigns every variable (about 2 s for ResNet50); each
+    later one takes ~20 ms, against ~0.4 s for 750 eager ``assign`` calls (measured).
+    """
+
+    def __init__(self, variables: list):
+        import tensorflow as tf
+
+        self._zeroed, self._kept, self._values = [], [], []
+        for variable in variables:
+            value = variable.numpy()
+            if np.any(value):
+                self._kept.append(variable)
+                self._values.append(tf.constant(value))
+            else:
+                self._zeroed.append(variable)
+        self._restore = None
+
+    def restore(self) -> None:
+        if self._restore is None:
+            import tensorflow as tf
+
+            @tf.function
+            def restore(*values):
+                for variable in self._zeroed:
+                    variable.assign(tf.zeros(variable.shape, variable.dtype))
+                for variable, value in zip(self._kept, values):
+                    variable.assign(value)
+
+            self._restore = restore
+        self._restore(*self._values)
+
+
+class ModelCache:
+    """Built models keyed by everything that shapes their graph; each handed out reset to its
+    just-built state and configured for the asked head (dropout rate, penalty strengths)."""
+
+    def __init__(self, build: Callable = build_model, max_models: int = 2):
+        self._build = build
+        self._max_models = max_models
+        self._models: dict = {}  # insertion order = least recently used first
+        self.built_last = False  # whether the last get() built its model (else reused one)
+
+    def get(self, head: Head, *, weights: str, seed: int, learning_rate: float,
+            loss_name: str | None = None, make_loss: Callable | None = None, **kwargs):
+        """A model for this architecture, as freshly built (reused when one exists).
+
+        ``loss_name`` keys the cache; ``make_loss()`` builds that loss for a new model (None:
+        sparse cross-entropy)."""
+        key = (architecture(head), weights, seed, learning_rate, loss_name,
+               tuple(sorted(kwargs.items())))
+        if key not in self._models:
+            if make_loss is not None:
+                kwargs["loss"] = make_loss()
+            while len(self._models) >= self._max_models:
+                # Each ResNet50 with its optimizer state holds ~0.5-1 GB; keep only the newest.
+                self._models.pop(next(iter(self._models)))
+            model = self._build(head, weights=weights, seed=seed, learning_rate=learning_rate,
+                                **kwargs)
+            model.optimizer.build(model.trainable_variables)
+            self._models[key] = (model, _Snapshot(_state_variables(model)))
+            self.built_last = True
+            return model
+        model, snapshot = self._models.pop(key)
+        self._models[key] = (model, snapshot)
+        snapshot.restore()
+        configure_head(model, head)
+        self.built_last = False
+        return model
+
+    def clear(self) -> None:
+        self._models.clear()

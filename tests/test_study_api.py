@@ -1,0 +1,158 @@
+"""The Study API end to end: a third study, defined in its own module of a user's project (no
+line of the package changed), runs with the tiny backbone on synthetic data, and its rows, its
+field, its comparison, its claim and its report section all come out."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from helpers import CONFTEST, FAST
+from resnet_harness import study
+from resnet_harness.storage import schema
+from resnet_harness.study import Case, Hooks
+
+# A user's study: does a ten times larger learning rate change accuracy? Its cases vary one
+# field, its hooks add one declared row field, its claim and report section are its own.
+THIRD_STUDY = '''
+from dataclasses import dataclass
+
+import numpy as np
+
+from resnet_harness.storage.schema import Field
+from resnet_harness.study import Check, Claim, Comparison, Hooks, Study, register, Case
+
+
+@dataclass(frozen=True)
+class RateCase(Case):
+    study = "rates"
+
+    @property
+    def base_id(self):
+        return f"rates-{self.dataset}-lr{self.learning_rate:g}"
+
+    @property
+    def label(self):
+        return f"{self.dataset} lr {self.learning_rate:g}"
+
+    def hooks(self):
+        return RateHooks()
+
+
+class RateHooks(Hooks):
+    def row_fields(self, cfg, train_counts, metrics):
+        return {"worst_recall": float(np.min(metrics["per_class"]["recall"]))}
+
+
+CASES = tuple(RateCase(dataset="fashion_mnist", learning_rate=lr) for lr in (1e-3, 1e-2))
+LOW, HIGH = CASES[0].id, CASES[1].id
+
+
+def section(rows, ctx):
+    return f"<p>rates section: {len(rows)} rows</p>"
+
+
+STUDY = register(Study(
+    name="rates", title="Learning rates", cases=CASES,
+    comparisons=(Comparison("rates", "learning_rate", LOW, HIGH,
+                            ("accuracy", "worst_recall")),),
+    claims=(Claim("higher-rate-helps", "A ten times larger rate raises accuracy", "ours",
+                  (Check(LOW, HIGH, "accuracy", "higher"),)),),
+    fields=(Field("worst_recall", "group_score", "higher", ".3f",
+                  doc="recall of the worst class"),),
+    factor_fields={"learning_rate": ("learning_rate",)},
+    report=section), __name__)
+'''
+
+EXPERIMENTS = '''
+from rates import STUDY
+from resnet_harness.plugin import case_params
+
+
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        metafunc.parametrize("case", case_params(metafunc.config, STUDY))
+
+
+def test_rates(case, harness):
+    harness.check(case)
+'''
+
+
+def test_a_third_study_is_one_module_and_one_experiments_file(pytester: pytest.Pytester):
+    pytester.makepyfile(rates=THIRD_STUDY, test_rates=EXPERIMENTS, conftest=CONFTEST)
+    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
+    listed = pytester.runpytest_subprocess("--collect-only", "-q", "-m", "rates")
+    listed.stdout.fnmatch_lines(["*test_rates[[]rates-fashion_mnist-lr0.001[]]*",
+                                 "*test_rates[[]rates-fashion_mnist-lr0.01[]]*"])
+    result = pytester.runpytest_subprocess(*FAST, "--seeds", "0-1", "--progress", "off")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*higher-rate-helps*"])  # its claim in the terminal
+    run = (pytester.path / "reports" / "latest").resolve()
+    frame = pd.read_csv(run / "results.csv")
+    assert set(frame["study"]) == {"rates"} and len(frame) == 4
+    assert frame["worst_recall"].between(0, 1).all()  # its declared field, as a column
+    comparisons = pd.read_csv(run / "comparisons.csv")
+    ours = comparisons[comparisons["family"] == "rates"]
+    assert set(ours["measure"]) == {"accuracy", "worst_recall"}
+    assert (ours["n_seeds"] == 2).all()
+    claims = pd.read_csv(run / "claims.csv")
+    assert list(claims["claim"]) == ["higher-rate-helps"]
+    assert claims["verdict"].iloc[0] in ("supported", "contradicted", "inconclusive")
+    page = (run / "report.html").read_text()
+    assert '<h2 id="study-rates">Learning rates</h2><p>rates section: 4 rows</p>' in page
+    assert "A ten times larger rate raises accuracy" in page
+
+
+def test_the_report_of_a_fresh_process_loads_the_study_its_rows_name(pytester):
+    """``python -m resnet_harness report`` in another process imports the study module a row
+    names, so its comparison and section are there too."""
+    pytester.makepyfile(rates=THIRD_STUDY, test_rates=EXPERIMENTS, conftest=CONFTEST)
+    pytester.runpytest_subprocess(*FAST, "--progress", "off").assert_outcomes(passed=2)
+    run = (pytester.path / "reports" / "latest").resolve()
+    (run / "report.html").unlink()
+    rebuilt = pytester.run("python", "-m", "resnet_harness", "report", str(run))
+    assert rebuilt.ret == 0, rebuilt.stderr.str()
+    assert "rates section: 2 rows" in (run / "report.html").read_text()
+
+
+def test_registering_refuses_what_would_be_ambiguous():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Clash(Case):
+        study = "clash"
+
+        @property
+        def base_id(self):
+            return "table7-cifar10-balanced-split_orig-reg_none"  # the paper's
+
+    study.load_builtin()
+    with pytest.raises(ValueError, match="belong to another study"):
+        study.register(study.Study("clash", "clash", (Clash(dataset="cifar10"),)))
+
+    @dataclass(frozen=True)
+    class Unnamed(Case):
+        @property
+        def base_id(self):
+            return "unnamed-1"
+
+    with pytest.raises(ValueError, match="set it to 'unnamed'"):
+        study.register(study.Study("unnamed", "u", (Unnamed(dataset="cifar10"),)))
+    assert "clash" not in {s.name for s in study.studies()}
+
+
+def test_default_hooks_do_nothing():
+    hooks = Hooks()
+    assert hooks.loss_name is None and hooks.build_loss() is None
+    assert not hooks.class_balanced() and hooks.predictions_from() is None
+    assert hooks.select_training([0, 1], [0, 1], 0) is None
+    assert hooks.expected_train_counts([5, 5]) is None
+    assert hooks.before_fit(None, None, [5, 5]) == {} and hooks.row_fields(None, [], {}) == {}
+
+
+def test_study_fields_join_the_schema_registry():
+    study.load_builtin()
+    assert "tail_accuracy" in schema.FIELDS_BY_NAME
+    assert "tail_accuracy" in schema.GROUP_SCORES
+    assert {"table", "balance", "long_tail"} <= schema.KNOWN_KEYS
