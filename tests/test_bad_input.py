@@ -41,7 +41,9 @@ BAD_OPTIONS = [
 @pytest.mark.parametrize("args, message", BAD_OPTIONS, ids=[a[0] for a, _ in BAD_OPTIONS])
 def test_bad_option(pytester, args, message):
     pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
-    result = pytester.runpytest(*args)
+    # The project as a test path: its conftest loads the plugin before an option's value that
+    # is an existing path (outside the project) could be taken for one.
+    result = pytester.runpytest(str(pytester.path), *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     # pytest prints its usage line, then the one line that says what is wrong and the fix.
     matching = [line for line in result.stderr.lines if message in line]

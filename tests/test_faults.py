@@ -203,7 +203,9 @@ BAD_WEIGHTS = [
 @pytest.mark.parametrize("kind, message", BAD_WEIGHTS, ids=[k for k, _ in BAD_WEIGHTS])
 def test_bad_weights_file_is_a_usage_error(pytester, tmp_path, kind, message):
     pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
-    result = pytester.runpytest("--weights", _weights(tmp_path, kind))
+    # The project as a test path: its conftest loads the plugin before an option's value that
+    # is an existing path (outside the project) could be taken for one.
+    result = pytester.runpytest(str(pytester.path), "--weights", _weights(tmp_path, kind))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     lines = [line for line in result.stderr.lines if message in line]
     assert len(lines) == 1 and "argument --weights: weights file" in lines[0], \
@@ -218,7 +220,8 @@ def test_bad_weights_file_is_a_usage_error(pytester, tmp_path, kind, message):
 def test_a_resnet50_notop_weights_file_passes_the_check(pytester, tmp_path, name, keras3):
     pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     path = write_resnet50_weights(tmp_path / name, keras3=keras3)
-    result = pytester.runpytest("--weights", str(path), "--collect-only", "-q")
+    result = pytester.runpytest(str(pytester.path), "--weights", str(path), "--collect-only",
+                                "-q")
     assert result.ret == pytest.ExitCode.OK
 
 
@@ -284,7 +287,7 @@ def test_bad_setting_is_a_one_line_usage_error(pytester, monkeypatch, tmp_path, 
         pytester.makeini(f"[pytest]\n{ini.format(file=afile)}\n")
     for name, value in env.items():
         monkeypatch.setenv(name, value.format(file=afile))
-    result = pytester.runpytest(*[a.format(file=afile) for a in args])
+    result = pytester.runpytest(str(pytester.path), *[a.format(file=afile) for a in args])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     message = message.format(file=afile)
     assert len([line for line in result.stderr.lines if message in line]) == 1, \
@@ -301,6 +304,7 @@ def test_deterministic_environment_variable_is_read(pytester, monkeypatch, value
         return options.run_config(options.resolve(config.getoption, config.getini))
 
     monkeypatch.setenv("RESNET_HARNESS_DETERMINISTIC", value)
+    pytester.makeconftest(CONFTEST)
     pytester.makeini("[pytest]\nharness_deterministic = true\n")  # the environment beats ini
     config = pytester.parseconfigure()
     assert run_config(config).deterministic is expected
@@ -340,11 +344,11 @@ def test_caps_that_change_what_a_case_means_are_refused(pytester, args, message)
 # Write faults inside a run: the case fails with one line, the session goes on; a report that
 # cannot be written makes the exit status non-zero and says how to rebuild it.
 
-# Every file the harness writes goes through results._write_temp; this makes it fail as on a
+# Every file the harness writes goes through atomic._write_temp; this makes it fail as on a
 # full disk for the files that match {condition}.
 FAIL_WRITES = """
 import errno, os
-import resnet_harness.storage.rundir as results
+import resnet_harness.storage.atomic as results
 
 _real = results._write_temp
 
@@ -423,7 +427,7 @@ def test_report_that_cannot_be_written_exits_non_zero_and_says_how_to_rebuild(st
 
 def test_csv_is_written_atomically(tmp_path, monkeypatch):
     """Disk full while writing results.csv leaves the old file whole (it used to be 0 bytes)."""
-    from resnet_harness.storage import rundir as results
+    from resnet_harness.storage import atomic as results
     from resnet_harness.report import table
 
     old = tmp_path / "results.csv"

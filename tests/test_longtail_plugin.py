@@ -47,8 +47,8 @@ def test_paper_cases_and_ids_unchanged_and_markers_select(studies):
 def test_posthoc_without_its_ce_row_fails_with_one_line(studies):
     result = studies.runpytest_subprocess(*FAST, "-m", "longtail and cifar10 and step10 and posthoc_la")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*post-hoc logit adjustment needs the finished row of "
-                                 "longtail-cifar10-step10-ce in this run folder*"])
+    result.stdout.fnmatch_lines(["*longtail-cifar10-step10-posthoc_la transforms the finished "
+                                 "predictions of longtail-cifar10-step10-ce in this run folder*"])
 
 
 def test_every_method_runs_and_rows_hold_the_profile_counts(studies):

@@ -4,6 +4,8 @@ field, its comparison, its claim and its report section all come out."""
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 import pytest
 
@@ -111,7 +113,7 @@ def test_the_report_of_a_fresh_process_loads_the_study_its_rows_name(pytester):
     pytester.runpytest_subprocess(*FAST, "--progress", "off").assert_outcomes(passed=2)
     run = (pytester.path / "reports" / "latest").resolve()
     (run / "report.html").unlink()
-    rebuilt = pytester.run("python", "-m", "resnet_harness", "report", str(run))
+    rebuilt = pytester.run(sys.executable, "-m", "resnet_harness", "report", str(run))
     assert rebuilt.ret == 0, rebuilt.stderr.str()
     assert "rates section: 2 rows" in (run / "report.html").read_text()
 
