@@ -1,7 +1,8 @@
-"""Command line: ``python -m resnet_harness report RUN_DIR [RUN_DIR ...] [--out DIR]``.
+"""Command line: ``python -m resnet_harness report|claims|save-baseline ...``.
 
-``report`` rebuilds ``results.csv`` and ``report.html`` from saved result rows, without training
-and without importing TensorFlow. Other subcommands can be added to :func:`_parser`.
+``report`` rebuilds ``results.csv`` and ``report.html`` from saved result rows; ``claims``
+evaluates the studies' comparisons and claims from run folders or results CSVs. Neither trains
+nor imports TensorFlow. Other subcommands can be added to :func:`_parser`.
 """
 
 from __future__ import annotations
@@ -59,6 +60,34 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims(args: argparse.Namespace) -> int:
+    """Claims, comparisons and seeds from saved rows: run folders and results CSVs alike."""
+    from resnet_harness.report import claims_report
+
+    paths = [Path(p) for p in args.paths]
+    for path in paths:
+        if path.is_dir():
+            _check_run_dir(path)
+        elif not path.is_file():
+            raise UsageError(f"{path} does not exist; pass run folders or results.csv files "
+                             "(e.g. baselines/reduced.csv)")
+    try:
+        written = claims_report(paths, Path(args.out), delta=args.delta)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot make claims from {', '.join(map(str, paths))}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; pass "
+                         "run folders or results.csv files written by resnet-harness") from exc
+    for name, path in written.items():
+        print(f"{name + ':':<12} {path}")
+    return 0
+
+
+def _delta(value: str) -> float:
+    from resnet_harness.training.config import parse_delta
+
+    return parse_delta(value)
+
+
 def _save_baseline(args: argparse.Namespace) -> int:
     from resnet_harness.analysis.baseline import BaselineError, save_baseline
 
@@ -86,6 +115,18 @@ def _parser() -> argparse.ArgumentParser:
                              "merged-<UTC time> beside the first run folder)")
     report.add_argument("--title", help="title of the HTML report")
     report.set_defaults(handler=_report)
+    claims = commands.add_parser(
+        "claims", help="claims, comparisons and seeds from saved rows (run folders or CSVs)",
+        description="Evaluate every study's comparisons and claims from the rows of run "
+                    "folders and/or results.csv files (a committed baseline file included) and "
+                    "write claims.csv, comparisons.csv, seeds.csv and claims.html into --out.")
+    claims.add_argument("paths", nargs="+", metavar="PATH",
+                        help="run folders or results.csv files, e.g. baselines/reduced.csv")
+    claims.add_argument("--out", required=True, metavar="DIR", help="where to write")
+    claims.add_argument("--delta", type=_delta, default=None, metavar="D",
+                        help="equivalence margin (default: the runs' --equivalence-delta, else "
+                             "0.01)")
+    claims.set_defaults(handler=_claims)
     save = commands.add_parser(
         "save-baseline", help="save a run's passed rows as the baseline for --baseline",
         description="Copy the passed rows of RUN_DIR's results.csv to DEST, the file that later "

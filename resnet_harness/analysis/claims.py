@@ -2,13 +2,15 @@
 
 A :class:`~resnet_harness.study.Claim` (declared by a study) is a list of
 :class:`~resnet_harness.study.Check`\\ s, each naming a comparison (by its two arms), a figure,
-and the direction the study says the treatment arm moves it. A check *holds* when the comparison finds that direction, *fails* when it
-finds the opposite or equivalence, and is *unclear* when inconclusive. A claim is
+and the direction the study says the treatment arm moves it. A check *holds* when the comparison
+finds that direction, *fails* when it finds the opposite or equivalence, and is *unclear* when
+inconclusive, not comparable or resting on a degenerate arm (one predicted class). A claim is
 
-* ``supported`` when every check holds,
+* ``not run`` when none of its checks ran,
+* ``incomplete`` when some did not (the missing ones are listed): a partial run decides nothing,
+* ``supported`` when every check holds and no arm is degenerate,
 * ``contradicted`` when any check fails,
-* ``not run`` when none of its cases were run,
-* ``inconclusive`` otherwise (also when only some of its cases were run).
+* ``inconclusive`` otherwise.
 
 Outputs: :func:`write_claims` (``claims.csv`` and ``comparisons.csv``), :func:`html_section`
 (a fragment for ``report.html``) and :func:`summary_lines` (the terminal).
@@ -24,8 +26,10 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from resnet_harness import study
-from resnet_harness.analysis.comparisons import (CAVEATS, MEASURES, Result, case_summaries,
-                                                 compare, comparisons_for)
+from resnet_harness.analysis.comparisons import (ALPHA, CAVEATS, MEASURES, Result,
+                                                 case_summaries, compare, comparisons_for)
+from resnet_harness.analysis.sequential import Design, looked
+from resnet_harness.analysis.stats import MAX_SEEDS_PLANNED
 from resnet_harness.storage.atomic import atomic_write_bytes
 from resnet_harness.storage.rundir import RunFolder
 from resnet_harness.study import Check, Claim
@@ -52,14 +56,22 @@ class ClaimResult:
                     out.append(text)
         return out
 
+    @property
+    def missing(self) -> list[str]:
+        """The checks that did not run (their comparison and figure)."""
+        return [f"{MEASURES[c.measure].label} ({r.comparison.name if r else c.treatment})"
+                for c, r, o in self.checks if o == "not run"]
+
     def evidence(self) -> str:
         return "; ".join(_evidence(check, result, outcome)
                          for check, result, outcome in self.checks)
 
 
 def _outcome(check: Check, result: Result | None) -> str:
-    if result is None or result.n == 0:
+    if result is None or result.verdict == "not run":
         return "not run"
+    if result.n == 0 or "degenerate" in result.note:
+        return "unclear"
     if result.direction in _HOLDS[check.expect]:
         return "holds"
     if result.direction in _FAILS[check.expect]:
@@ -74,12 +86,15 @@ def claims_for(rows: Iterable[dict[str, Any]]) -> tuple[Claim, ...]:
 
 
 def evaluate(rows: Iterable[dict[str, Any]], delta: float = 0.01,
-             claims: Sequence[Claim] | None = None) -> tuple[list[ClaimResult], list[Result]]:
+             claims: Sequence[Claim] | None = None, design: Design | None = None
+             ) -> tuple[list[ClaimResult], list[Result]]:
     """Verdicts of every claim (default: those of the studies ``rows`` have cases of) from the
-    rows, and the comparison results behind them."""
+    rows, and the comparison results behind them; with a sequential ``design`` (``--seeds
+    auto``), each comparison as its looks decided it."""
     rows = list(rows)
     claims = claims_for(rows) if claims is None else claims
-    results = compare(rows, delta, comparisons_for(rows))
+    results = (looked(rows, delta, design)[0] if design is not None
+               else compare(rows, delta, comparisons_for(rows)))
     index = {(r.comparison.baseline, r.comparison.treatment, r.measure): r for r in results}
     out = []
     for claim in claims:
@@ -89,6 +104,7 @@ def evaluate(rows: Iterable[dict[str, Any]], delta: float = 0.01,
             checks.append((check, result, _outcome(check, result)))
         outcomes = [o for _, _, o in checks]
         verdict = ("not run" if all(o == "not run" for o in outcomes)
+                   else "incomplete" if "not run" in outcomes
                    else "contradicted" if "fails" in outcomes
                    else "supported" if all(o == "holds" for o in outcomes)
                    else "inconclusive")
@@ -108,37 +124,58 @@ def describe(result: Result) -> str:
     text = f"{_num(result.mean, spec)}"
     if result.n >= 2:
         text += (f" [{_num(result.low, spec)}, {_num(result.high, spec)}]"
-                 f" p={_num(result.p_value, '.3g')} (Holm {_num(result.p_holm, '.3g')}")
+                 f" p={_num(result.p_value, '.3g')} (Holm {_num(result.p_holm, '.3g')} of "
+                 f"{result.family_size}")
     else:
         text += " (no interval"
-    return text + f", {result.n} seed{'s' if result.n != 1 else ''})"
+    text += f", {result.n} seed{'s' if result.n != 1 else ''})"
+    return text + seeds_advice(result)
+
+
+def seeds_advice(result: Result) -> str:
+    """`` needs ~N seeds ...`` for an inconclusive comparison ("" otherwise)."""
+    if result.verdict != "inconclusive" or math.isnan(result.seeds_at_delta):
+        return ""
+    spec = "+.1%" if MEASURES[result.measure].resource else ".4f"
+    def seeds(n: float) -> str:
+        return f">{MAX_SEEDS_PLANNED:,}" if math.isinf(n) else f"{n:.0f}"
+    return (f"; detectable with these seeds: {_num(result.detectable, spec)}; seeds to decide: "
+            f"{seeds(result.seeds_at_observed)} at the observed difference, "
+            f"{seeds(result.seeds_at_delta)} at delta")
 
 
 def _evidence(check: Check, result: Result | None, outcome: str) -> str:
     arms = result.comparison.name if result else check.treatment
     label = f"{MEASURES[check.measure].label} ({arms})"
     if result is None or result.n == 0:
-        return f"{label}: not run"
+        return f"{label}: {result.verdict if result else 'not run'}" + (
+            f" ({result.note})" if result and result.note else "")
+    note = f" ({result.note})" if result.note else ""
     caveats = "".join(f" [{f}: {CAVEATS[f]}]" for f in result.fields if f in CAVEATS)
-    return f"{label}: {describe(result)} -> {result.direction} ({outcome}){caveats}"
+    return f"{label}: {describe(result)} -> {result.direction} ({outcome}){note}{caveats}"
 
 
 def delta_of(runs: Sequence[dict[str, Any]], default: float = 0.01) -> float:
-    """The ``--equivalence-delta`` of the run(s), from their ``run.json`` options."""
+    """The ``--equivalence-delta`` of the run(s), from their ``run.json`` options (stored as
+    ``{"value": ..., "from": ...}``; a bare number from older runs is read too)."""
     for run in runs:
-        value = (run.get("options") or {}).get("equivalence_delta")
-        if isinstance(value, (int, float)):
+        stored = (run.get("options") or {}).get("equivalence_delta")
+        value = stored.get("value") if isinstance(stored, dict) else stored
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return default
 
 
 # -- outputs -------------------------------------------------------------------------------------
-CLAIM_COLUMNS = ("claim", "statement", "source", "verdict", "evidence", "confounds")
+CLAIM_COLUMNS = ("claim", "statement", "source", "verdict", "missing", "evidence", "confounds",
+                 "delta", "alpha")
 
 
-def claim_records(claim_results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
+def claim_records(claim_results: Sequence[ClaimResult], delta: float = 0.01
+                  ) -> list[dict[str, Any]]:
     return [{"claim": c.claim.key, "statement": c.claim.statement, "source": c.claim.source,
-             "verdict": c.verdict, "evidence": c.evidence(), "confounds": "; ".join(c.confounds)}
+             "verdict": c.verdict, "missing": "; ".join(c.missing), "evidence": c.evidence(),
+             "confounds": "; ".join(c.confounds), "delta": delta, "alpha": ALPHA}
             for c in claim_results]
 
 
@@ -153,19 +190,20 @@ def _csv_bytes(records: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
 
 
 def write_claims(rows: Iterable[dict[str, Any]], out_dir: Path | str,
-                 delta: float = 0.01) -> dict[str, Path]:
+                 delta: float = 0.01, design: Design | None = None) -> dict[str, Path]:
     """Write ``claims.csv`` (one line per claim), ``comparisons.csv`` (one line per figure of
     each comparison) and ``seeds.csv`` (per case and figure: mean, std and 95% t interval over
     seeds) into ``out_dir``; returns their paths."""
     rows = list(rows)
-    claim_results, results = evaluate(rows, delta)
+    claim_results, results = evaluate(rows, delta, design=design)
     paths = RunFolder(out_dir).claims_paths
     summaries = [dict(case=case, measure=measure, **summary.as_dict())
                  for case, by_measure in case_summaries(rows).items()
                  for measure, summary in by_measure.items()]
     atomic_write_bytes(paths["seeds"], _csv_bytes(
         summaries, ("case", "measure", "n", "mean", "std", "low", "high")))
-    atomic_write_bytes(paths["claims"], _csv_bytes(claim_records(claim_results), CLAIM_COLUMNS))
+    atomic_write_bytes(paths["claims"], _csv_bytes(claim_records(claim_results, delta),
+                                                   CLAIM_COLUMNS))
     records = [r.as_dict() for r in results]
     columns = list(records[0]) if records else ["comparison"]
     atomic_write_bytes(paths["comparisons"], _csv_bytes(records, columns))
@@ -173,13 +211,31 @@ def write_claims(rows: Iterable[dict[str, Any]], out_dir: Path | str,
 
 
 _CSS_CLASS = {"supported": "better", "contradicted": "worse", "inconclusive": "close",
-              "not run": "none", "better": "better", "worse": "worse", "equivalent": "close"}
+              "not run": "none", "incomplete": "none", "not comparable": "none", "better": "better", "worse": "worse", "equivalent": "close"}
 
 
-def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> str:
-    """The claims and comparisons as an HTML fragment (the report's CSS classes)."""
+def families(results: Sequence[Result]) -> dict[tuple[str, bool], list[Result]]:
+    """Results that ran, by (family, relative): what Holm's correction and a forest plot share."""
+    out: dict[tuple[str, bool], list[Result]] = {}
+    for r in results:
+        if r.n:
+            out.setdefault((r.comparison.family, MEASURES[r.measure].resource), []).append(r)
+    return out
+
+
+def family_anchor(family: str, relative: bool) -> str:
+    return f"family-{family}{'-relative' if relative else ''}"
+
+
+def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01, forest=None,
+                 design: Design | None = None) -> str:
+    """The claims and comparisons as an HTML fragment (the report's CSS classes).
+
+    ``forest(results, delta, title, relative)``: the report's forest-plot maker (HTML of one
+    family's figure), drawn above the text evidence; None leaves the figures out."""
     rows = list(rows)
-    claim_results, results = evaluate(rows, delta)
+    claim_results, results = evaluate(rows, delta, design=design)
+    grouped = families(results)
     lines = []
     for c in claim_results:
         confounded = c.confounds
@@ -187,10 +243,18 @@ def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> str:
                 f'{escape("; ".join(confounded))}</div>' if confounded and c.verdict != "not run"
                 else "")
         evidence = "".join(f"<li>{escape(_evidence(k, r, o))}</li>" for k, r, o in c.checks)
+        links = dict.fromkeys(
+            (r.comparison.family, MEASURES[r.measure].resource) for _, r, _ in c.checks
+            if r is not None and r.n and forest is not None)
+        plots = " ".join(f'<a href="#{escape(family_anchor(f, rel))}">{escape(f)}'
+                         f'{" (relative)" if rel else ""}</a>' for f, rel in links)
+        missing = (f'<div class="warn">incomplete: not run: {escape("; ".join(c.missing))}</div>'
+                   if c.verdict == "incomplete" else "")
         lines.append(f'<tr><td class="l">{escape(c.claim.statement)}<br>'
                      f'<span class="note">{escape(c.claim.source)}</span></td>'
                      f'<td class="{_CSS_CLASS.get(c.verdict, "")}">{escape(c.verdict)}</td>'
-                     f'<td class="l"><ul>{evidence}</ul>{warn}</td></tr>')
+                     f'<td class="l">{"<p>plots: " + plots + "</p>" if plots else ""}'
+                     f'<ul>{evidence}</ul>{missing}{warn}</td></tr>')
     comp_lines = []
     for r in results:
         if r.n == 0:
@@ -203,14 +267,26 @@ def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> str:
             f'<td class="l">{escape("; ".join(r.confounds)) or "—"}</td></tr>')
     ran = comp_lines or ['<tr><td colspan="6" class="l none">no comparison has both arms '
                          'measured</td></tr>']
+    figures = ""
+    if forest is not None:
+        figures = "".join(
+            f'<div id="{escape(family_anchor(family, relative))}">'
+            f'{forest(members, delta, f"{family} ({len(members)} tests)", relative)}</div>'
+            for (family, relative), members in grouped.items())
+        if figures:
+            figures = f'<h3>Comparisons by family</h3><div class="grid">{figures}</div>'
     return ('<h2 id="claims">The studies\' claims, checked</h2>'
-            f'<p class="note">Paired over seeds (treatment - baseline; time and memory relative): '
-            f'mean difference, 95% t interval, paired t-test p-value, Holm-corrected within each '
-            f'family. Equivalent: interval inside ±{delta:g}. See README, "Seeds, intervals and '
-            f'claims".</p>'
+            f'<p class="note">Paired over seeds (treatment - baseline; time and memory: the ratio '
+            f'of the arms, from a t interval of log ratios): mean difference, 95% t interval '
+            f'(its standard error never below what sampling each test set gives), paired t-test '
+            f'p-value, Holm-corrected within each family (the family\'s size is given). '
+            f'Better/worse: Holm p &lt; α = {ALPHA:g}; equivalent: interval inside ±δ = '
+            f'{delta:g} (time, memory: ±{delta:.0%}); inconclusive ones say how many seeds would '
+            f'decide them (80% power at α over the family size). See README, "Seeds, intervals '
+            f'and claims".</p>'
             '<table><tr><th class="l">claim</th><th>verdict</th><th class="l">evidence</th></tr>'
-            + "".join(lines) + "</table>"
-            '<h3>Comparisons</h3><table><tr><th class="l">family</th><th class="l">comparison'
+            + "".join(lines) + "</table>" + figures
+            + '<h3>Comparisons</h3><table><tr><th class="l">family</th><th class="l">comparison'
             '</th><th class="l">figure</th><th>difference [95% CI] p</th><th>verdict</th>'
             '<th class="l">also differs (confounds)</th></tr>' + "".join(ran) + "</table>"
             + _seeds_table(rows))
@@ -233,18 +309,32 @@ def _seeds_table(rows: list[dict[str, Any]]) -> str:
             f'<table><tr><th class="l">case</th><th>seeds</th>{head}</tr>{body}</table>')
 
 
-def summary_lines(rows: Iterable[dict[str, Any]], delta: float = 0.01) -> list[str]:
+def summary_lines(rows: Iterable[dict[str, Any]], delta: float = 0.01,
+                  design: Design | None = None) -> list[str]:
     """One line per claim for the terminal, plus a confound note where the arms differ."""
-    claim_results, _ = evaluate(rows, delta)
+    claim_results, results = evaluate(rows, delta, design=design)
     if not claim_results:
         return []
     width = max(len(c.claim.key) for c in claim_results)
-    lines = ["claims (paired over seeds; see claims.csv):"]
+    lines = [f"claims (paired over seeds, alpha {ALPHA:g} Holm per family, delta {delta:g}"
+             + (f", sequential {design.as_text()}" if design else "") + "; see claims.csv):"]
+    pad = f"  {'':<{width}}   "
     for c in claim_results:
         if c.verdict != "not run":
             lines.append(f"  {c.claim.key:<{width}} {c.verdict}")
+            if c.verdict == "incomplete":
+                lines.append(f"{pad}not run: {'; '.join(c.missing)}")
+            for check, result, _ in c.checks:
+                if result is None:
+                    continue
+                name = f"{MEASURES[check.measure].label} ({result.comparison.name})"
+                if result.verdict == "inconclusive" and result.n:
+                    lines.append(f"{pad}{name}: inconclusive at {result.n} seeds"
+                                 f"{seeds_advice(result)}")
+                elif result.note:
+                    lines.append(f"{pad}{name}: {result.verdict} ({result.note})")
             if c.confounds:
-                lines.append(f"  {'':<{width}}   confounded: {'; '.join(c.confounds)}")
+                lines.append(f"{pad}confounded: {'; '.join(c.confounds)}")
     not_run = [c.claim.key for c in claim_results if c.verdict == "not run"]
     if not_run:
         lines.append(f"  not run: {', '.join(not_run)}")

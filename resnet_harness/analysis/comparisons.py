@@ -1,28 +1,38 @@
 """What the result rows say about each comparison that the studies declare.
 
 A :class:`~resnet_harness.study.Comparison` (declared by a study) names two arms (case ids
-without seed), the factor the study varies between them, and the figures compared. :func:`compare` pairs the arms' rows by seed and
-gives, per figure, the mean paired difference (treatment - baseline) with its 95% t interval, a
-paired t-test p-value, the Holm-adjusted p-value within its family, a verdict, and every
-configuration field in which the two arms differ besides the declared factor (the confounds).
+without seed), the factor the study varies between them, and the figures compared.
+:func:`compare` pairs the arms' rows by seed and gives, per figure, the mean paired difference
+(treatment - baseline) with its 95% t interval, a paired t-test p-value, the Holm-adjusted
+p-value within its family, a verdict, and every configuration field in which the two arms differ
+besides the declared factor (the confounds).
+
+Scores: the standard error never falls below what sampling each run's test set gives
+(:func:`sampling_variance`), so identical seeds cannot produce certainty. Time and memory: the
+per-seed log ratio ``log(b / a)``, its t interval reported as ``b / a - 1`` (never below -100%),
+paired only between runs in the same model-reuse state.
 
 Verdicts, for a figure where higher is better (reversed for time and memory):
 
 * ``equivalent``: the interval lies inside ``±delta`` (scores: absolute, e.g. 0.01 = one point;
-  time and memory: relative, 0.01 = 1%);
-* ``better`` / ``worse``: otherwise, when the Holm-adjusted p-value is below 0.05;
-* ``inconclusive``: anything else, including a single seed;
-* ``not run``: no seed has rows for both arms.
+  time and memory: relative, 0.01 = 1%), and neither arm is degenerate (one predicted class);
+* ``better`` / ``worse``: otherwise, when the Holm-adjusted p-value is below ``ALPHA`` (0.05);
+* ``inconclusive``: anything else, including a single seed; it says the smallest difference the
+  seeds could detect and how many seeds would decide it (80% power, Holm's strictest level);
+* ``not run``: no seed has rows for both arms; ``not comparable``: the rows exist but none pair.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from resnet_harness import study
-from resnet_harness.analysis.stats import Summary, holm, paired_difference, seed_summary
+from resnet_harness.analysis.stats import (Summary, detectable, holm, paired_difference,
+                                          seed_summary, seeds_needed)
 from resnet_harness.storage import schema
 from resnet_harness.study import Comparison
 
@@ -113,6 +123,15 @@ class Result:
     baseline_mean: float = math.nan
     treatment_mean: float = math.nan
     fields: tuple[str, ...] = ()  # row fields behind a time or memory figure
+    family_size: int = 0  # tests Holm's correction ran over (this one's family)
+    alpha: float = ALPHA
+    delta: float = math.nan
+    se: float = math.nan  # standard error of the mean difference (log ratio for resources)
+    floored: bool = False  # the test-set sampling floor set the standard error
+    note: str = ""  # why not comparable / degenerate
+    detectable: float = math.nan  # smallest difference these seeds detect (80%, adjusted alpha)
+    seeds_at_observed: float = math.nan  # seeds to decide at the observed difference
+    seeds_at_delta: float = math.nan  # seeds to detect a difference of delta
 
     def as_dict(self) -> dict[str, Any]:
         """A flat record (``comparisons.csv``)."""
@@ -123,7 +142,12 @@ class Result:
                 "baseline_mean": self.baseline_mean, "treatment_mean": self.treatment_mean,
                 "difference": self.mean, "ci_low": self.low, "ci_high": self.high,
                 "relative": MEASURES[self.measure].resource, "p_value": self.p_value,
-                "p_holm": self.p_holm, "verdict": self.verdict, "direction": self.direction,
+                "p_holm": self.p_holm, "family_size": self.family_size, "alpha": self.alpha,
+                "delta": self.delta, "verdict": self.verdict, "direction": self.direction,
+                "se": self.se, "se_floored_by_test_set": self.floored,
+                "detectable_difference": self.detectable,
+                "seeds_needed_at_observed": self.seeds_at_observed,
+                "seeds_needed_at_delta": self.seeds_at_delta, "note": self.note,
                 "fields": " ".join(self.fields), "confounds": "; ".join(self.confounds)}
 
 
@@ -232,12 +256,16 @@ def _show(v: Any) -> str:
 
 # -- verdicts ------------------------------------------------------------------------------------
 def _direction(n: int, low: float, high: float, mean: float, p_holm: float,
-               delta: float) -> str:
+               delta: float, resource: bool = False, degenerate: bool = False,
+               comparable: bool = True, alpha: float = ALPHA) -> str:
     if n == 0:
-        return "not run"
-    if n >= 2 and -delta < low and high < delta:
+        return "not run" if comparable else "not comparable"
+    # Resources: log ratios, so the margin is log(1 -/+ delta) around 0.
+    lo_margin, hi_margin = ((math.log1p(-delta), math.log1p(delta)) if resource
+                            else (-delta, delta))
+    if n >= 2 and lo_margin < low and high < hi_margin and not degenerate:
         return "equivalent"
-    if not math.isnan(p_holm) and p_holm < ALPHA:
+    if not math.isnan(p_holm) and p_holm < alpha:
         return "higher" if mean > 0 else "lower"
     return "inconclusive"
 
@@ -257,14 +285,18 @@ class _Raw:
     b: list[float] = field(default_factory=list)
     confounds: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
+    within: list[float] = field(default_factory=list)  # test-set variance of each difference
+    degenerate: list[str] = field(default_factory=list)  # arms that predicted one class
+    skipped: list[str] = field(default_factory=list)  # seeds left out as not comparable
 
 
 def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
-            comparisons: Sequence[Comparison] | None = None) -> list[Result]:
+            comparisons: Sequence[Comparison] | None = None, alpha: float = ALPHA,
+            plan: bool = True) -> list[Result]:
     """Every figure of every comparison, from the result rows (pairs matched by seed).
 
-    ``comparisons``: by default those of every registered study that has a row in ``rows``
-    (a run of the paper's cases lists none of the long-tail study's as "not run")."""
+    ``comparisons``: by default those with an arm among ``rows``' cases; ``alpha``: the level
+    of the tests and of the intervals (``1 - alpha``): a sequential design's look spends less."""
     rows = list(rows)
     if comparisons is None:
         comparisons = comparisons_for(rows)
@@ -284,38 +316,138 @@ def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
         for name in comp.measures:
             raw = _Raw(comp, name, confounds=found)
             for seed in seeds:
-                a, b = table[comp.baseline, seed], table[comp.treatment, seed]
-                va, vb = value(a, name, b), value(b, name, a)
-                if not (math.isnan(va) or math.isnan(vb)):
-                    key = resource_field(a, name, b) if name in RESOURCE_FIELDS else None
-                    if key and key not in raw.fields:
-                        raw.fields.append(key)
-                    raw.seeds.append(seed)
-                    raw.a.append(va)
-                    raw.b.append(vb)
+                _pair(raw, seed, table[comp.baseline, seed], table[comp.treatment, seed])
             raws.append(raw)
-    paired = []
-    for raw in raws:
-        if MEASURES[raw.measure].resource:  # relative: b / a - 1, so 0.01 means 1%
-            diffs = [vb / va - 1 if va else math.nan for va, vb in zip(raw.a, raw.b)]
-            paired.append(paired_difference([0.0] * len(diffs), diffs))
-        else:
-            paired.append(paired_difference(raw.a, raw.b))
+    paired = [_paired(raw, 1 - alpha) for raw in raws]
     families: dict[tuple[str, bool], list[int]] = {}
     for index, raw in enumerate(raws):
         families.setdefault((raw.comparison.family, MEASURES[raw.measure].resource),
                             []).append(index)
-    adjusted = [math.nan] * len(raws)
+    adjusted, sizes = [math.nan] * len(raws), [0] * len(raws)
     for members in families.values():
+        size = sum(1 for i in members if not math.isnan(paired[i].p_value))
         for index, p in zip(members, holm([paired[i].p_value for i in members])):
-            adjusted[index] = p
-    results = []
-    for raw, pair, p_holm in zip(raws, paired, adjusted):
-        measure = MEASURES[raw.measure]
-        direction = _direction(pair.n, pair.low, pair.high, pair.mean, p_holm, delta)
-        results.append(Result(
-            raw.comparison, raw.measure, pair.n, pair.mean, pair.low, pair.high, pair.p_value,
-            p_holm, _verdict(direction, measure), direction, tuple(raw.confounds),
-            tuple(raw.seeds), seed_summary(raw.a).mean, seed_summary(raw.b).mean,
-            tuple(raw.fields)))
-    return results
+            adjusted[index], sizes[index] = p, size
+    results = [_result(raw, pair, p_holm, size, delta, alpha)
+               for raw, pair, p_holm, size in zip(raws, paired, adjusted, sizes)]
+    return [planned(r) for r in results] if plan else results
+
+
+def _pair(raw: _Raw, seed: int, a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Add one seed's pair of figures to ``raw`` (or note why it is left out)."""
+    name = raw.comparison.baseline, raw.comparison.treatment
+    va, vb = value(a, raw.measure, b), value(b, raw.measure, a)
+    if math.isnan(va) or math.isnan(vb):
+        return
+    if MEASURES[raw.measure].resource:
+        # A case that built (and traced) its model adds that model to its memory and its first
+        # steps; one that reused it does not: only like is paired with like.
+        reuse = a.get("model_reused"), b.get("model_reused")
+        if None in reuse or reuse[0] != reuse[1]:
+            raw.skipped.append(f"seed {seed}: model_reused {reuse[0]} vs {reuse[1]}"
+                               + (" (unknown)" if None in reuse else ""))
+            return
+        if va <= 0 or vb <= 0:
+            return
+        key = resource_field(a, raw.measure, b)
+        if key and key not in raw.fields:
+            raw.fields.append(key)
+        raw.within.append(0.0)
+    else:
+        raw.within.append(sampling_variance(a, raw.measure, b) + sampling_variance(b, raw.measure, a))
+    for arm, row in zip(name, (a, b)):
+        if is_degenerate(row) and arm not in raw.degenerate:
+            raw.degenerate.append(arm)
+    raw.seeds.append(seed)
+    raw.a.append(va)
+    raw.b.append(vb)
+
+
+def _paired(raw: _Raw, level: float):
+    if MEASURES[raw.measure].resource:  # log ratios: log(b / a), reported as b / a - 1
+        return paired_difference(np.log(raw.a), np.log(raw.b), level)
+    return paired_difference(raw.a, raw.b, level, within=raw.within)
+
+
+def _result(raw: _Raw, pair, p_holm: float, size: int, delta: float, alpha: float) -> Result:
+    measure = MEASURES[raw.measure]
+    comparable = bool(raw.seeds) or not raw.skipped
+    degenerate = bool(raw.degenerate)
+    direction = _direction(pair.n, pair.low, pair.high, pair.mean, p_holm, delta,
+                           measure.resource, degenerate, comparable, alpha)
+    notes = []
+    if raw.skipped:
+        kinds = sorted(set(s.partition(": ")[2] for s in raw.skipped))
+        notes.append(f"not comparable in {len(raw.skipped)} of {len(raw.skipped) + len(raw.seeds)}"
+                     f" seeds: {'; '.join(kinds)} (one built and traced its model, the other "
+                     "reused one: run the arms one per process to compare them)")
+    if degenerate:
+        notes.append("degenerate: " + ", ".join(raw.degenerate) + " predicted a single class")
+    scale = math.expm1 if measure.resource else (lambda v: v)
+    return Result(
+        raw.comparison, raw.measure, pair.n, scale(pair.mean), scale(pair.low),
+        scale(pair.high), pair.p_value, p_holm, _verdict(direction, measure), direction,
+        tuple(raw.confounds), tuple(raw.seeds), seed_summary(raw.a).mean,
+        seed_summary(raw.b).mean, tuple(raw.fields), size, alpha, delta, pair.se,
+        pair.floored, "; ".join(notes))
+
+
+def planned(result: Result) -> Result:
+    """``result`` with, when inconclusive, the smallest difference its seeds could detect and
+    the seeds that would decide it at the observed difference and at delta (80% power at
+    Holm's strictest level for its family, ``ALPHA / family size``)."""
+    sd = result.se * math.sqrt(result.n) if result.n >= 2 else math.nan
+    if result.verdict != "inconclusive" or not (math.isfinite(sd) and sd > 0):
+        return result
+    resource = MEASURES[result.measure].resource
+    scale = math.expm1 if resource else (lambda v: v)
+    observed = math.log1p(result.mean) if resource else result.mean
+    margin = math.log1p(result.delta) if resource else result.delta
+    alpha = ALPHA / max(result.family_size, 1)
+    return replace(result, detectable=scale(detectable(result.n, sd, alpha)),
+                   seeds_at_observed=seeds_needed(observed / sd, alpha),
+                   seeds_at_delta=seeds_needed(margin / sd, alpha))
+
+
+# -- test-set sampling and degenerate runs --------------------------------------------------------
+def sampling_variance(row: dict[str, Any], measure: str,
+                      partner: dict[str, Any] | None = None) -> float:
+    """The variance that sampling the test set adds to one run's figure.
+
+    From the row's own 95% bootstrap interval where it has one (accuracy, balanced accuracy,
+    macro F1); a binomial ``p(1-p)/n`` over the test images concerned for the other
+    proportions (the reduced classes' recall, a group's accuracy, per-class averages); for ROC
+    AUC Hanley & McNeil's (1982) variance per one-vs-rest class, averaged over classes. 0 where
+    nothing is known (the comparison then rests on the seeds' spread alone).
+    """
+    interval = (row.get("intervals") or {}).get(measure)
+    if isinstance(interval, (list, tuple)) and len(interval) == 2 and all(
+            _finite(v) for v in interval):
+        return ((interval[1] - interval[0]) / (2 * 1.959963984540054)) ** 2
+    v = value(row, measure, partner)
+    counts = row.get("test_counts") or []
+    n = sum(counts) if counts else row.get("test_samples") or 0
+    if not _finite(v) or not n:
+        return 0.0
+    if measure == "roc_auc_ovr_macro":
+        classes = max(1, len([c for c in counts if c]) or 10)
+        pos, neg = n / classes, n - n / classes
+        q1, q2 = v / (2 - v), 2 * v * v / (1 + v)
+        per_class = (v * (1 - v) + (pos - 1) * (q1 - v * v) + (neg - 1) * (q2 - v * v)) / (
+            pos * neg)
+        return max(per_class, 0.0) / classes
+    if measure == "reduced_recall":
+        reduced = row.get("reduced_classes") or (partner or {}).get("reduced_classes") or []
+        n = sum(counts[k] for k in reduced if k < len(counts)) or n
+    return v * (1 - v) / n if 0 <= v <= 1 else 0.0
+
+
+def is_degenerate(row: dict[str, Any]) -> bool:
+    """Whether a run's model predicted one class for every test image (its confusion matrix
+    has a single non-empty column): its scores say nothing about what it learned."""
+    matrix = (row.get("metrics") or {}).get("confusion_matrix")
+    if not isinstance(matrix, list) or not matrix:
+        return False
+    columns = [sum(r[k] for r in matrix) for k in range(len(matrix[0]))]
+    return sum(1 for c in columns if c) == 1
+

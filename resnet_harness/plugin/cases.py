@@ -53,6 +53,7 @@ class CaseRunner:
         self.resume = resume
         self.run_info = run_info or (lambda: {})
         self.watch = None  # set by the plugin: live progress callbacks per case
+        self.selection: list[str] = []  # the session's case ids (a sequential design reads them)
         self._raw: dict[str, Any] = {}
         self._models = None
         self._tf_ready = False
@@ -112,6 +113,7 @@ class CaseRunner:
             pytest.fail(failure, pytrace=False)
         if self.resume:
             self._skip_if_finished(case_cfg)
+        self._skip_if_decided(case)
         with writing_rows(case.id, self.folder.path):
             if not self.folder.has_started():
                 self.folder.create(self.run_info())
@@ -155,6 +157,49 @@ class CaseRunner:
                         imbalanced=case.imbalanced, expected_counts=expected, baseline_row=base,
                         baseline_path=self.baseline_path, tolerances=tolerances)
         return verdict.apply(row)
+
+    def _skip_if_decided(self, case) -> None:
+        """Under ``--seeds auto``: before a case of a later round runs, wait for the rounds
+        before it and skip it when they decided every claim the selection touches."""
+        from resnet_harness.analysis.claims import evaluate
+        from resnet_harness.analysis.sequential import design_for, undecided
+
+        design = design_for(self.run.seeds)
+        if design is None or case.seed is None:
+            return
+        order = list(self.run.seeds.seeds)
+        look = design.round_of(order.index(case.seed))
+        if look == 0:
+            return
+        done = set(order[:design.looks[look - 1]])
+        earlier = [cid for cid in self.selection if study.split_seed(cid)[1] in done]
+        rows = self._wait_for_rows(earlier)
+        results, _ = evaluate(rows, self.run.equivalence_delta, design=design)
+        selected = {study.split_seed(cid)[0] for cid in self.selection}
+        if not undecided(results, selected):
+            pytest.skip(f"decided after {len(done)} seeds: every claim of this selection is "
+                        f"supported or contradicted (sequential design {design.as_text()})")
+
+    def _wait_for_rows(self, case_ids: list[str], patience_s: float = 7200.0) -> list[dict]:
+        """The rows of ``case_ids``, once each exists (xdist workers may still be running the
+        round before); gives up on the missing ones when no new row came for ``patience_s``."""
+        import time
+
+        last, seen = time.monotonic(), -1
+        while True:
+            present = [cid for cid in case_ids if self.folder.row_path(cid).is_file()]
+            if len(present) == len(case_ids) or time.monotonic() - last > patience_s:
+                break
+            if len(present) != seen:
+                last, seen = time.monotonic(), len(present)
+            time.sleep(1.0)
+        rows = []
+        for cid in present:
+            try:
+                rows.append(self.folder.row(cid))
+            except RowError:
+                continue  # an unreadable row counts as missing
+        return [r for r in rows if r is not None]
 
     def _skip_if_finished(self, case_cfg: CaseConfig) -> None:
         """Skip a case whose row in the resumed folder passed with everything that can change

@@ -115,7 +115,7 @@ class Controller:
         cases = harness_cases(session.items)
         if cases:
             self.activate()
-        self.selected = [case.id for case in cases]
+        self.selected = self.runner.selection = [case.id for case in cases]
         if session.config.option.collectonly:
             return
         try:
@@ -152,10 +152,12 @@ class Controller:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.folder.has_started():
             return
+        from resnet_harness.analysis.sequential import design_for
         from resnet_harness.report.summary import summary_lines
 
         terminalreporter.section("resnet-harness")
-        for line in summary_lines(self.folder, self.run.equivalence_delta):
+        design = design_for(self.run.seeds)
+        for line in summary_lines(self.folder, self.run.equivalence_delta, design):
             terminalreporter.write_line(line)
         for problem in self.report_problems:
             terminalreporter.write_line(f"warning: {problem}", yellow=True)

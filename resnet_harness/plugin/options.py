@@ -55,7 +55,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-test-samples", cfg.parse_sample_cap, "cap the test set (stratified subset)"),
     Option("--seed", cfg.parse_seed, "seed of every random choice (default 0)"),
     Option("--seeds", cfg.parse_seeds,
-           "run every case once per seed, the seed in its id (-seed3): 0,1,2,3,4 or 0-4"),
+           "run every case once per seed, the seed in its id (-seed3): 0,1,2,3,4 or 0-4 (at "
+           "most 1000); auto[:MAX]: rounds of 3 seeds until every claim touched is decided "
+           "(O'Brien-Fleming alpha spending, MAX 12 by default)"),
     Option("--comparison", cfg.parse_comparison,
            "study (default: each arm as the paper ran it) or controlled (Table 7's imbalanced "
            "arm with its balanced arm's head, epochs and augmentation)"),
@@ -157,6 +159,8 @@ class Resolved:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, cfg.AutoSeeds):
+        return str(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, Path):

@@ -46,5 +46,7 @@ class Worker:
         return run_description(self.run, self.resolved)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if harness_cases(session.items):
+        cases = harness_cases(session.items)
+        self.runner.selection = [case.id for case in cases]
+        if cases:
             self.activate()

@@ -14,12 +14,13 @@ from typing import Any, Sequence
 
 from resnet_harness import study
 from resnet_harness.analysis import claims
+from resnet_harness.analysis.sequential import design_of
 from resnet_harness.report import html, table
 from resnet_harness.storage import schema
 from resnet_harness.storage.atomic import atomic_write_files
 from resnet_harness.storage.rundir import RunFolder, find_rows, predictions_problem
 
-__all__ = ["build_report", "collect_rows", "update_latest_link"]
+__all__ = ["build_report", "claims_report", "collect_rows", "update_latest_link"]
 
 
 def _folders(run_dirs: Sequence[Path | str]) -> list[RunFolder]:
@@ -145,8 +146,37 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     page = html.render_report(frame, rows, runs=runs, superseded=superseded, title=title)
     csv_path, html_path = out.csv_path, out.html_path
     atomic_write_files({csv_path: table.csv_bytes(frame), html_path: page.encode("utf-8")})
-    claims.write_claims(rows, out.path, claims.delta_of(runs))
+    claims.write_claims(rows, out.path, claims.delta_of(runs), design_of(runs))
     return {"csv": csv_path, "html": html_path}
+
+
+def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
+                  delta: float | None = None) -> dict[str, Path]:
+    """``claims.csv``, ``comparisons.csv``, ``seeds.csv`` and ``claims.html`` in ``out_dir`` from
+    the rows of ``paths``: run folders, ``results.csv`` files, or a baseline file. ``delta``:
+    the equivalence margin (default: the runs' ``--equivalence-delta``, else 0.01)."""
+    import pandas as pd
+
+    study.load_builtin()
+    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found, _, infos = collect_rows([path])
+            rows += [r for r in found if r.get("status") not in table.PENDING]
+            runs += infos
+        else:
+            rows += [study.complete_row(r) for r in table.rows_from_table(pd.read_csv(path))]
+    study.load(rows)
+    delta = claims.delta_of(runs) if delta is None else delta
+    out = RunFolder(out_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
+    design = design_of(runs)
+    written = claims.write_claims(rows, out.path, delta, design)
+    page = html.claims_page(rows, delta, sources=[str(p) for p in paths], design=design)
+    written["html"] = out.path / "claims.html"
+    atomic_write_files({written["html"]: page.encode("utf-8")})
+    return written
 
 
 def update_latest_link(reports_root: Path | str, run_dir: Path | str) -> Path:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from resnet_harness import study
 from resnet_harness.analysis import claims
+from resnet_harness.analysis.sequential import design_of
 from resnet_harness.report import cells, plots
 from resnet_harness.report.table import (NUM_CLASSES, PENDING, RESOURCE_KEYS, case_order,
                                          flatten_row)
@@ -348,6 +349,20 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
     return "".join(parts)
 
 
+def _forest(results, delta: float, title: str, relative: bool) -> str:
+    """One family's forest plot: each comparison's difference and interval, the ±δ band, the
+    verdict's colour and, beside an inconclusive one, the seeds that would decide it."""
+    entries = []
+    for r in results:
+        note = ""
+        if r.verdict == "inconclusive" and r.seeds_at_delta == r.seeds_at_delta:
+            at_delta = ">10k" if math.isinf(r.seeds_at_delta) else f"{r.seeds_at_delta:.0f}"
+            note = f"n={r.n}; {at_delta} seeds at δ"
+        label = f"{r.comparison.name}: {claims.MEASURES[r.measure].label}"
+        entries.append((label[:60], r.mean, r.low, r.high, r.verdict, note))
+    return _img(plots.forest_png(entries, delta, title, percent=relative), f"forest plot {title}")
+
+
 @dataclass(frozen=True)
 class SectionContext:
     """What a study's report section gets besides its rows: the case frame of every row, the
@@ -390,10 +405,10 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
     ordered = sorted(rows, key=lambda r: case_order(r.get("case_id"), r.get("scale")))
     cases = [_case(row, pd.Series(flatten_row(row))) for row in ordered
              if row.get("status") not in PENDING]
-    delta = claims.delta_of(runs)
+    delta, design = claims.delta_of(runs), design_of(runs)
     sections, anchors = study_sections(rows, SectionContext(frame, _img, delta))
     body = [_header(title, frame, runs, generated_at, anchors),
-            claims.html_section(rows, delta), sections,
+            claims.html_section(rows, delta, forest=_forest, design=design), sections,
             '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Time and memory</h2>',
             f'<div class="grid">{_img(plots.resources_png(frame), "train time and peak memory per case")}</div>',
@@ -407,6 +422,20 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}{cells.CSS}</style></head><body><main>"
             + "".join(body) + "</main></body></html>\n")
+
+
+def claims_page(rows: Sequence[dict[str, Any]], delta: float, sources: Sequence[str] = (),
+                design=None) -> str:
+    """A page of the claims, their forest plots and comparisons alone (``resnet_harness claims``)."""
+    generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    head = (f"<h1>Claims from saved rows</h1><p class=\"note\">{len(rows)} rows from "
+            + ", ".join(f"<code>{escape(s)}</code>" for s in sources)
+            + f" · generated {escape(generated_at)}</p>")
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>claims</title><style>{CSS}{cells.CSS}</style></head><body><main>"
+            + head + claims.html_section(rows, delta, forest=_forest, design=design)
+            + "</main></body></html>\n")
 
 
 def write_report(path: Path | str, frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,

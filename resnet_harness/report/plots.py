@@ -139,3 +139,40 @@ def longtail_recall_png(lines: list[tuple[str, list[float], list[float]]],
     ax.legend(fontsize=6, loc="best", ncol=2)
     ax.grid(alpha=0.3)
     return _png(fig)
+
+
+VERDICT_COLORS = {"better": "#17632a", "worse": "#a4261b", "equivalent": "#555555",
+                  "inconclusive": "#c58a00"}
+
+
+def forest_png(entries: list[tuple[str, float, float, float, str, str]], delta: float,
+               title: str, percent: bool = False) -> bytes | None:
+    """A forest plot: one line per comparison, its mean difference and 95% interval, coloured
+    by verdict, the ``±delta`` equivalence band shaded, and ``note`` (seeds needed) beside it.
+
+    ``entries``: ``(label, mean, low, high, verdict, note)``; ``percent``: relative figures.
+    """
+    entries = [e for e in entries if e[1] == e[1]]  # drop NaN means (not run)
+    if not entries:
+        return None
+    fig = Figure(figsize=(7.2, 0.9 + 0.32 * len(entries)), layout="constrained")
+    ax = fig.add_subplot()
+    scale = 100.0 if percent else 1.0
+    ax.axvspan(-delta * scale, delta * scale, color="#e6e6e6", zorder=0)
+    ax.axvline(0, color="#888888", linewidth=0.8)
+    for row, (label, mean, low, high, verdict, note) in enumerate(entries):
+        color = VERDICT_COLORS.get(verdict, "#333333")
+        if low == low and high == high:
+            ax.plot([low * scale, high * scale], [row, row], color=color, linewidth=2)
+        ax.plot([mean * scale], [row], "o", color=color, markersize=4)
+        if note:
+            ax.annotate(note, (1.0, row), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                        textcoords="offset points", fontsize=6.5, va="center", color=color)
+    ax.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("difference, %" if percent else "difference (treatment - baseline)",
+                  fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)

@@ -10,7 +10,7 @@ SMOKE_NOTE = ("smoke scale: these figures check the pipeline end to end (1 epoch
               "images); they carry no meaning as results")
 
 
-def summary_lines(folder: RunFolder, delta: float = 0.01) -> list[str]:
+def summary_lines(folder: RunFolder, delta: float = 0.01, design=None) -> list[str]:
     """One header line, one line per finished case (and one per warning it carries), one per
     case that never finished or never started, the paper's claims as far as the rows answer
     them (``delta``: the equivalence margin), and at smoke scale a line saying what smoke
@@ -37,7 +37,7 @@ def summary_lines(folder: RunFolder, delta: float = 0.01) -> list[str]:
     for case_id in folder.not_run():
         lines.append(f"{case_id:<{width}} {'not run':<8}")
     lines.append(f"rows: {folder.cases_dir}")
-    lines += claim_lines(rows, delta)
+    lines += claim_lines(rows, delta, design)
     if any(row.get("scale") == "smoke" for row in rows):
         lines.append(SMOKE_NOTE)
     return lines

@@ -32,7 +32,7 @@ INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind ==
 _TEXT_COLUMNS = ("case_id", "study", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "recipe", "paper_source", "reduced_classes",
                  "bounds_violations", "baseline_regressions", "baseline_improvements",
-                 "finished_at", "run_dir", "bn_recalibrated", "warnings")
+                 "finished_at", "run_dir", "bn_recalibrated", "warnings", "model_reused")
 
 
 def id_columns() -> tuple[str, ...]:
@@ -89,6 +89,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"recall_class_{k}": _number(recall[k]) for k in reduced if k < NUM_CLASSES})
     flat.update({f"recall_c{k}": _number(recall[k]) for k in range(NUM_CLASSES)})
     flat["bn_recalibrated"] = row.get("bn_recalibrated")
+    flat["model_reused"] = row.get("model_reused")
     flat["warnings"] = "; ".join(row.get("warnings") or [])
     flat.update({f"train_count_c{k}": train_counts[k] for k in range(NUM_CLASSES)})
     flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
@@ -106,6 +107,46 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat["finished_at"] = stamp.isoformat() if stamp != _EPOCH else None
     flat["run_dir"] = row.get("run_dir")
     return flat
+
+
+def rows_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Result rows rebuilt from a ``results.csv`` frame (the inverse of :func:`flatten_row` for
+    what comparisons and claims read: identity, scores and their intervals, per-class recall,
+    counts, time, memory, model reuse and the recipe). The CSV keeps no full configuration, so
+    confounds are found among epochs, weights and recipe only."""
+    rows = []
+    for line in frame.to_dict("records"):
+        get = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+               for k, v in line.items()}.get
+        row: dict[str, Any] = {k: get(k) for k in id_columns() if get(k) is not None}
+        row["seed"] = int(get("seed")) if get("seed") is not None else None
+        for field in FIELDS:
+            number = get(field.name)
+            if number is None or field.source == "metrics_as_trained":
+                continue
+            if field.source == "row":
+                row[field.name] = number
+            elif field.source == "intervals":
+                pair = row.setdefault("intervals", {}).setdefault(field.key, [None, None])
+                pair[field.index] = number
+            else:
+                row.setdefault(field.source, {})[field.key or field.name] = number
+        recall = [get(f"recall_c{k}") for k in range(NUM_CLASSES)]
+        if any(v is not None for v in recall):
+            row.setdefault("metrics", {})["per_class"] = {"recall": recall}
+        for key in ("train", "test"):
+            counts = [get(f"{key}_count_c{k}") for k in range(NUM_CLASSES)]
+            if all(c is not None for c in counts):
+                row[f"{key}_counts"] = [int(c) for c in counts]
+        reduced = get("reduced_classes")
+        row["reduced_classes"] = ([int(k) for k in str(reduced).split()]
+                                  if reduced is not None else [])
+        reused = get("model_reused")
+        row["model_reused"] = (None if reused is None else
+                               str(reused).strip().lower() in ("true", "1", "1.0"))
+        row["config"] = {k: get(k) for k in ("epochs", "weights", "recipe") if get(k) is not None}
+        rows.append(row)
+    return rows
 
 
 def _total(counts: Any) -> int | None:

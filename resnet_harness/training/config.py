@@ -141,8 +141,44 @@ def parse_seed(value: str) -> int:
     return number
 
 
-def parse_seeds(value: str) -> tuple[int, ...]:
-    """Seeds to repeat every case with: ``0,1,2,3,4``, a range ``0-4``, or both (``0-2,7``)."""
+# The most seeds one session runs per case: 1,000 seeds of the 111 cases are 111,000 rows, more
+# than any study here needs (the "how many seeds" figures stop being informative long before),
+# and the seed list is built before collection, so a typo (0-4294967295) must not allocate it.
+MAX_SEEDS = 1000
+AUTO_MAX_SEEDS = 12  # --seeds auto: the default most seeds a sequential design may spend
+
+
+@dataclass(frozen=True)
+class AutoSeeds:
+    """``--seeds auto[:MAX]``: seeds 0.. in rounds until the claims are decided (the sequential
+    design of ``resnet_harness.analysis.sequential``)."""
+
+    max_seeds: int = AUTO_MAX_SEEDS
+    first: int = 3
+    step: int = 3
+
+    def __str__(self) -> str:
+        return f"auto:{self.max_seeds}"
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.max_seeds))
+
+
+def parse_seeds(value: str) -> "tuple[int, ...] | AutoSeeds":
+    """Seeds to repeat every case with: ``0,1,2,3,4``, a range ``0-4``, or both (``0-2,7``);
+    or ``auto`` / ``auto:MAX`` (rounds of seeds until every claim touched is decided)."""
+    text = str(value).strip()
+    if text == "auto" or text.startswith("auto:"):
+        _, _, maximum = text.partition(":")
+        if maximum and not maximum.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"seeds {value!r}: {maximum!r} is not a number of seeds; use auto or auto:12")
+        most = int(maximum) if maximum else AUTO_MAX_SEEDS
+        if not 3 <= most <= MAX_SEEDS:
+            raise argparse.ArgumentTypeError(
+                f"seeds {value!r}: auto needs 3 to {MAX_SEEDS} seeds at most; use e.g. auto:12")
+        return AutoSeeds(most)
     seeds: list[int] = []
     for part in (p.strip() for p in str(value).split(",")):
         first, sep, last = part.partition("-")
@@ -153,6 +189,10 @@ def parse_seeds(value: str) -> tuple[int, ...]:
         if not part or not bounds or bounds[-1] < bounds[0]:
             raise argparse.ArgumentTypeError(
                 f"seeds {value!r}: {part!r} is not a seed or a range; use e.g. 0,1,2,3,4 or 0-4")
+        if len(seeds) + bounds[-1] - bounds[0] + 1 > MAX_SEEDS:
+            raise argparse.ArgumentTypeError(
+                f"seeds {value!r} name more than {MAX_SEEDS} seeds; run at most {MAX_SEEDS} "
+                "per session (split the range over sessions with --resume)")
         seeds.extend(range(bounds[0], bounds[-1] + 1))
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"seeds {value!r} name a seed twice; list each once")
@@ -436,7 +476,7 @@ class RunConfig:
     deterministic: bool = False
     xla: bool = False
     mixed_precision: bool = False
-    seeds: tuple[int, ...] | None = None  # --seeds: every case once per seed
+    seeds: "tuple[int, ...] | AutoSeeds | None" = None  # --seeds: every case once per seed
     comparison: str = "study"
     equivalence_delta: float = 0.01  # |difference| below which two arms count as equivalent
     bn_recalibrate: str = "auto"
@@ -486,9 +526,10 @@ class RunConfig:
         """The cases to run: ``cases``, once per seed of ``--seeds`` when given."""
         if not self.seeds:
             return list(cases)
+        seeds = self.seeds.seeds if isinstance(self.seeds, AutoSeeds) else self.seeds
         # Seed-major: consecutive cases share a seed, so a worker reuses its model (the cache is
         # keyed by seed) instead of building and tracing one for nearly every case.
-        return [replace(case, seed=seed) for seed in self.seeds for case in cases]
+        return [replace(case, seed=seed) for seed in seeds for case in cases]
 
     def data_dir_for(self, dataset: str) -> Path | None:
         """The local folder given for ``dataset``, if any (``NAME=PATH`` beats ``PATH/NAME``)."""

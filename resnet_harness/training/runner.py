@@ -248,6 +248,8 @@ def run_posthoc(cfg: CaseConfig, raw, folder) -> CaseOutcome:
     adjust_time = time.perf_counter() - t0
     out = rows.measured_row(cfg, **{
         "metrics": metrics, "train_time_s": 0.0, "test_time_s": adjust_time,
+        "intervals": run_intervals(variant.y_test, proba.argmax(axis=1), seed=cfg.seed),
+        "interval_method": INTERVAL_METHOD,
         "peak_rss_mb": psutil.Process().memory_info().rss / 2**20,
         "train_samples": len(variant.y_train), "test_samples": len(variant.y_test),
         "train_counts": variant.train_counts, "test_counts": variant.test_counts,
