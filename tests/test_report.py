@@ -222,7 +222,9 @@ def test_html_is_self_contained_and_shows_results_beside_the_paper(study):
     assert f'{rows[T7_CIFAR_BAL]["metrics"]["accuracy"]:.4f}' in table7 and "0.67" in table7
     assert re.search(r"https?://|src=\"//|href=\"//|url\(|@import|<script|<link", html) is None
     sources = re.findall(r'src="([^"]*)"', html)
-    assert len(sources) == 3  # the overview plots; per-case figures are HTML tables
+    forests = html.count('alt="forest plot')  # one per family of comparisons that ran
+    assert forests >= 4 and 'href="#family-table7"' in html
+    assert len(sources) == 3 + forests  # and the overview plots; per-case figures are tables
     passed = len(CASES_BY_ID) - 2
     assert html.count("<table class=\"cm\">") == passed
     assert html.count("<table class=\"recall\">") == passed

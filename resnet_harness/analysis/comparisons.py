@@ -383,13 +383,18 @@ def _result(raw: _Raw, pair, p_holm: float, size: int, delta: float, alpha: floa
                      "reused one: run the arms one per process to compare them)")
     if degenerate:
         notes.append("degenerate: " + ", ".join(raw.degenerate) + " predicted a single class")
-    scale = math.expm1 if measure.resource else (lambda v: v)
+    scale = _ratio if measure.resource else (lambda v: v)
     return Result(
         raw.comparison, raw.measure, pair.n, scale(pair.mean), scale(pair.low),
         scale(pair.high), pair.p_value, p_holm, _verdict(direction, measure), direction,
         tuple(raw.confounds), tuple(raw.seeds), seed_summary(raw.a).mean,
         seed_summary(raw.b).mean, tuple(raw.fields), size, alpha, delta, pair.se,
         pair.floored, "; ".join(notes))
+
+
+def _ratio(log_ratio: float) -> float:
+    # b / a - 1 from log(b / a); a very wide interval (a strict look, two seeds) is unbounded.
+    return math.inf if log_ratio > 700 else math.expm1(log_ratio)
 
 
 def planned(result: Result) -> Result:
@@ -400,7 +405,7 @@ def planned(result: Result) -> Result:
     if result.verdict != "inconclusive" or not (math.isfinite(sd) and sd > 0):
         return result
     resource = MEASURES[result.measure].resource
-    scale = math.expm1 if resource else (lambda v: v)
+    scale = _ratio if resource else (lambda v: v)
     observed = math.log1p(result.mean) if resource else result.mean
     margin = math.log1p(result.delta) if resource else result.delta
     alpha = ALPHA / max(result.family_size, 1)
