@@ -10,7 +10,7 @@ Modes (``--modes``, comma-separated; default all three):
             a fresh subprocess, the two sides alternating ABBA (H P P H ...). Reports wall time,
             fit time, training and test images/s and peak RSS of each, and harness/plain ratios.
 ``aug``     the harness's training throughput with and without augmentation: one subprocess
-            calls ``resnet_harness.runner.run_case`` (the function the pytest plugin calls) on the
+            calls ``resnet_harness.training.runner.run_case`` (the function the pytest plugin calls) on the
             case with ``augment`` on and off, alternating ABBA after one discarded warm-up run that
             pays the graph tracing. Budget: augmented >= 0.95x the un-augmented images/s.
 ``memory``  peak RSS with the FULL CIFAR-10 data (50,000 / 10,000) but only ``--memory-steps``

@@ -72,7 +72,8 @@ def _claims(args: argparse.Namespace) -> int:
             raise UsageError(f"{path} does not exist; pass run folders or results.csv files "
                              "(e.g. baselines/reduced.csv)")
     try:
-        written = claims_report(paths, Path(args.out), delta=args.delta)
+        written = claims_report(paths, Path(args.out), delta=args.delta,
+                                sequential=args.sequential)
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot make claims from {', '.join(map(str, paths))}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; pass "
@@ -126,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     claims.add_argument("--delta", type=_delta, default=None, metavar="D",
                         help="equivalence margin (default: the runs' --equivalence-delta, else "
                              "0.01)")
+    claims.add_argument("--sequential", type=int, default=None, metavar="MAX",
+                        help="analyse as the sequential design of --seeds auto:MAX (default: "
+                             "the runs' own --seeds; needed for a results CSV of such a run)")
     claims.set_defaults(handler=_claims)
     save = commands.add_parser(
         "save-baseline", help="save a run's passed rows as the baseline for --baseline",

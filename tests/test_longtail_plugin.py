@@ -66,6 +66,8 @@ def test_every_method_runs_and_rows_hold_the_profile_counts(studies):
         assert row["train_counts"] == PROFILES["exp10"].counts(row["counts_before_imbalance"])
         assert row["train_counts"][0] / row["train_counts"][-1] == 10
         assert row["test_counts"] == [16] * 10  # the test set stays balanced
+        # Every row carries its intervals, the post-hoc arm's (no training) included.
+        assert set(row["intervals"]) == {"accuracy", "balanced_accuracy", "f1_macro"}
         assert row["long_tail"]["groups"]["tail"] == [7, 8, 9]
         assert 0.0 <= row["tail_accuracy"] <= 1.0
         assert row["config"]["long_tail"]["cb_beta"] == 0.9999

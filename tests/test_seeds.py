@@ -39,7 +39,8 @@ def test_seeds_with_xdist_resume_baseline_and_claims(study):
     first = study.runpytest_subprocess(*FAST, "-n", "2", "--seeds", "0,1", "-k",
                                        "table7 and cifar")
     first.assert_outcomes(passed=4)
-    first.stdout.fnmatch_lines(["claims (paired over seeds; see claims.csv):",
+    first.stdout.fnmatch_lines(["claims (paired over seeds, alpha 0.05 Holm per family, "
+                                "delta 0.01; see claims.csv):",
                                 "*imbalanced-beats-balanced-cifar10 *",
                                 "*confounded: augment: True -> False*",
                                 "*not run: *l2-beats-l1*"])

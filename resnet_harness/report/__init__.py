@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from resnet_harness import study
 from resnet_harness.analysis import claims
-from resnet_harness.analysis.sequential import design_of
+from resnet_harness.analysis.sequential import Design, design_of
 from resnet_harness.report import html, table
 from resnet_harness.storage import schema
 from resnet_harness.storage.atomic import atomic_write_files
@@ -151,7 +151,7 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
 
 
 def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
-                  delta: float | None = None) -> dict[str, Path]:
+                  delta: float | None = None, sequential: int | None = None) -> dict[str, Path]:
     """``claims.csv``, ``comparisons.csv``, ``seeds.csv`` and ``claims.html`` in ``out_dir`` from
     the rows of ``paths``: run folders, ``results.csv`` files, or a baseline file. ``delta``:
     the equivalence margin (default: the runs' ``--equivalence-delta``, else 0.01)."""
@@ -171,7 +171,7 @@ def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
     delta = claims.delta_of(runs) if delta is None else delta
     out = RunFolder(out_dir)
     out.path.mkdir(parents=True, exist_ok=True)
-    design = design_of(runs)
+    design = Design(sequential) if sequential else design_of(runs)
     written = claims.write_claims(rows, out.path, delta, design)
     page = html.claims_page(rows, delta, sources=[str(p) for p in paths], design=design)
     written["html"] = out.path / "claims.html"
