@@ -22,11 +22,11 @@ through a third study.
 from __future__ import annotations
 
 import importlib
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from resnet_harness.storage import schema
+from resnet_harness.storage.identity import split_seed
 from resnet_harness.training.model import Head
 
 __all__ = ["Bounds", "Case", "Check", "Claim", "Comparison", "Head", "Hooks", "PaperFigures",
@@ -268,17 +268,6 @@ class Study:
 
 _STUDIES: dict[str, Study] = {}
 _BY_CASE: dict[str, Study] = {}
-_SEED_SUFFIX = re.compile(r"-seed(\d+)$")
-
-
-def split_seed(case_id: str) -> tuple[str, int | None]:
-    """``("table7-...-reg_none", 3)`` for ``"table7-...-reg_none-seed3"``; seed None without one."""
-    match = _SEED_SUFFIX.search(case_id)
-    if match is None:
-        return case_id, None
-    return case_id[:match.start()], int(match.group(1))
-
-
 def register(study: Study, module: str | None = None) -> Study:
     """Make ``study`` known to every layer (its fields and row keys to the schema). Registering
     the same name again replaces it (a module imported twice). Returns the study."""

@@ -17,7 +17,8 @@ from resnet_harness.plugin.interrupts import writing_rows
 from resnet_harness.storage.rundir import RunFolder
 from resnet_harness.storage.schema import RowError
 from resnet_harness.training import provenance, rows
-from resnet_harness.training.config import CaseConfig, RunConfig, comparable_config
+import resnet_harness.training.config as cfg_module
+from resnet_harness.training.config import CaseConfig, RunConfig
 
 
 def activate_process(run: RunConfig) -> None:
@@ -35,7 +36,10 @@ def activate_process(run: RunConfig) -> None:
 def run_description(run: RunConfig, resolved) -> dict[str, Any]:
     """What ``run.json`` records: host, scale, seed, time, versions, commit, the registered
     studies and every option's effective value with where it came from."""
-    return dict(provenance.host(), scale=run.scale, seed=run.seed, started_at=provenance.now(),
+    return dict(provenance.host(), scale=run.scale, seed=None if run.seeds else run.seed,
+                seeds=str(run.seeds) if isinstance(run.seeds, cfg_module.AutoSeeds)
+                else list(run.seeds) if run.seeds else None, started_at=provenance.now(),
+                environment=provenance.environment(with_gpus=False),
                 versions=provenance.versions(), git_commit=provenance.git_commit(),
                 studies={s.name: s.module for s in study.studies()},
                 options=resolved.provenance(run))
@@ -46,8 +50,9 @@ class CaseRunner:
 
     def __init__(self, run: RunConfig, folder: RunFolder, *, baseline=None,
                  baseline_path: str | None = None, tolerances: dict[str, float] | None = None,
-                 resume: bool = False, run_info=None):
+                 resume: bool = False, mismatch: str = "refuse", run_info=None):
         self.run, self.folder = run, folder
+        self.mismatch = mismatch  # --resume-mismatch: what to do with rows made another way
         self.baseline, self.baseline_path = baseline, baseline_path
         self.tolerances = tolerances or {}
         self.resume = resume
@@ -202,20 +207,21 @@ class CaseRunner:
         return [r for r in rows if r is not None]
 
     def _skip_if_finished(self, case_cfg: CaseConfig) -> None:
-        """Skip a case whose row in the resumed folder passed with everything that can change
-        its result equal: scale, seed, configuration and the data's fingerprint."""
-        try:
-            row = self.folder.row(case_cfg.case.id)
-        except RowError:
-            return  # a corrupt row is run again
-        if row is None or row["status"] != "passed":
+        """Skip a case whose row in the resumed folder passed and has the identity this session
+        would give it (``storage.identity``: settings, data content, code, libraries and
+        environment; the last three may differ under ``--resume-mismatch keep``). A row made
+        another way is set aside and the case runs again."""
+        from resnet_harness.plugin.resume import reusable
+
+        case_id = case_cfg.case.id
+        if not self.folder.row_path(case_id).is_file():
             return
-        stored = (row.get("scale"), row.get("seed"), comparable_config(row.get("config")),
-                  row.get("data_fingerprint"))
-        wanted = (case_cfg.scale, case_cfg.seed, comparable_config(case_cfg.as_dict()),
-                  self.raw_data(case_cfg.case.dataset).fingerprint)
-        if stored == wanted:
-            pytest.skip(f"resumed: {case_cfg.case.id} already passed in {self.folder.path}")
+        self._prepare_tensorflow()  # the GPUs a row records are known once TensorFlow is up
+        expected = rows.expected_identity(case_cfg, self.raw_data(case_cfg.case.dataset))
+        reuse, why = reusable(self.folder, case_id, expected, self.mismatch)
+        if reuse:
+            pytest.skip(f"resumed: {case_id} already passed in {self.folder.path}"
+                        + ("" if why == "same" else f" ({why})"))
 
 
 def harness_cases(items) -> list:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from resnet_harness.training import config as cfg
 from resnet_harness.analysis.baseline import parse_tolerance
 from resnet_harness.plugin.progress import parse_progress
+from resnet_harness.plugin.resume import parse_policy
 from resnet_harness.plugin.tracking import parse_tracking_uri
 
 DEFAULT = "default"
@@ -114,8 +115,12 @@ OPTIONS: tuple[Option, ...] = (
            "them), relative for train_time_s/test_time_s/peak_rss_mb (0.5 = 50%% slower); "
            "repeatable (whitespace-separated in the environment and ini)", kind="list"),
     Option("--resume", cfg.parse_path,
-           "write into this run folder and skip cases whose identical configuration already "
-           "passed there"),
+           "write into this run folder and skip cases whose row passed there with the identity "
+           "this session would give it (settings, data, code, libraries, environment)"),
+    Option("--resume-mismatch", parse_policy,
+           "what --resume does with a folder or rows made another way: refuse (default, "
+           "naming each difference), rerun (set them aside in superseded/ and run again) or "
+           "keep (rows of other code, libraries or environment only)"),
 )
 OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
 
@@ -205,12 +210,16 @@ def resolve(getoption: Callable[[str], Any], getini: Callable[[str], Any],
 
 
 # Options that shape the session (what to compare against, where to write), not a case's run.
-_SESSION_OPTIONS = ("baseline", "tolerance", "resume", "data_dir")
+_SESSION_OPTIONS = ("baseline", "tolerance", "resume", "resume_mismatch", "data_dir")
 
 
 def run_config(resolved: Resolved) -> cfg.RunConfig:
     """The session's :class:`~resnet_harness.config.RunConfig` from resolved options."""
     values = resolved.values
+    if values["seed"] is not None and values["seeds"] is not None:
+        raise argparse.ArgumentTypeError(
+            f"{resolved.origins['seed']} {values['seed']} and {resolved.origins['seeds']} "
+            f"{_plain(values['seeds'])} both given: --seeds sets every case's seed; drop --seed")
     settings = {dest: value for dest, value in values.items()
                 if value is not None and dest not in _SESSION_OPTIONS}
     return cfg.RunConfig(**settings, data_dirs=dict(values["data_dir"] or []))

@@ -39,7 +39,7 @@ def _checked_predictions(row: dict[str, Any], problems: list[str]) -> dict[str, 
     name = row.get("predictions_file")
     if not isinstance(name, str) or not name:
         return row
-    problem = predictions_problem(Path(row["run_dir"]) / name)
+    problem = predictions_problem(Path(row["run_dir"]) / name, row)
     if problem is None:
         return row
     problems.append(problem)

@@ -11,6 +11,7 @@ A run folder looks like::
         cases/<case_id>.npz   # y_true, proba (float64, rows sum to 1), y_pred
         started/<case_id>.json  # a case that started; removed from the report's "unfinished"
                                 # list once its row exists
+        superseded/<time>/      # rows a resume set aside (made another way), with why.txt
 
 Every file is written to a temporary name, flushed, fsynced and renamed, so a run that dies
 (SIGKILL, out of memory, Ctrl-C) leaves either the whole row or none of it. Rows are separate files,
@@ -28,6 +29,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from resnet_harness.storage import identity
 from resnet_harness.storage.atomic import atomic_write_bytes, atomic_write_json
 from resnet_harness.storage.schema import SCHEMA_VERSION, RowError, corrupt_row, validate_row
 
@@ -42,6 +44,7 @@ class RunFolder:
     CSV, HTML, RUN_INFO, LOCK = "results.csv", "report.html", "run.json", ".lock"
     CLAIMS, COMPARISONS, SEEDS = "claims.csv", "comparisons.csv", "seeds.csv"
     SELECTED = "selected.json"  # the cases a session selected, to name those never started
+    SUPERSEDED = "superseded"
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -134,12 +137,44 @@ class RunFolder:
             atomic_write_json(self.path / self.RUN_INFO, run_info)
         return self
 
+    def supersede(self, case_ids: Iterable[str] | None, reason: str) -> Path:
+        """Move rows made another way out of the folder's results, never deleting them: the
+        rows (and predictions) of ``case_ids``, or with None everything the run wrote (rows,
+        started marks, ``run.json``, CSVs, report), into ``superseded/<time>/`` with ``why.txt``
+        holding ``reason``. Returns that folder."""
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        dest = self.path / self.SUPERSEDED / stamp
+        (dest / "cases").mkdir(parents=True, exist_ok=True)
+        if case_ids is None:
+            names = ["cases", "started", "progress", self.RUN_INFO, self.SELECTED, self.CSV,
+                     self.HTML, self.CLAIMS, self.COMPARISONS, self.SEEDS]
+            (dest / "cases").rmdir()
+            moves = [(self.path / name, dest / name) for name in names]
+        else:
+            moves = [(self.cases_dir / f"{case_id}{suffix}", dest / "cases" / f"{case_id}{suffix}")
+                     for case_id in case_ids for suffix in (".json", ".npz")]
+        for source, target in moves:
+            if source.exists():
+                os.replace(source, target)
+        atomic_write_bytes(dest / "why.txt", (reason.rstrip() + "\n").encode("utf-8"))
+        return dest
+
     def lock(self):
         """A ``filelock.FileLock`` on this folder, held by the session that writes into it."""
         from filelock import FileLock
 
         self.path.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.path / self.LOCK))
+
+    def discard_if_empty(self) -> None:
+        """Remove the folder when nothing but its lock was ever written (a session that locked
+        it and ran no case), so that ``reports/runs`` lists runs only."""
+        try:
+            if {p.name for p in self.path.iterdir()} <= {self.LOCK}:
+                (self.path / self.LOCK).unlink(missing_ok=True)
+                self.path.rmdir()
+        except OSError:
+            pass  # another session's, or already gone: leave it
 
     def mark_started(self, case_id: str, info: dict[str, Any]) -> None:
         """Record that a case began, so a run that dies can name the cases that never finished."""
@@ -156,7 +191,8 @@ class RunFolder:
     def write_row(self, row: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> Path:
         """Persist one finished case: predictions first, then the row that points at them."""
         case_id = row["case_id"]
-        row = dict(row, schema=SCHEMA_VERSION)
+        # The digests are for readers (results.csv, tracking tags); every check recomputes them.
+        row = dict(row, schema=SCHEMA_VERSION, identity=identity.part_keys(identity.parts(row)))
         if arrays:
             import io
 
@@ -265,12 +301,17 @@ def _read_row(path: Path) -> dict[str, Any]:
         row = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise RowError(f"cannot read {path}: {exc}") from None
-    return validate_row(row, str(path))
+    validate_row(row, str(path))
+    if row["case_id"] != path.stem:
+        raise RowError(f"{path} holds the row of {row['case_id']!r}, not of {path.stem!r}; "
+                       "the file was copied or renamed: delete it or run the case again")
+    return row
 
 
-def predictions_problem(path: Path) -> str | None:
-    """Why the predictions file ``path`` cannot be used (one line), or None. Reads only the zip
-    directory, not the arrays."""
+def predictions_problem(path: Path, row: dict[str, Any] | None = None) -> str | None:
+    """Why the predictions file ``path`` cannot be used (one line), or None. With ``row`` (the
+    row that names it) the arrays must also be that row's: one prediction per test image of its
+    ``test_counts``, and the same labels."""
     try:
         with open(path, "rb") as handle:  # np.load leaks its own handle when parsing fails
             if handle.read(4) != b"PK\x03\x04":
@@ -291,6 +332,28 @@ def predictions_problem(path: Path) -> str | None:
     if missing:
         return (f"predictions file {path} is not a harness predictions file (no "
                 f"{', '.join(missing)}); run the case again to recreate it")
+    counts = (row or {}).get("test_counts")
+    if isinstance(counts, list) and counts:
+        return _against_row(path, counts)
+    return None
+
+
+def _against_row(path: Path, counts: list[int]) -> str | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            y_true, proba, y_pred = (data[k] for k in PREDICTION_ARRAYS)
+    except Exception as exc:  # noqa: BLE001 - a damaged member reads as corrupt
+        return (f"predictions file {path} cannot be read ({type(exc).__name__}); run the case "
+                "again to recreate it")
+    n = sum(counts)
+    if y_true.shape != (n,) or y_pred.shape != (n,) or proba.shape != (n, len(counts)):
+        return (f"predictions file {path} holds {y_true.shape[0] if y_true.ndim else 0} "
+                f"predictions, its row {n} test images of {len(counts)} classes; it belongs to "
+                "another run: run the case again to recreate it")
+    found = np.bincount(y_true.astype(np.int64).clip(0), minlength=len(counts))
+    if y_true.min(initial=0) < 0 or found.tolist() != list(counts):
+        return (f"predictions file {path} has other test labels than its row's test_counts; it "
+                "belongs to another run: run the case again to recreate it")
     return None
 
 

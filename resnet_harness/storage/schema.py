@@ -168,7 +168,9 @@ RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "
                "intervals", "interval_method",
                # BatchNorm re-estimation and learning diagnostics (calibration.py, evaluation.py)
                "bn_recalibrated", "bn_recalibration", "inference_gap_margin", "warnings",
-               "model_reused")
+               "model_reused",
+               # digests of the row's identity parts (storage/identity.py), stamped when written
+               "identity")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
 OPTIONAL_KEYS = ("traceback", "predictions_file", "predictions_error", "schema",
                  # added when read: the folder a row came from, and the row that replaced it
@@ -283,7 +285,40 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
         if stored is not None and as_number(stored) is None and stored not in ("inf", "-inf") \
                 and not (isinstance(stored, float) and math.isnan(stored)):
             raise RowError(f"{source}: {field.name} must be a number, found {stored!r}")
+        problem = _out_of_range(field, as_number(stored))
+        if problem:
+            raise RowError(f"{source}: {field.name} is {stored!r}, {problem}; the file was "
+                           "edited or damaged: delete it or run the case again")
+    _check_counts(row, source)
     return row
+
+
+# Kinds whose values are shares (0..1) and kinds that cannot be negative.
+_UNIT_KINDS = ("score", "group_score", "interval")
+_NON_NEGATIVE_KINDS = ("time", "rate", "count")
+
+
+def _out_of_range(field: Field, number: float | None) -> str | None:
+    if number is None:
+        return None
+    unit = field.kind in _UNIT_KINDS or (field.kind == "diagnostic" and field.better == "higher")
+    if unit and not 0.0 <= number <= 1.0:
+        return "outside 0..1"
+    if (field.kind in _NON_NEGATIVE_KINDS or field.kind == "diagnostic") and number < 0:
+        return "below 0"
+    return None
+
+
+def _check_counts(row: Mapping[str, Any], source: str) -> None:
+    # The per-class counts and the sample sizes are stored separately; they must agree.
+    for part in ("train", "test"):
+        counts, total = row.get(f"{part}_counts"), as_number(row.get(f"{part}_samples"))
+        if isinstance(counts, list) and total is not None and sum(counts) != total:
+            raise RowError(f"{source}: {part}_samples is {total:g} but {part}_counts add up to "
+                           f"{sum(counts)}; the file was edited or damaged: delete it or run "
+                           "the case again")
+        if isinstance(counts, list) and any(c < 0 for c in counts):
+            raise RowError(f"{source}: {part}_counts holds a negative count")
 
 
 # -- rows of cases without a result ----------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from resnet_harness.storage.identity import comparable_config  # noqa: F401 - its home is identity
 from resnet_harness.training.data.sources import DATASETS, NUM_CLASSES
 
 Case = Any  # a study's case (resnet_harness.study.Case): config never imports a study
@@ -552,21 +553,3 @@ class RunConfig:
         out["data_dirs"] = {str(k or "*"): str(v) for k, v in self.data_dirs.items()}
         out["report_dir"] = str(self.report_dir)
         return out
-
-
-# Settings added after rows were first written; a stored config without them had these values.
-_LATER_SETTINGS = {"xla": False, "mixed_precision": False, "deterministic": False,
-                   "recipe": "study", "bn_recalibrate": False}
-
-
-def comparable_config(config: dict[str, Any] | None) -> Any:
-    """A stored or fresh ``CaseConfig.as_dict()`` in one comparable form (as JSON stores it:
-    tuples become lists), older rows completed with the defaults they ran with.
-
-    ``data_source`` has no default: a row that did not record it is never reused.
-    """
-    import json
-
-    if isinstance(config, dict):
-        config = {**_LATER_SETTINGS, **config}
-    return json.loads(json.dumps(config, sort_keys=True, default=str))

@@ -62,3 +62,60 @@ def host() -> dict[str, str]:
     return {"hostname": socket.gethostname(),
             "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
             "command_line": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+
+
+# The CPU flags oneDNN dispatches its kernels on: two machines that differ here compute the same
+# convolutions with different kernels, so a case's figures differ like another seed's do.
+ISA_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw",
+             "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+             "amx_bf16", "amx_int8")
+
+
+@lru_cache(maxsize=1)
+def cpu() -> tuple[str, tuple[str, ...]]:
+    """The CPU model and which of :data:`ISA_FLAGS` it has (Linux' ``/proc/cpuinfo``; the
+    platform's processor name and no flags elsewhere)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                name, _, text = line.partition(":")
+                name = name.strip()
+                if name == "model name" and text.strip():
+                    model = text.strip()
+                elif name in ("flags", "Features"):
+                    flags = set(text.split())
+                if flags and model:
+                    break
+    except OSError:
+        pass
+    return model, tuple(f for f in ISA_FLAGS if f in flags)
+
+
+def gpus() -> list[str] | None:
+    """The names of the GPUs TensorFlow sees; None when TensorFlow is not loaded in this process
+    (the controller of an xdist session never loads it just to ask)."""
+    import sys
+
+    if "tensorflow" not in sys.modules:
+        return None
+    import tensorflow as tf
+
+    names = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        names.append(str(details.get("device_name", gpu.name)))
+    return names
+
+
+def environment(with_gpus: bool = True) -> dict[str, object]:
+    """What besides code, libraries and data shapes a figure: the CPU and its instruction sets,
+    oneDNN's settings (``TF_ENABLE_ONEDNN_OPTS``, ``ONEDNN_MAX_CPU_ISA``) and the GPUs."""
+    model, isa = cpu()
+    out: dict[str, object] = {
+        "cpu": model, "isa": list(isa),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),
+        "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None}
+    if with_gpus:
+        out["gpus"] = gpus() or []
+    return out

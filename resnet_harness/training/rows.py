@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from resnet_harness.storage import identity as identities
 from resnet_harness.storage.schema import KNOWN_KEYS, RowError
 from resnet_harness.training import provenance
 from resnet_harness.training.data.sources import CLASS_NAMES
@@ -46,5 +47,14 @@ def error_row(cfg, message: str, trace: str | None = None,
 def provenance_record(started: str) -> dict[str, Any]:
     """Where and with what a case ran: host, versions, device, commit, start and end."""
     return dict(provenance.host(), versions=provenance.versions(), device=provenance.device(),
-                git_commit=provenance.git_commit(), started_at=started,
-                finished_at=provenance.now())
+                git_commit=provenance.git_commit(), environment=provenance.environment(),
+                started_at=started, finished_at=provenance.now())
+
+
+def expected_identity(cfg, raw) -> dict[str, dict[str, Any]]:
+    """The identity (``storage.identity.parts``) of the row that running ``cfg`` on ``raw``
+    (a ``RawData``) in this process would write: what ``--resume`` compares a stored row with."""
+    return identities.parts(dict(
+        identity(cfg), data_source=raw.source, data_fingerprint=raw.fingerprint,
+        provenance={"versions": provenance.versions(), "git_commit": provenance.git_commit(),
+                    "environment": provenance.environment()}))

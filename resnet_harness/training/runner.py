@@ -212,7 +212,7 @@ def run_posthoc(cfg: CaseConfig, raw, folder) -> CaseOutcome:
     """
     import psutil
 
-    from resnet_harness.training.config import comparable_config
+    from resnet_harness.storage.identity import comparable_config
     from resnet_harness.training.data import DataError
     from resnet_harness.training.data.sources import NUM_CLASSES
     from resnet_harness.training.metrics import compute_metrics
@@ -256,7 +256,7 @@ def run_posthoc(cfg: CaseConfig, raw, folder) -> CaseOutcome:
         "counts_before_imbalance": variant.counts_before_imbalance,
         "reduced_classes": list(variant.reduced_classes),
         "removal_fraction": variant.removal_fraction, "data_source": variant.source,
-        "provenance": rows.provenance_record(started),
+        "data_fingerprint": raw.fingerprint, "provenance": rows.provenance_record(started),
         **hooks.row_fields(cfg, variant.train_counts, metrics)})
     arrays = {"y_true": variant.y_test.astype(np.int64), "proba": proba,
               "y_pred": proba.argmax(axis=1)}
