@@ -428,7 +428,7 @@ def test_report_that_cannot_be_written_exits_non_zero_and_says_how_to_rebuild(st
 def test_csv_is_written_atomically(tmp_path, monkeypatch):
     """Disk full while writing results.csv leaves the old file whole (it used to be 0 bytes)."""
     from resnet_harness.storage import atomic as results
-    from resnet_harness.report import table
+    from resnet_harness.analysis import table
 
     old = tmp_path / "results.csv"
     old.write_text("case_id,status\nx,passed\n")

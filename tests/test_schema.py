@@ -16,7 +16,8 @@ from resnet_harness.analysis.baseline import DEFAULT_TOLERANCES, measured_values
 from resnet_harness.training.config import RunConfig
 from resnet_harness.studies.paper import CASES
 from resnet_harness.training.metrics import compute_metrics
-from resnet_harness.report import build_report, table
+from resnet_harness.analysis import table
+from resnet_harness.report import build_report
 from resnet_harness.report.extras import pytest_html_extras
 from resnet_harness.storage.rundir import RunFolder
 from resnet_harness.report.summary import summary_lines

@@ -367,7 +367,7 @@ def test_html_section_and_terminal_lines_say_confounded():
 
 
 def test_paper_tables_show_the_mean_over_seeds():
-    from resnet_harness.report import table
+    from resnet_harness.analysis import table
     from resnet_harness.studies.paper_report import table7_frame
 
     rows = planted(0.05)

@@ -43,7 +43,8 @@ def test_floors_and_baseline_regressions_fail_with_their_figures():
 def test_a_case_missing_from_the_baseline_is_recorded_not_failed():
     verdict = judge(passed_row(), floors={}, imbalanced=False, baseline_path="b.csv")
     assert verdict.status == "passed"
-    assert verdict.baseline == {"path": "b.csv", "missing": True}
+    assert verdict.baseline == {"path": "b.csv",
+                                "not_compared": "the baseline has no row of this case"}
 
 
 def test_marker_overrides_apply_in_order_scores_first():

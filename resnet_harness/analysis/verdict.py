@@ -31,28 +31,37 @@ class Verdict:
 def judge(row: Mapping[str, Any], *, floors: Mapping[str, float], imbalanced: bool,
           expected_counts: list[int] | None = None,
           baseline_row: Mapping[str, Any] | None = None, baseline_path: str | None = None,
-          tolerances: Mapping[str, float] | None = None) -> Verdict:
+          tolerances: Mapping[str, float] | None = None, not_compared: str | None = None,
+          across_environments: tuple[str, ...] = ()) -> Verdict:
     """The verdict on a measured ``row``.
 
     ``floors``: metric -> minimum at this scale (the case's ``Bounds``); ``imbalanced``: whether
     the case's training set must be imbalanced; ``baseline_row``: the baseline's row of the same
-    case and scale, or None (``baseline_path`` given but no row: recorded as missing);
-    ``tolerances``: metric -> tolerance, the defaults of ``schema`` for the rest.
+    identity, or None (with ``baseline_path`` given: recorded as not compared, for the reason
+    ``not_compared``); ``tolerances``: metric -> tolerance, the defaults of ``schema`` for the
+    rest. ``across_environments``: how the baseline row's libraries or environment differ from
+    this row's; such a row is not judged alone (its figures differ like another seed's) but
+    pooled with the session's others (``baseline.across_environments``).
     """
     violations = bounds.check(row, floors=floors, imbalanced=imbalanced,
                               expected_counts=expected_counts)
     baseline = None
     if baseline_row is not None:
         comparisons = compare(dict(row), dict(baseline_row), dict(tolerances or {}))
-        regressions = [c.describe() for c in comparisons if c.verdict == "regression"]
+        regressions = ([] if across_environments else
+                       [c.describe() for c in comparisons if c.verdict == "regression"])
         baseline = {
             "path": baseline_path, "tolerances": dict(tolerances or {}),
             "regressions": regressions,
-            "improvements": [c.describe() for c in comparisons if c.verdict == "improvement"],
+            "improvements": ([] if across_environments else
+                             [c.describe() for c in comparisons if c.verdict == "improvement"]),
             "values": {c.metric: c.baseline for c in comparisons},
         }
+        if across_environments:
+            baseline["across_environments"] = list(across_environments)
         violations += [f"regression against baseline: {text}" for text in regressions]
     elif baseline_path is not None:
-        baseline = {"path": baseline_path, "missing": True}
+        baseline = {"path": baseline_path,
+                    "not_compared": not_compared or "the baseline has no row of this case"}
     return Verdict("failed" if violations else "passed", violations,
                    {"violations": list(violations), "floors": dict(floors)}, baseline)

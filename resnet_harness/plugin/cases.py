@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from resnet_harness import study
-from resnet_harness.analysis.baseline import baseline_key, with_overrides
+from resnet_harness.analysis.baseline import with_overrides
 from resnet_harness.analysis.verdict import judge
 from resnet_harness.plugin.interrupts import writing_rows
 from resnet_harness.storage.rundir import RunFolder
@@ -152,15 +152,15 @@ class CaseRunner:
 
     def _judge(self, case_cfg: CaseConfig, row: dict[str, Any], tolerances) -> dict[str, Any]:
         case = case_cfg.case
-        base = (self.baseline.get(baseline_key(case.id, case_cfg.scale, case_cfg.seed))
-                if self.baseline else None)
-        if base is not None and isinstance(base.get("recipe"), str) \
-                and base["recipe"] != case_cfg.recipe:
-            base = None  # --comparison controlled changed this case's recipe: not comparable
+        match = self.baseline.match(row) if self.baseline else None
         expected = case_cfg.hooks.expected_train_counts(row["counts_before_imbalance"])
         verdict = judge(row, floors=case.bounds.floors(case_cfg.scale),
-                        imbalanced=case.imbalanced, expected_counts=expected, baseline_row=base,
-                        baseline_path=self.baseline_path, tolerances=tolerances)
+                        imbalanced=case.imbalanced, expected_counts=expected,
+                        baseline_row=match.row if match else None,
+                        baseline_path=self.baseline_path, tolerances=tolerances,
+                        not_compared=match.reason if match else None,
+                        across_environments=() if match is None or match.same_environment
+                        else match.differences)
         return verdict.apply(row)
 
     def _skip_if_decided(self, case) -> None:

@@ -39,7 +39,7 @@ def _missing_mlflow() -> str:
 def numeric_metrics(row: dict[str, Any]) -> dict[str, float]:
     """Every finite number of a row: the flat table's columns (scores, per-class recall, times,
     memory, counts), each per-class list of the metrics, and the row's other top-level numbers."""
-    from resnet_harness.report.table import flatten_row
+    from resnet_harness.analysis.table import flatten_row
 
     out: dict[str, float] = {}
 

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 from resnet_harness import study
 from resnet_harness.analysis import claims
 from resnet_harness.analysis.sequential import Design, design_of
-from resnet_harness.report import html, table
+from resnet_harness.analysis import table
+from resnet_harness.report import html
 from resnet_harness.storage import schema
 from resnet_harness.storage.atomic import atomic_write_files
 from resnet_harness.storage.rundir import RunFolder, find_rows, predictions_problem

@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from resnet_harness import study
+from resnet_harness.analysis.baseline import guard as baseline_guard
 from resnet_harness.analysis import claims
 from resnet_harness.analysis.sequential import design_of
 from resnet_harness.report import cells, plots
-from resnet_harness.report.table import (NUM_CLASSES, PENDING, RESOURCE_KEYS, case_order,
+from resnet_harness.analysis.table import (NUM_CLASSES, PENDING, RESOURCE_KEYS, case_order,
                                          flatten_row)
 from resnet_harness.storage.atomic import atomic_write_bytes
 from resnet_harness.storage.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC, SCORES
@@ -186,6 +187,9 @@ def _results(frame: pd.DataFrame) -> str:
         against = [f"{label} {line[column]}" for column, label in
                    (("baseline_regressions", "worse:"), ("baseline_improvements", "better:"))
                    if column in line and not missing(line[column]) and str(line[column])]
+        status_text = line.get("baseline_status")
+        if not missing(status_text) and str(status_text) != "compared":
+            against.insert(0, str(status_text))
         cells.append(cell(" | ".join(against), "l"))
         lines.append(f'<tr class="{escape(status)}">' + "".join(cells) + "</tr>")
     unfinished = frame[frame["status"] == "unfinished"]
@@ -409,7 +413,7 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
     sections, anchors = study_sections(rows, SectionContext(frame, _img, delta))
     body = [_header(title, frame, runs, generated_at, anchors),
             claims.html_section(rows, delta, forest=_forest, design=design), sections,
-            '<h2 id="results">All cases</h2>', _results(frame),
+            _guard(rows), '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Time and memory</h2>',
             f'<div class="grid">{_img(plots.resources_png(frame), "train time and peak memory per case")}</div>',
             '<h2 id="counts">Class counts of every variant (Tables 1-2 as run)</h2>',
@@ -422,6 +426,18 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}{cells.CSS}</style></head><body><main>"
             + "".join(body) + "</main></body></html>\n")
+
+
+def _guard(rows: Sequence[dict[str, Any]]) -> str:
+    # What --baseline concluded, as the terminal says it: a guard that compared nothing, or
+    # compared across machines, must be as visible as one that found a regression.
+    found = baseline_guard(list(rows))
+    if found is None:
+        return ""
+    state = "failed" if found.failed else "passed"
+    items = "".join(f"<li>{escape(line)}</li>" for line in found.lines)
+    return (f'<h2 id="baseline">Baseline <span class="badge b-{state}">{state}</span></h2>'
+            f"<ul>{items}</ul>")
 
 
 def claims_page(rows: Sequence[dict[str, Any]], delta: float, sources: Sequence[str] = (),

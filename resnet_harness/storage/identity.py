@@ -91,7 +91,10 @@ def parts(row: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     settings: dict[str, Any] = {"scale": row.get("scale")}
     config = row.get("config")
     if isinstance(config, Mapping):
-        settings["config"] = comparable_config(config)
+        # A baseline written before the config column kept a few settings only (its
+        # epochs, weights, recipe): those are compared, and nothing is assumed of the rest.
+        settings["config"] = (comparable_config(config) if not row.get("config_partial")
+                              else json.loads(json.dumps(dict(config), default=str)))
     return {
         "case": {"study": row.get("study"), "case": split_seed(str(row.get("case_id")))[0],
                  "seed": _seed(row)},

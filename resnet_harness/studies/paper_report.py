@@ -10,7 +10,8 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from resnet_harness.report import html as H
-from resnet_harness.report import plots, table
+from resnet_harness.analysis import table
+from resnet_harness.report import plots
 from resnet_harness.storage import schema
 from resnet_harness.study import split_seed
 from resnet_harness.studies.paper import CASES, DATASETS, PaperCase

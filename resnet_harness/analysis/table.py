@@ -5,6 +5,7 @@ Everything here is pandas only: no plotting, no HTML, no TensorFlow.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +33,12 @@ INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind ==
 _TEXT_COLUMNS = ("case_id", "study", "table", "dataset", "balance", "regularization", "scale", "status",
                  "error", "weights", "recipe", "paper_source", "reduced_classes",
                  "bounds_violations", "baseline_regressions", "baseline_improvements",
-                 "finished_at", "run_dir", "bn_recalibrated", "warnings", "model_reused")
+                 "finished_at", "run_dir", "bn_recalibrated", "warnings", "model_reused",
+                 "baseline_status", "identity", "data_source", "data_fingerprint", "git_commit",
+                 "config", "versions", "environment")
+# Objects stored as JSON text in one column each: with them a results.csv row has the whole
+# identity of its result (storage/identity.py), so a baseline is matched like a stored row.
+JSON_COLUMNS = ("config", "versions", "environment")
 
 
 def id_columns() -> tuple[str, ...]:
@@ -106,7 +112,28 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     stamp = finished_at(row)
     flat["finished_at"] = stamp.isoformat() if stamp != _EPOCH else None
     flat["run_dir"] = row.get("run_dir")
+    flat["baseline_status"] = baseline_status(row)
+    provenance = row.get("provenance") if isinstance(row.get("provenance"), dict) else {}
+    keys = row.get("identity") if isinstance(row.get("identity"), dict) else {}
+    flat["identity"] = keys.get("identity")
+    flat["data_source"] = row.get("data_source")
+    flat["data_fingerprint"] = row.get("data_fingerprint")
+    flat["git_commit"] = provenance.get("git_commit")
+    for column, value in (("config", config), ("versions", provenance.get("versions")),
+                          ("environment", provenance.get("environment"))):
+        flat[column] = json.dumps(value, sort_keys=True, default=str) if value else None
     return flat
+
+
+def baseline_status(row: dict[str, Any]) -> str | None:
+    """``compared``, ``compared across environments`` or ``not compared: <reason>`` for a row
+    judged against a baseline; None without one."""
+    base = row.get("baseline")
+    if not isinstance(base, dict):
+        return None
+    if base.get("not_compared") or base.get("missing"):
+        return f"not compared: {base.get('not_compared') or 'no baseline row for this case'}"
+    return "compared across environments" if base.get("across_environments") else "compared"
 
 
 def rows_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -145,6 +172,15 @@ def rows_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
         row["model_reused"] = (None if reused is None else
                                str(reused).strip().lower() in ("true", "1", "1.0"))
         row["config"] = {k: get(k) for k in ("epochs", "weights", "recipe") if get(k) is not None}
+        for column in JSON_COLUMNS:
+            text = get(column)
+            if isinstance(text, str) and text.startswith("{"):
+                try:
+                    row[column] = json.loads(text)
+                except ValueError:
+                    pass  # a damaged cell: that part of the identity is unknown
+        row.update({k: get(k) for k in ("data_source", "data_fingerprint", "git_commit")
+                    if get(k) is not None})
         rows.append(row)
     return rows
 
