@@ -35,6 +35,17 @@ BAD_OPTIONS = [
     (["--progress", "often"], "progress must be auto, off or a number of seconds >= 0, got "
                               "'often'"),
     (["--mlflow", ""], "mlflow needs a tracking URI, e.g. sqlite:///mlruns.db"),
+    (["--seeds", "0-4294967295"], "at most 1000"),
+    (["--seeds", "0-100000"], "at most 1000"),
+    (["--seed", "7", "--seeds", "0-1"], "--seed 7 and --seeds [0, 1] both given: --seeds sets "
+                                        "every case's seed; drop --seed"),
+    (["--resume-mismatch", "ignore"], "resume mismatch policy 'ignore' must be one of refuse, "
+                                      "rerun, keep"),
+    (["--report-dir", "r/" + "x" * 300], "report dir has a component of 300 bytes"),
+    (["--report-dir", "/".join(["y" * 250] * 20)], "over the file system's 4096"),
+    (["--baseline", "b" * 256 + ".csv"], "path has a component of 260 bytes"),
+    (["--report-dir", "reports-\udcff"], "report dir 'reports-\ufffd' is not valid UTF-8; "
+                                         "rename it or pass another path"),
 ]
 
 

@@ -272,6 +272,21 @@ def test_cli_merges_run_folders_keeping_the_latest_row(tmp_path, capsys):
         provenance = html[html.index('id="provenance"'):]
         assert str(first.path) in provenance and str(second.path) in provenance
         assert "Superseded rows (1)" in provenance
+        assert "(made the same way)" in provenance  # the same identity, re-run later
+
+
+def test_merge_says_how_a_replaced_row_was_made():
+    """Merging folders keeps one row per case; a dropped row made another way says how."""
+    from resnet_harness.report import _merge
+
+    old, _ = make_row(T7_CIFAR_BAL, rng_seed=1, finished_at="2026-11-27T01:00:00+00:00")
+    new, _ = make_row(T7_CIFAR_BAL, rng_seed=2, finished_at="2026-11-27T02:00:00+00:00")
+    old = dict(old, data_fingerprint="first")
+    new = dict(new, config=dict(new["config"], epochs=9), data_fingerprint="other")
+    kept, (dropped,) = _merge([old, new])
+    assert kept == [new]
+    assert "settings.config.epochs: 9 here" in dropped["replaced_because"]
+    assert "data.fingerprint: other here" in dropped["replaced_because"]
 
 
 def test_cli_defaults_to_the_run_folder_itself(small_run, capsys):

@@ -100,6 +100,10 @@ def test_session_logged_to_sqlite_and_read_back_with_mlflows_client(study, tmp_p
         assert (tags["table"], tags["dataset"], tags["scale"], tags["seed"]) == (
             "table7", "cifar10", "smoke", "0")
         assert tags["balance"] in ("balanced", "imbalanced")
+        from resnet_harness.storage import identity
+        assert tags["identity"] == identity.key(identity.parts(json.loads(
+            (run_dir / "cases" / f"{case_id}.json").read_text())))
+        assert tags["environment"].endswith("no GPU") and tags["identity_settings"]
         row = json.loads((run_dir / "cases" / f"{case_id}.json").read_text())
         assert child.data.params["epochs"] == "1" and child.data.params["backbone"] == "tiny"
         metrics = child.data.metrics

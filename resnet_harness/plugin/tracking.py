@@ -69,6 +69,19 @@ def case_params(row: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v)[:6000] for k, v in params.items() if v is not None}
 
 
+def case_tags(row: dict[str, Any]) -> dict[str, str]:
+    """A case run's tags: its status and place, and the digests of its identity
+    (``identity``, ``identity_settings``, ...; ``storage.identity``), so that MLflow's search
+    finds the runs made the same way (``tags.identity_settings = '...'``)."""
+    from resnet_harness.storage import identity
+
+    tags = {k: row.get(k) for k in TAG_KEYS if row.get(k) is not None}
+    tags.update(identity.part_keys(identity.parts(row)))
+    tags["environment"] = identity.describe_environment(
+        (row.get("provenance") or {}).get("environment"))
+    return {k: str(v) for k, v in tags.items()}
+
+
 class MlflowTracker:
     """Logs one session into an MLflow tracking store through ``MlflowClient``."""
 
@@ -123,7 +136,7 @@ class MlflowTracker:
                 tags={"mlflow.parentRunId": self.parent}).info.run_id
             self.logged[case_id] = run_id
             self._log(run_id, metrics=numeric_metrics(row), params=case_params(row),
-                      tags={k: row.get(k) for k in TAG_KEYS if row.get(k) is not None})
+                      tags=case_tags(row))
             self.client.log_artifact(run_id, str(row_path))
             npz = row_path.with_suffix(".npz")
             if npz.is_file():

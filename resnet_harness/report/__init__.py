@@ -17,7 +17,7 @@ from resnet_harness.analysis import claims
 from resnet_harness.analysis.sequential import Design, design_of
 from resnet_harness.analysis import table
 from resnet_harness.report import html
-from resnet_harness.storage import schema
+from resnet_harness.storage import identity, schema
 from resnet_harness.storage.atomic import atomic_write_files
 from resnet_harness.storage.rundir import RunFolder, find_rows, predictions_problem
 
@@ -81,6 +81,17 @@ def _integer(value: Any) -> bool:
     return value != value or float(value).is_integer()  # NaN is "missing"
 
 
+def _how_made(kept: dict[str, Any], dropped: dict[str, Any]) -> str:
+    """How two rows of one case differ in identity (``storage.identity``): the report says
+    whether a merge replaced a result by a re-run of the same thing or by another result."""
+    if kept.get("status") in table.PENDING or dropped.get("status") in table.PENDING:
+        return ""
+    found = identity.differences(identity.parts(kept), identity.parts(dropped),
+                                 identity.MEANING + identity.VERSIONS + ("environment",),
+                                 strict=False)
+    return "; ".join(found[:4]) if found else "made the same way"
+
+
 def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep one row per (case id, scale): a finished row over an unfinished one, then the latest
     ``finished_at`` (later folders win ties). Returns the kept rows and the dropped ones."""
@@ -91,7 +102,8 @@ def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[
         rank = (row.get("status") not in table.PENDING, table.finished_at(row), order)
         if key in best:
             loser, winner = sorted([best[key], (rank, row)], key=lambda item: item[0])
-            dropped.append(dict(loser[1], replaced_by=winner[1].get("run_dir")))
+            dropped.append(dict(loser[1], replaced_by=winner[1].get("run_dir"),
+                                replaced_because=_how_made(winner[1], loser[1])))
             best[key] = winner
         else:
             best[key] = (rank, row)

@@ -347,7 +347,9 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
         items = "".join(f"<li><code>{escape(str(r.get('case_id')))}</code> "
                         f"[{escape(fmt(r.get('scale')))}] {escape(str(r.get('status')))} in "
                         f"<code>{escape(str(r.get('run_dir')))}</code> — replaced by the row "
-                        f"from <code>{escape(str(r.get('replaced_by')))}</code></li>"
+                        f"from <code>{escape(str(r.get('replaced_by')))}</code>"
+                        + (f" ({escape(r['replaced_because'])})"
+                           if r.get("replaced_because") else "") + "</li>"
                         for r in superseded)
         parts.append(f"<h3>Superseded rows ({len(superseded)})</h3><ul>{items}</ul>")
     return "".join(parts)

@@ -174,7 +174,7 @@ RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
 OPTIONAL_KEYS = ("traceback", "predictions_file", "predictions_error", "schema",
                  # added when read: the folder a row came from, and the row that replaced it
-                 "run_dir", "replaced_by")
+                 "run_dir", "replaced_by", "replaced_because")
 _TOP_LEVEL_FIELDS = tuple(f.name for f in FIELDS if f.source == "row")
 KNOWN_KEYS: set[str] = set(IDENTITY_KEYS + RESULT_KEYS + VERDICT_KEYS + OPTIONAL_KEYS
                            + _TOP_LEVEL_FIELDS)

@@ -236,12 +236,41 @@ def parse_weights(value: str) -> str:
     return str(path)
 
 
+# Linux' limits (NAME_MAX, PATH_MAX); checked before any file call, which would otherwise end
+# in an OSError traceback far from the option that named the path.
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def check_path(value: str, what: str) -> Path:
+    """``value`` as a path, or ``argparse.ArgumentTypeError`` (one line) when it cannot name a
+    file here: not valid UTF-8 (the report and run.json record paths as text), a component
+    over 255 bytes, or over 4096 bytes in all."""
+    text = str(value)
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise argparse.ArgumentTypeError(
+            f"{what} {shown!r} is not valid UTF-8; rename it or pass another path") from None
+    path = Path(text).expanduser()
+    long = [part for part in path.parts if len(part.encode("utf-8")) > NAME_MAX]
+    if long:
+        raise argparse.ArgumentTypeError(
+            f"{what} has a component of {len(long[0].encode('utf-8'))} bytes "
+            f"({long[0][:20]}...), over the file system's {NAME_MAX}; pass a shorter path")
+    if len(os.fsencode(path.absolute())) > PATH_MAX or len(encoded) > PATH_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{what} is {len(os.fsencode(path.absolute()))} bytes long, over the file "
+            f"system's {PATH_MAX}; pass a shorter path")
+    return path
+
+
 def parse_report_dir(value: str) -> Path:
     """A folder that is, or can be made, writable: not empty, not a file, not under a file."""
     if not str(value).strip():
         raise argparse.ArgumentTypeError(
             f"report dir {value!r} is empty; pass a folder, e.g. reports (the default)")
-    path = Path(value).expanduser()
+    path = check_path(value, "report dir")
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(
             f"report dir {value!r} is a file, not a folder; pass a folder path")
@@ -276,12 +305,12 @@ def parse_data_dir(value: str) -> tuple[str | None, Path]:
     """``PATH`` (one subfolder per data set) or ``NAME=PATH`` for one data set."""
     name, sep, path = value.partition("=")
     if sep and name in DATASETS:
-        target = Path(path).expanduser()
+        target = check_path(path, "data dir")
     elif sep and "/" not in name and "\\" not in name:
         raise argparse.ArgumentTypeError(
             f"unknown data set {name!r} in --data-dir {value!r}; use one of: {', '.join(DATASETS)}")
     else:
-        name, target = None, Path(value).expanduser()
+        name, target = None, check_path(value, "data dir")
     if not target.is_dir():
         raise argparse.ArgumentTypeError(
             f"data dir {str(target)!r} does not exist or is not a folder; "
@@ -408,7 +437,7 @@ def parse_path(value: str) -> Path:
     """A non-empty path (whether it must exist is checked where it is used)."""
     if not str(value).strip():
         raise argparse.ArgumentTypeError(f"{value!r} is an empty path; pass a folder or file path")
-    return Path(value).expanduser()
+    return check_path(value, "path")
 
 
 @dataclass(frozen=True)
