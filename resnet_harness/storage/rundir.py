@@ -166,13 +166,26 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.path / self.LOCK))
 
-    def discard_if_empty(self) -> None:
+    def missing_parents(self) -> list[Path]:
+        """The folder and those of its parents that do not exist yet, deepest first: what
+        :meth:`lock` creates and :meth:`discard_if_empty` may take away again."""
+        out, path = [], self.path.absolute()
+        while not path.exists() and path != path.parent:
+            out.append(path)
+            path = path.parent
+        return out
+
+    def discard_if_empty(self, created: Iterable[Path] = ()) -> None:
         """Remove the folder when nothing but its lock was ever written (a session that locked
-        it and ran no case), so that ``reports/runs`` lists runs only."""
+        it and ran no case), and then each of ``created`` (its parents that the session made)
+        that is empty, so that a session stopped before any case leaves no folder behind."""
         try:
             if {p.name for p in self.path.iterdir()} <= {self.LOCK}:
                 (self.path / self.LOCK).unlink(missing_ok=True)
                 self.path.rmdir()
+            for parent in created:
+                if parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
         except OSError:
             pass  # another session's, or already gone: leave it
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import math
 import os
 import pickle
 from dataclasses import dataclass
@@ -19,23 +21,11 @@ import numpy as np
 
 from resnet_harness.storage.atomic import atomic_write_bytes
 
-CLASS_NAMES = {
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                "truck"),
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                      "Sneaker", "Bag", "Ankle boot"),
-}
-DATASETS = tuple(CLASS_NAMES)
-NUM_CLASSES = 10  # both data sets have ten classes
-NATIVE_SHAPE = {"cifar10": (32, 32, 3), "fashion_mnist": (28, 28, 1)}
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-IDX_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
-
-
-class DataError(Exception):
-    """A data set cannot be loaded; the message is one line with the fix."""
+# The shared names live in common.py (the image decoder needs them too); imported from here
+# by most of the package, so they are re-exported.
+from resnet_harness.training.data.common import (  # noqa: F401
+    CLASS_NAMES, DATASETS, DEBIAN_FASHION_MNIST, IDX_FILES, IMAGE_SUFFIXES, NATIVE_SHAPE,
+    NUM_CLASSES, DataError, printable)
 
 
 @dataclass
@@ -66,6 +56,11 @@ class RawData:
         shape = NATIVE_SHAPE[dataset]
         for part in ("train", "test"):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if y.ndim != 1 or y.dtype.kind not in "iu":
+                raise DataError(f"{dataset} {part} labels from {self.source} have dtype "
+                                f"{y.dtype} and shape {y.shape}; expected integers of shape "
+                                "(N,), one class index per image: the label file is corrupt or "
+                                "not a label file, re-create or download it again")
             if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != shape:
                 raise DataError(f"{dataset} {part} images from {self.source} have dtype "
                                 f"{x.dtype} and shape {x.shape}; expected uint8 (N, "
@@ -100,19 +95,29 @@ def _open_maybe_gz(path: Path) -> bytes:
                         "download it again") from None
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file (optionally gzipped) into a uint8 array, checking its header."""
+def read_idx(path: Path, ndims: tuple[int, ...] | None = None) -> np.ndarray:
+    """Parse one IDX file (optionally gzipped) into a uint8 array, checking its header (and that
+    it has one of ``ndims`` dimensions, when given)."""
     data = _open_maybe_gz(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number); "
                         "the file is corrupt or not an IDX file")
     ndim = data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path} holds {len(data)} bytes, less than its {ndim}-dimension header "
+                        "needs; the file is truncated, download it again")
     dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims))
+    if ndims is not None and ndim not in ndims:
+        raise DataError(f"{path} holds an array of shape {dims}, expected "
+                        f"{' or '.join(f'{n} dimensions' for n in ndims)} "
+                        f"({'one label per image' if ndims == (1,) else 'N images of H x W'}); "
+                        "the file is corrupt or another file under its name, re-create or "
+                        "download it again")
+    expected = header + math.prod(dims)  # Python integers: a corrupt header cannot overflow
     if len(data) != expected:
-        raise DataError(f"{path} holds {len(data)} bytes but its header promises {expected}; "
-                        "the file is truncated, download it again")
+        raise DataError(f"{path} holds {len(data)} bytes but its header promises {expected} "
+                        f"(shape {dims}); the file is truncated, download it again")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -136,12 +141,12 @@ def load_idx_folder(folder: Path) -> RawData:
         if path is None:
             raise DataError(f"{folder} has no {stem}[.gz]; an IDX folder needs all four files "
                             f"({', '.join(IDX_FILES.values())})")
-        arrays[key] = read_idx(path)
+        arrays[key] = read_idx(path, (1,) if key.startswith("y") else (3, 4))
     for part in ("train", "test"):
         x = arrays[f"x_{part}"]
         arrays[f"x_{part}"] = x[..., None] if x.ndim == 3 else x
         arrays[f"y_{part}"] = arrays[f"y_{part}"].astype(np.int64)
-    return RawData(**arrays, source=f"idx:{folder}")
+    return RawData(**arrays, source=printable(f"idx:{folder}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +183,7 @@ def load_cifar_batches(folder: Path) -> RawData:
     parts = [_read_cifar_batch(base / f"data_batch_{i}") for i in range(1, 6)]
     x_test, y_test = _read_cifar_batch(base / "test_batch")
     return RawData(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                   x_test, y_test, source=f"cifar-batches:{base}")
+                   x_test, y_test, source=printable(f"cifar-batches:{base}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,91 +226,87 @@ def _norm(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
-def _image_files(class_dir: Path) -> list[Path]:
-    return sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def _image_files(class_dir: Path) -> list[str]:
+    # Names, not Paths: sorting 60,000 Paths takes a second, 60,000 strings a few milliseconds.
+    return sorted(name for name in os.listdir(class_dir)
+                  if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES)
 
 
-def _class_dirs(folder: Path, dataset: str) -> list[tuple[Path, int]]:
-    """The class folders of one split with their labels, checked (names, one per class, none
-    empty) without decoding anything."""
+def _class_dirs(folder: Path, dataset: str) -> list[tuple[Path, int, list[str]]]:
+    """The class folders of one split with their labels and image files, checked (names, one
+    per class, none empty) without decoding anything."""
     if not folder.is_dir():
         raise DataError(f"{folder} is missing; image folders need train/<class>/ and "
                         "test/<class>/")
     # Hidden folders (.ipynb_checkpoints, .git) are tools' litter, not classes.
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     index = _class_index(dataset, [p.name for p in class_dirs], folder)
+    found = []
     for class_dir in class_dirs:
-        if not _image_files(class_dir):
+        files = _image_files(class_dir)
+        if not files:
             raise DataError(f"class folder {class_dir} holds no images "
                             f"({', '.join(sorted(IMAGE_SUFFIXES))}); every class needs images, "
                             "add them or fix the folder")
-    return [(class_dir, index[class_dir.name]) for class_dir in class_dirs]
+        found.append((class_dir, index[class_dir.name], files))
+    return found
 
 
-def _read_image_split(folder: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image, UnidentifiedImageError
-
-    height, width, channels = NATIVE_SHAPE[dataset]
-    mode = "RGB" if channels == 3 else "L"
-    images, labels = [], []
-    for class_dir, label in _class_dirs(folder, dataset):
-        for path in _image_files(class_dir):
-            try:
-                with Image.open(path) as image:
-                    array = np.asarray(image.convert(mode), dtype=np.uint8)
-            except (OSError, UnidentifiedImageError) as exc:
-                raise DataError(f"cannot decode image {path}: {exc}; remove or replace the "
-                                "file") from None
-            if array.shape[:2] != (height, width):
-                raise DataError(f"image {path} is {array.shape[1]}x{array.shape[0]}, expected "
-                                f"{width}x{height} for {dataset}")
-            images.append(array.reshape(height, width, channels))
-            labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+def image_folder_files(folder: Path, dataset: str) -> dict[str, list[tuple[str, int, str]]]:
+    """Per split, every image file as ``(split/class folder/file name, label, path)``, in a fixed
+    order; the folder names are checked first (:class:`DataError`)."""
+    return {split: [(f"{split}/{class_dir.name}/{name}", label, f"{class_dir}/{name}")
+                    for class_dir, label, names in _class_dirs(folder / split, dataset)
+                    for name in names]
+            for split in ("train", "test")}
 
 
 def load_image_folders(folder: Path, dataset: str, cache_dir: Path | None) -> RawData:
     """Decode ``train/<class>/*`` and ``test/<class>/*``; cache the arrays as one ``.npz``.
 
     Decoding 60,000 JPEGs takes a while, so the decoded arrays are cached under ``cache_dir``,
-    keyed by the folder's path and file listing; the cache is written atomically, so concurrent
-    xdist workers at worst decode twice and never read a half-written file.
+    keyed by the content of every file with its class folder and name (``images.content_key``);
+    a memo of each file's stat spares reading unchanged files again. Both are written
+    atomically, so concurrent xdist workers at worst decode twice and never read a half-written
+    file.
     """
-    for split in ("train", "test"):  # names first: a cache made before this check proves nothing
-        _class_dirs(folder / split, dataset)
-    cache = None
-    if cache_dir is not None:
-        cache = cache_dir / f"{dataset}-{_listing_key(folder)}.npz"
-        if cache.is_file():
-            try:
-                with np.load(cache) as data:
-                    return RawData(*(data[k] for k in ("x_train", "y_train", "x_test", "y_test")),
-                                   source=f"image-folders:{folder}")
-            except (OSError, ValueError, KeyError):
-                cache.unlink(missing_ok=True)  # a stale or foreign file: decode again
-    x_train, y_train = _read_image_split(folder / "train", dataset)
-    x_test, y_test = _read_image_split(folder / "test", dataset)
-    if cache is not None:
-        import io
+    from resnet_harness.training.data import images
 
-        buffer = io.BytesIO()
-        np.savez(buffer, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    source = printable(f"image-folders:{folder}")
+    # Names first: a cache made before this check proves nothing.
+    files = image_folder_files(folder, dataset)
+    every = files["train"] + files["test"]
+    if cache_dir is None:
+        arrays = [images.decode_files(files[split], dataset)[:2] for split in ("train", "test")]
+        return RawData(*arrays[0], *arrays[1], source=source)
+    path_id = hashlib.blake2b(os.fsencode(folder.resolve()), digest_size=8).hexdigest()
+    memo = images.StatMemo(cache_dir / f"{dataset}-{path_id}.stats")
+    digests, read = images.file_digests(every, memo)
+    cache = cache_dir / f"{dataset}-{images.content_key(every, digests, dataset)}.npz"
+    if cache.is_file():
         try:
-            atomic_write_bytes(cache, buffer.getvalue())
-        except OSError:
-            pass  # a read-only cache only costs the decoding time next run
-    return RawData(x_train, y_train, x_test, y_test, source=f"image-folders:{folder}")
-
-
-def _listing_key(folder: Path) -> str:
-    digest = hashlib.sha256(str(folder.resolve()).encode())
-    for split in ("train", "test"):
-        for class_dir in sorted((folder / split).iterdir()):
-            if class_dir.is_dir():
-                names = sorted(os.listdir(class_dir))
-                digest.update(f"{split}/{class_dir.name}:{len(names)}:{names[:1]}{names[-1:]}"
-                              .encode())
-    return digest.hexdigest()[:16]
+            with np.load(cache) as data:
+                raw = RawData(*(data[k] for k in ("x_train", "y_train", "x_test", "y_test")),
+                              source=source)
+            memo.save()
+            return raw
+        except (OSError, ValueError, KeyError):
+            cache.unlink(missing_ok=True)  # a stale or foreign file: decode again
+    x_train, y_train, decoded = images.decode_files(files["train"], dataset, read, memo)
+    x_test, y_test, decoded_test = images.decode_files(files["test"], dataset, read, memo)
+    del read
+    # Keyed by the bytes actually decoded: a file changed since the key above was computed
+    # must not leave its new pixels under its old content's key.
+    key = images.content_key(every, decoded + decoded_test, dataset)
+    cache = cache_dir / f"{dataset}-{key}.npz"
+    buffer = io.BytesIO()
+    np.savez(buffer, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    try:
+        atomic_write_bytes(cache, buffer.getvalue())
+    except OSError:
+        pass  # a read-only cache only costs the decoding time next run
+    memo.save()
+    return RawData(x_train, y_train, x_test, y_test, source=source)
 
 
 # ---------------------------------------------------------------------------------------------

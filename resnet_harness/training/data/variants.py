@@ -48,6 +48,8 @@ class Variant:
 def removal_fraction(imbalance: Imbalance, dataset: str) -> float:
     """The share of each reduced class's training samples that a reading removes."""
     full = FULL_TRAIN_PER_CLASS[dataset]
+    if not imbalance.classes:
+        return 0.0  # nothing is reduced (check_imbalance refuses it), nothing to divide by
     if imbalance.remove_fraction is not None:
         return imbalance.remove_fraction
     if imbalance.remove_total is not None:
@@ -121,11 +123,22 @@ def _split_indices(raw: RawData, cfg: CaseConfig) -> tuple[np.ndarray, np.ndarra
 
 def check_imbalance(before: list[int], classes: tuple[int, ...], fraction: float,
                     cfg: CaseConfig) -> None:
-    """Refuse an imbalance that the capped counts cannot express: removing a share that rounds
-    to no image leaves the "imbalanced" case balanced, and removing every image drops the class.
+    """Refuse an imbalance that leaves the "imbalanced" case balanced or drops a class: one that
+    reduces no class (no class named, nothing removed), reduces every class alike, removes a
+    share that the capped counts round to no image, or removes every image of a class.
     """
     if not classes or fraction <= 0:
-        return
+        what = "names no class" if not classes else f"removes {fraction:g} of each class"
+        raise DataError(f"{cfg.case.id} asks for an imbalanced training set but its imbalance "
+                        f"reading {cfg.imbalance.reading if cfg.imbalance else '?'} {what}, so "
+                        "it would train on balanced data; name at least one class with "
+                        "--imbalance-classes (e.g. 0,1,2) and remove a positive share "
+                        "(--imbalance-fraction)")
+    if set(range(NUM_CLASSES)) <= set(classes):
+        raise DataError(f"{cfg.case.id}: --imbalance-classes names every class "
+                        f"({','.join(map(str, classes))}), so removing {fraction:.0%} of each "
+                        "leaves the imbalanced case's training set balanced, only smaller; "
+                        "name fewer classes (the paper reduces 0,1,2)")
     removed = [int(round(before[c] * fraction)) for c in classes]
     smallest = min(before[c] for c in classes)
     if min(removed) >= 1 and all(r < before[c] for r, c in zip(removed, classes)):
