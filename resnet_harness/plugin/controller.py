@@ -47,45 +47,86 @@ class Controller:
         self.config, self.resolved = config, resolved
         self.run = options.run_config(resolved)
         origins, resume = resolved.origins, resolved.values["resume"]
+        mismatch = resolved.values["resume_mismatch"] or "refuse"
         baseline, baseline_path = load_baseline(resolved)
         self._lock = self._sigterm = None
+        self._created: list[Path] = []  # folders this session made for its lock
+        self.resume_lines: list[str] = []  # what the resume check found, shown in the header
         if resume is not None:
             if not RunFolder.is_run_folder(resume):
                 raise SessionError(f"{origins['resume']}: {resume} is not a run folder (no "
                                    "cases/ inside); pass a folder under reports/runs/")
             self.folder = RunFolder(resume)
             self._lock_folder()
+            self._check_resume(mismatch)
         else:
             self.folder = RunFolder.new(self.run.report_dir, self.run.scale)
         self.runner = CaseRunner(self.run, self.folder, baseline=baseline,
                                  baseline_path=baseline_path,
                                  tolerances=expand_tolerances(resolved.values["tolerance"] or []),
-                                 resume=resume is not None, run_info=self.run_info)
+                                 resume=resume is not None, mismatch=mismatch,
+                                 run_info=self.run_info)
         self.selected: list[str] = []  # case ids collected, to name those that never started
         self.report_paths: dict[str, Path] | None = None
         self.report_error = self.latest_error = None
         self.report_problems: list[str] = []  # files the report named and skipped
+        self.guard = None  # the baseline's verdict over the session (analysis.baseline.Guard)
         self.active = False
         if resolved.given:
             self.activate()
 
     def _lock_folder(self) -> None:
+        """Hold the run folder's lock for the whole session: a second session writing into the
+        same folder (a fresh run's or a resumed one) is refused, whichever came first."""
         from filelock import Timeout
 
-        self._lock = self.folder.lock()
+        if self._lock is not None:
+            return
         try:
-            self._lock.acquire(timeout=0)
+            lock = self.folder.lock()
+            lock.acquire(timeout=0)
         except Timeout:
             raise SessionError(f"run folder {self.folder.path} is in use by another pytest "
                                "session; wait for it to end or resume another folder") from None
+        except OSError as exc:
+            raise SessionError(f"cannot lock run folder {self.folder.path} ({one_line(exc)}); "
+                               "pass a --report-dir (or --resume a folder) on a writable file "
+                               "system") from None
+        self._lock = lock
+
+    def _check_resume(self, mismatch: str) -> None:
+        from resnet_harness.plugin.resume import ResumeError, check_folder
+
+        current = {dest: entry["value"]
+                   for dest, entry in self.resolved.provenance(self.run).items()}
+        try:
+            self.resume_lines = check_folder(self.folder, current, mismatch)
+        except ResumeError as exc:
+            self._lock.release()
+            raise SessionError(f"{self.resolved.origins['resume']}: {exc}") from None
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return self.resume_lines
 
     def activate(self) -> None:
         """Prepare this process (once it has harness work): TensorFlow settings, GPU, and
-        SIGTERM handled like Ctrl-C so that the report is still written."""
+        SIGTERM handled like Ctrl-C so that the report is still written (under xdist passed on
+        to the workers, whose cases stop within ``interrupts.STOP_GRACE_S``)."""
         if not self.active:
             self.active = True
+            self._claim_folder()
             activate_process(self.run)
-            self._sigterm = install_sigterm_handler()
+            self._sigterm = install_sigterm_handler(self.config)
+
+    def _claim_folder(self) -> None:
+        """Lock a fresh run folder as soon as the session has cases to run, before any worker
+        writes into it; on failure the session stops with the one-line reason."""
+        created = self.folder.missing_parents()
+        try:
+            self._lock_folder()
+        except SessionError as exc:
+            pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        self._created = created
 
     def run_info(self) -> dict[str, Any]:
         """What ``run.json`` records (see :func:`~resnet_harness.plugin.cases.run_description`)."""
@@ -133,6 +174,7 @@ class Controller:
             self.folder.record_selected(self.selected)
             self.report_paths = build_report([self.folder.path], self.folder.path,
                                              problems=self.report_problems)
+            self._judge_baseline(session)
         except Exception as exc:  # noqa: BLE001 - rows are safe on disk; the report can be rebuilt
             self.report_error = one_line(exc)
             # CI must not read a run without its report as a success.
@@ -144,10 +186,25 @@ class Controller:
         except OSError as exc:  # the report exists; only the shortcut to it is stale
             self.latest_error = one_line(exc)
 
+    def _judge_baseline(self, session: pytest.Session) -> None:
+        """The baseline's verdict over every row of the folder (``analysis.baseline.guard``):
+        a pooled regression across environments, or a guard that compared no case, fails the
+        run as a regression of one case does."""
+        from resnet_harness.analysis.baseline import guard
+
+        if not self.runner.baseline_path:
+            return
+        self.guard = guard([r for r in self.folder.rows() if r.get("case_id") in
+                            set(self.selected)] or self.folder.rows())
+        if self.guard and self.guard.failed and session.exitstatus in (
+                pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         restore_sigterm_handler(self._sigterm)
         if self._lock is not None:
             self._lock.release()
+            self.folder.discard_if_empty(self._created)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.folder.has_started():
@@ -161,6 +218,9 @@ class Controller:
             terminalreporter.write_line(line)
         for problem in self.report_problems:
             terminalreporter.write_line(f"warning: {problem}", yellow=True)
+        if self.guard is not None:
+            for line in self.guard.lines:
+                terminalreporter.write_line(line, red=self.guard.failed)
         if self.report_paths:
             terminalreporter.write_line(f"report: {self.report_paths['html']}")
             terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")

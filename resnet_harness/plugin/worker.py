@@ -13,6 +13,7 @@ import resnet_harness.plugin.options as options
 from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_cases,
                                          run_description)
 from resnet_harness.plugin.controller import RUN_DIR_KEY, load_baseline
+from resnet_harness.plugin.interrupts import install_sigterm_handler, restore_sigterm_handler
 from resnet_harness.storage.rundir import RunFolder
 
 
@@ -30,16 +31,21 @@ class Worker:
                                  baseline_path=baseline_path,
                                  tolerances=expand_tolerances(resolved.values["tolerance"] or []),
                                  resume=resolved.values["resume"] is not None,
+                                 mismatch=resolved.values["resume_mismatch"] or "refuse",
                                  run_info=self.run_info)
         self.active = False
+        self._signals = None
         if resolved.given:
             self.activate()
 
     def activate(self) -> None:
-        """TensorFlow settings and this worker's GPU, before TensorFlow loads."""
+        """TensorFlow settings and this worker's GPU, before TensorFlow loads; SIGTERM and
+        SIGINT (the controller passes them on when it is stopped) interrupt the case running
+        like Ctrl-C, so that it is listed as unfinished and the worker ends its session."""
         if not self.active:
             self.active = True
             activate_process(self.run)
+            self._signals = install_sigterm_handler(self.config)
 
     def run_info(self) -> dict[str, Any]:
         """``run.json`` when this worker writes the folder's first row."""
@@ -50,3 +56,6 @@ class Worker:
         self.runner.selection = [case.id for case in cases]
         if cases:
             self.activate()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        restore_sigterm_handler(self._signals)
