@@ -129,3 +129,66 @@ def test_field_format_and_direction():
     assert time.format("inf") == "inf" and time.format(12.34) == "12.3"
     assert accuracy.is_better(0.5, 0.4) and time.is_better(1.0, 2.0)
     assert not schema.FIELDS_BY_NAME["train_samples"].is_better(2, 1)
+
+
+def _set(path: str, value):
+    def change(row):
+        holder = row
+        *parents, last = path.split(".")
+        for key in parents:
+            holder = holder[key]
+        holder[last] = value
+    return change
+
+
+# A stored row whose figures cannot be true is refused on read, naming the file and the value;
+# the report then shows it as corrupt and --resume runs the case again (tests/test_resume.py).
+@pytest.mark.parametrize("change, message", [
+    (_set("metrics.accuracy", 7.5), "accuracy is 7.5, outside 0..1"),
+    (_set("metrics.roc_auc_ovr_macro", -3), "roc_auc_ovr_macro is -3, outside 0..1"),
+    (_set("train_time_s", -1.0), "train_time_s is -1.0, below 0"),
+    (_set("intervals", {"accuracy": [0.2, 1.4]}), "accuracy_ci_high is 1.4, outside 0..1"),
+    (_set("train_samples", 81), "train_samples is 81 but train_counts add up to 80"),
+    (_set("test_counts", [8] * 9 + [-8]), "test_samples is 80 but test_counts add up to 64"),
+])
+def test_rows_out_of_range_are_refused_on_read(tmp_path, change, message):
+    folder = RunFolder(tmp_path / "run").create({})
+    path = folder.write_row(passed_row())
+    row = json.loads(path.read_text())
+    change(row)
+    path.write_text(json.dumps(row))
+    with pytest.raises(schema.RowError) as exc:
+        folder.row(row["case_id"])
+    assert str(path) in str(exc.value) and message in str(exc.value)
+    assert folder.rows()[0]["status"] == "corrupt"
+
+
+def test_a_file_holding_another_cases_row_is_refused(tmp_path):
+    folder = RunFolder(tmp_path / "run").create({})
+    path = folder.write_row(passed_row())
+    other = folder.cases_dir / "table7-fashion_mnist-balanced-split_orig-reg_none.json"
+    other.write_bytes(path.read_bytes())
+    with pytest.raises(schema.RowError, match="holds the row of 'table7-cifar10-balanced"):
+        folder.row(other.stem)
+    statuses = {r["case_id"]: r["status"] for r in folder.rows()}
+    assert statuses == {path.stem: "passed", other.stem: "corrupt"}  # neither case vanishes
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"y_true": np.zeros(5, int), "proba": np.full((5, 10), 0.1), "y_pred": np.zeros(5, int)},
+     "holds 5 predictions, its row 80 test images of 10 classes"),
+    ({"y_true": np.zeros(80, int), "proba": np.full((80, 10), 0.1), "y_pred": np.zeros(80, int)},
+     "has other test labels than its row's test_counts"),
+])
+def test_predictions_of_another_run_are_named(tmp_path, arrays, message):
+    from resnet_harness.storage.rundir import predictions_problem
+
+    folder = RunFolder(tmp_path / "run").create({})
+    row = passed_row()
+    folder.write_row(row, {"y_true": np.repeat(np.arange(10), 8),
+                           "proba": np.full((80, 10), 0.1), "y_pred": np.zeros(80, int)})
+    stored = folder.row(row["case_id"])
+    npz = folder.path / stored["predictions_file"]
+    assert predictions_problem(npz, stored) is None
+    np.savez(npz, **arrays)
+    assert message in predictions_problem(npz, stored)
