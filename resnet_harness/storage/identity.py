@@ -173,7 +173,8 @@ def describe_environment(environment: Mapping[str, Any] | None) -> str:
     onednn = environment.get("onednn")
     pinned = environment.get("onednn_max_isa")
     return "; ".join([
-        f"{environment.get('cpu') or 'CPU'} ({' '.join(isa) or 'no AVX'})",
+        f"{environment.get('cpu') or 'CPU'} ({' '.join(isa) or 'no AVX'}"
+        + (f"; {environment['cpus']} CPUs)" if environment.get("cpus") else ")"),
         f"oneDNN {'off' if onednn in ('0', 'false') else 'on'}"
         + (f" (ISA capped at {pinned})" if pinned else ""),
         ", ".join(gpus) if gpus else "no GPU"])

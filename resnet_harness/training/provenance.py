@@ -109,11 +109,17 @@ def gpus() -> list[str] | None:
 
 
 def environment(with_gpus: bool = True) -> dict[str, object]:
-    """What besides code, libraries and data shapes a figure: the CPU and its instruction sets,
-    oneDNN's settings (``TF_ENABLE_ONEDNN_OPTS``, ``ONEDNN_MAX_CPU_ISA``) and the GPUs."""
+    """What besides code, libraries and data shapes a figure: the CPU, its instruction sets and
+    the CPUs this process may use, oneDNN's settings (``TF_ENABLE_ONEDNN_OPTS``, ``ONEDNN_MAX_CPU_ISA``) and the GPUs."""
     model, isa = cpu()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count()
     out: dict[str, object] = {
-        "cpu": model, "isa": list(isa),
+        # oneDNN splits work by thread count, and another split sums in another order
+        # (bench/isa_determinism.txt: 2 threads against 1 gave other weights).
+        "cpu": model, "isa": list(isa), "cpus": cpus,
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1"),
         "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None}
     if with_gpus:
