@@ -141,6 +141,18 @@ def test_an_invalid_stored_row_is_named_and_run_again(first_run):
     assert "accuracy" in (old.parent.parent / "why.txt").read_text()
 
 
+def test_a_garbage_predictions_file_is_run_again(first_run):
+    """The report's warning says such a case runs again on resume: it does."""
+    pytester, run_dir = first_run
+    (npz,) = RunFolder(run_dir).cases_dir.glob("*.npz")
+    npz.write_bytes(b"not a zip")
+    again = pytester.runpytest_subprocess(*FAST, "-k", CASE, "--resume", run_dir)
+    again.assert_outcomes(passed=1)
+    (old,) = _superseded(run_dir)
+    assert "not an .npz archive" in (old.parent.parent / "why.txt").read_text()
+    assert npz.read_bytes()[:2] == b"PK"
+
+
 def test_a_folder_in_use_is_refused(first_run):
     pytester, run_dir = first_run
     with RunFolder(run_dir).lock().acquire(timeout=1):
