@@ -54,7 +54,7 @@ def test_every_option_has_the_same_precedence(option, tmp_path):
            "report_dir": ["a", "b", "c"], "baseline": ["x.csv", "y.csv", "z.csv"],
            "tolerance": ["accuracy=0.1", "scores=0.2", "f1_macro=0.3"],
            "resume": ["r1", "r2", "r3"], "cb_beta": ["0.9", "0.99", "0.999"],
-           "la_tau": ["0.5", "1", "2"]}[option.dest]
+           "la_tau": ["0.5", "1", "2"], "resume_mismatch": ["rerun", "keep", "refuse"]}[option.dest]
     cli_raw, env_raw, ini_raw = raw
 
     def parsed(text):
