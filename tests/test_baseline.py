@@ -309,6 +309,11 @@ def test_match_names_what_differs(tmp_path):
     assert baseline.match(dict(row, scale="reduced")).reason == \
         "the baseline has no row of c seed 0 at scale reduced (only smoke)"
     assert baseline.match(dict(row, seed=4)).reason == "the baseline has no row of c seed 4"
+    unrecorded = Baseline([{k: v for k, v in base.items() if k != "environment"}], "b.csv")
+    assert unrecorded.match(row).differences == ("environment: not recorded by the baseline",)
+    deterministic = dict(row, config={"epochs": 1, "deterministic": True})
+    assert baseline.match(deterministic).differences == (
+        "settings.config.deterministic: true here, false there",)
 
 
 def test_committed_reduced_baseline_loads_and_names_known_cases():

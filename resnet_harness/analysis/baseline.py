@@ -193,7 +193,10 @@ class Baseline:
         other = [d for d in other if not d.startswith(_DETERMINISM)]
         if other:
             return Match(None, "the baseline row was made another way: " + "; ".join(other[:3]))
-        env = identity.differences(mine, theirs, ("libraries", "environment")) + kernels
+        if not theirs["environment"]:  # a baseline written before environments were recorded
+            env = ["environment: not recorded by the baseline"] + kernels
+        else:
+            env = identity.differences(mine, theirs, ("environment", "libraries")) + kernels
         return Match(found, same_environment=not env, differences=tuple(env))
 
 
