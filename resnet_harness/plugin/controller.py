@@ -216,6 +216,8 @@ class Controller:
         design = design_for(self.run.seeds)
         for line in summary_lines(self.folder, self.run.equivalence_delta, design):
             terminalreporter.write_line(line)
+        for line in self.resume_lines:  # the header's, which -q does not show
+            terminalreporter.write_line(line, yellow=True)
         for problem in self.report_problems:
             terminalreporter.write_line(f"warning: {problem}", yellow=True)
         if self.guard is not None:
