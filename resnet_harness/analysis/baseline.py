@@ -225,17 +225,11 @@ def _check_values(csv: Path) -> None:
 
 def _record(line: dict[str, Any]) -> dict[str, Any]:
     # A results.csv line as a row the identity can read: empty cells absent, JSON cells parsed.
-    import json
+    from resnet_harness.analysis.table import JSON_COLUMNS, json_cells  # pandas: load lazily
 
-    from resnet_harness.analysis.table import JSON_COLUMNS
-
-    out = {k: v for k, v in line.items() if not (isinstance(v, float) and math.isnan(v))}
-    for column in JSON_COLUMNS:
-        if isinstance(out.get(column), str):
-            try:
-                out[column] = json.loads(out[column])
-            except ValueError:
-                out.pop(column)  # a damaged cell: that part of the identity is unknown
+    out = {k: v for k, v in line.items() if not (isinstance(v, float) and math.isnan(v))
+           and k not in JSON_COLUMNS}
+    out.update(json_cells(line))
     if "seed" in out:
         out["seed"] = int(out["seed"])
     if not isinstance(out.get("config"), dict):  # written before the config column

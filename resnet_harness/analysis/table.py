@@ -172,17 +172,25 @@ def rows_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
         row["model_reused"] = (None if reused is None else
                                str(reused).strip().lower() in ("true", "1", "1.0"))
         row["config"] = {k: get(k) for k in ("epochs", "weights", "recipe") if get(k) is not None}
-        for column in JSON_COLUMNS:
-            text = get(column)
-            if isinstance(text, str) and text.startswith("{"):
-                try:
-                    row[column] = json.loads(text)
-                except ValueError:
-                    pass  # a damaged cell: that part of the identity is unknown
+        row.update(json_cells(line))
         row.update({k: get(k) for k in ("data_source", "data_fingerprint", "git_commit")
                     if get(k) is not None})
         rows.append(row)
     return rows
+
+
+def json_cells(line: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`JSON_COLUMNS` of a ``results.csv`` line, parsed; a damaged or empty cell is
+    left out (that part of the row's identity is then unknown)."""
+    out = {}
+    for column in JSON_COLUMNS:
+        text = line.get(column)
+        if isinstance(text, str) and text.startswith("{"):
+            try:
+                out[column] = json.loads(text)
+            except ValueError:
+                pass
+    return out
 
 
 def _total(counts: Any) -> int | None:

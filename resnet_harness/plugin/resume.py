@@ -73,12 +73,9 @@ def setting_differences(info: dict[str, Any], current: dict[str, Any]) -> list[s
 def stale_rows(folder: RunFolder) -> dict[str, list[str]]:
     """``{case_id: differences}`` of the folder's rows made with other code, libraries or
     environment than this process has (GPUs are compared when the case comes)."""
-    here = {"code": {"commit": provenance.git_commit(),
-                     "harness": provenance.versions().get("resnet-harness")},
-            "libraries": {k: v for k, v in provenance.versions().items()
-                          if k in identity.LIBRARIES},
-            "environment": provenance.environment(with_gpus=False)}
-    here["code"] = {k: v for k, v in here["code"].items() if v}
+    here = identity.parts({"provenance": {
+        "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "environment": provenance.environment(with_gpus=False)}})
     out = {}
     for row in folder.rows():
         if row.get("status") not in ("passed", "failed"):
