@@ -63,9 +63,16 @@ def test_smoke_cases_write_rows_predictions_and_report(study):
         assert isinstance(imbalanced[key], float), key
     assert imbalanced["train_inference_samples"] == 160 and imbalanced["warnings"] == []
     assert imbalanced["steady_train_time_s"] < imbalanced["train_time_s"]
+    # the learning curve: one value per epoch of every figure fit logged, and each epoch's time
+    history = imbalanced["history"]
+    assert set(history) == {"loss", "accuracy", "epoch_seconds"}
+    assert history["loss"] == [imbalanced["train_loss"]]
+    assert history["accuracy"] == [imbalanced["train_accuracy"]]
+    assert 0 < history["epoch_seconds"][0] <= imbalanced["train_time_s"]
     result.stdout.fnmatch_lines(["smoke scale: these figures check the pipeline*"])
     frame = pd.read_csv(run_dir / "results.csv")
     assert sorted(frame["case_id"]) == sorted(rows)
+    assert set(frame["epochs_run"]) == {1}
     assert (study.path / "reports" / "latest").resolve() == run_dir.resolve()
 
 

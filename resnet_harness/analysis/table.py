@@ -100,6 +100,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"train_count_c{k}": train_counts[k] for k in range(NUM_CLASSES)})
     flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
     flat["epochs"] = config.get("epochs")
+    flat["epochs_run"] = len((row.get("history") or {}).get("epoch_seconds") or []) or None
     flat["weights"] = config.get("weights")
     flat["recipe"] = config.get("recipe")
     flat.update({f"paper_{key}": _number(paper.get(key)) for key in PAPER_KEYS})

@@ -169,6 +169,8 @@ RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "
                # BatchNorm re-estimation and learning diagnostics (calibration.py, evaluation.py)
                "bn_recalibrated", "bn_recalibration", "inference_gap_margin", "warnings",
                "model_reused",
+               # per-epoch figures of fit: {name: [value per epoch]} (runner.fit_history)
+               "history",
                # digests of the row's identity parts (storage/identity.py), stamped when written
                "identity")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
@@ -290,7 +292,26 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
             raise RowError(f"{source}: {field.name} is {stored!r}, {problem}; the file was "
                            "edited or damaged: delete it or run the case again")
     _check_counts(row, source)
+    _check_history(row.get("history"), source)
     return row
+
+
+def _check_history(history: Any, source: str) -> None:
+    if history is None:
+        return
+    if not isinstance(history, dict):
+        raise RowError(f"{source}: history must be an object of per-epoch lists")
+    lengths = set()
+    for name, values in history.items():
+        if not isinstance(values, list) or not all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in values):
+            raise RowError(f"{source}: history[{name!r}] must be a list of numbers (null for "
+                           "a non-finite value)")
+        lengths.add(len(values))
+    if len(lengths) > 1:
+        raise RowError(f"{source}: history lists have different lengths {sorted(lengths)}; "
+                       "the file was edited or damaged: delete it or run the case again")
 
 
 # Kinds whose values are shares (0..1) and kinds that cannot be negative.

@@ -90,7 +90,8 @@ class CaseOutcome:
 
 
 class _StepClock:
-    """A Keras callback that notes when the first training batch ends (graph tracing included)."""
+    """A Keras callback that notes when the first training batch ends (graph tracing included)
+    and when each epoch ends."""
 
     def __new__(cls):
         import keras
@@ -98,6 +99,10 @@ class _StepClock:
         class Clock(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
                 self.start, self.first_batch_end, self.steps = time.perf_counter(), None, 0
+                self.epoch_ends: list[float] = []
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.epoch_ends.append(time.perf_counter())
 
             def on_train_batch_end(self, batch, logs=None):
                 self.steps += 1
@@ -105,6 +110,22 @@ class _StepClock:
                     self.first_batch_end = time.perf_counter()
 
         return Clock()
+
+
+def fit_history(history, clock) -> dict[str, list]:
+    """Every per-epoch figure ``fit`` logged (loss, accuracy, the validation figures when there
+    are any, a study's own metrics) plus each epoch's seconds: the row's learning curve."""
+    logged = getattr(history, "history", None) or {}
+    out: dict[str, list] = {name: [_finite(v) for v in values]
+                            for name, values in sorted(logged.items())}
+    ends = [clock.start, *clock.epoch_ends]
+    out["epoch_seconds"] = [b - a for a, b in zip(ends, ends[1:])]
+    return out
+
+
+def _finite(value) -> float | None:
+    number = float(value)
+    return number if np.isfinite(number) else None
 
 
 def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
@@ -191,6 +212,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
         "rss_model_ready_mb": model_ready_mb,
         "gpu_added_mb": (peak_gpu - gpu_before) if peak_gpu is not None else None,
         "model_reused": reused,
+        "history": fit_history(history, clock),
         "train_samples": n_train, "test_samples": len(variant.y_test),
         "train_counts": variant.train_counts, "test_counts": variant.test_counts,
         "counts_before_imbalance": variant.counts_before_imbalance,
