@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import CONFTEST, EXPERIMENTS, FAST
+from helpers import FAST
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -79,25 +80,51 @@ def loopback_ssh(tmp_path):
         server.stderr.close()
 
 
-def test_rows_of_a_worker_over_ssh_come_home(pytester: pytest.Pytester, loopback_ssh, tmp_path):
-    test_file = pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
-    # An ini file travels with the tests, so both workers find the same rootdir and test ids.
-    pytester.makeini("[pytest]\n")
-    remote_dir = tmp_path / "remote-host"
-    remote_dir.mkdir()
+ROOT = Path(__file__).resolve().parents[1]
+# The README's recipe, word for word (its lines joined); the test fills in this machine's host,
+# Python and folder.
+RECIPE = ("pytest experiments -m table7 --report-dir reports -d "
+          "--tx ssh=me@gpu1//python=/srv/resnet-harness/.venv/bin/python"
+          "//chdir=/srv/resnet-harness --tx popen")
+
+
+def _readme_commands() -> str:
+    return (ROOT / "README.md").read_text().replace("\\\n", " ").replace("  ", " ")
+
+
+def _project_copy(folder: Path) -> Path:
+    """The project as a user has it: its pytest.ini (``filterwarnings = error`` included),
+    root conftest.py and experiments/."""
+    folder.mkdir()
+    for name in ("pytest.ini", "conftest.py"):
+        shutil.copy(ROOT / name, folder / name)
+    shutil.copytree(ROOT / "experiments", folder / "experiments",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+def test_the_readmes_many_machines_recipe_runs_as_written(loopback_ssh, tmp_path):
+    assert " ".join(RECIPE.split()) in " ".join(_readme_commands().split())
+    here = _project_copy(tmp_path / "here")
+    remote = _project_copy(tmp_path / "gpu1")  # the project installed on the other host
+    (here / "reports").mkdir()  # an existing path given as a separate argument
     python = sys.executable
     if os.environ.get("PYTHONPATH"):  # a checkout used without installing it
         python = f"env PYTHONPATH={os.environ['PYTHONPATH']} {python}"
-    spec = f"ssh_config={loopback_ssh}//ssh=harness-loopback//python={python}//chdir={remote_dir}"
-    # One worker over SSH and one local: the two cases go one to each (round robin).
-    # --rsyncdir: the worker gets its own copy of the test folder, as a real remote host would.
-    result = pytester.runpytest_subprocess(
-        str(test_file), "--rsyncdir", str(pytester.path), *FAST, "-k", "table7 and cifar10", "-d", "--tx", spec, "--tx",
-        f"popen//python={sys.executable}", "--progress", "off", "--max-worker-restart", "0",
-        timeout=600)
-    result.assert_outcomes(passed=2)
-    (run_dir,) = (pytester.path / "reports" / "runs").iterdir()
-    (remote_run,) = (remote_dir / "reports" / "runs").iterdir()
+    command = [word.replace("me@gpu1", f"-F {loopback_ssh} harness-loopback")
+               .replace("/srv/resnet-harness/.venv/bin/python", python)
+               .replace("/srv/resnet-harness", str(remote)) for word in shlex.split(RECIPE)]
+    assert command[0] == "pytest"
+    # Tests only: synthetic data and the tiny backbone, two of table 7's four cases.
+    extra = [*FAST, "-k", "cifar10", "--max-worker-restart", "0"]
+    done = subprocess.run([sys.executable, "-m", *command, *extra], cwd=here,
+                          capture_output=True, text=True, timeout=600)
+    output = done.stdout + done.stderr
+    (tmp_path / "output.txt").write_text(output)
+    assert done.returncode == 0, output[-3000:]
+    assert "2 passed" in output and "INTERNALERROR" not in output
+    (run_dir,) = (here / "reports" / "runs").iterdir()
+    (remote_run,) = (remote / "reports" / "runs").iterdir()
     assert remote_run.name == run_dir.name
     remote_rows = {p.name: p.read_bytes() for p in (remote_run / "cases").iterdir()}
     assert len(remote_rows) == 2  # the remote case's row and its predictions, nothing else
@@ -105,10 +132,27 @@ def test_rows_of_a_worker_over_ssh_come_home(pytester: pytest.Pytester, loopback
         assert (run_dir / "cases" / name).read_bytes() == data  # came home, byte for byte
     frame = pd.read_csv(run_dir / "results.csv")
     assert len(frame) == 2 and set(frame["status"]) == {"passed"}
-    workers = {json.loads((run_dir / "cases" / f"{case}.json").read_text())["provenance"]
-               ["worker"] for case in frame["case_id"]}
-    assert workers == {"gw0", "gw1"}
-    result.stdout.fnmatch_lines(["report: *report.html"])
+    rows = [json.loads((run_dir / "cases" / f"{case}.json").read_text())
+            for case in frame["case_id"]]
+    assert {row["provenance"]["worker"] for row in rows} == {"gw0", "gw1"}
+    assert (run_dir / "report.html").is_file() and f"report: " in output
+    # nothing copied to the other host (no rsync of pytest or the project), no scratch left
+    assert sorted(p.name for p in remote.iterdir() if p.name != "__pycache__") == [
+        "conftest.py", "experiments", "pytest.ini", "reports"]
+    # the other host keeps a run folder of its own rows (mergeable with `python -m
+    # resnet_harness report`), not the live progress files its worker wrote
+    assert sorted(p.name for p in remote_run.iterdir()) == ["cases", "run.json", "started"]
+
+
+def test_deprecated_rsyncdir_is_not_an_internal_error_under_the_projects_ini(tmp_path):
+    """``filterwarnings = error`` must not turn xdist's rsync deprecation into INTERNALERROR."""
+    here = _project_copy(tmp_path / "here")
+    done = subprocess.run([sys.executable, "-m", "pytest", "experiments", "--rsyncdir",
+                           "experiments", "--collect-only", "-q", "-m", "table7", *FAST],
+                          cwd=here, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-2000:]
+    assert "INTERNALERROR" not in done.stdout + done.stderr
+    assert "4 tests collected" in done.stdout or "4/" in done.stdout
 
 
 def test_attach_and_receive_copy_row_and_predictions_once(tmp_path):

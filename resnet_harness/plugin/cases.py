@@ -21,16 +21,16 @@ import resnet_harness.training.config as cfg_module
 from resnet_harness.training.config import CaseConfig, RunConfig
 
 
-def activate_process(run: RunConfig) -> None:
+def activate_process(run: RunConfig, host_slot: int | None = None) -> None:
     """Prepare this process for harness work before TensorFlow loads: its settings and this
-    worker's GPU."""
+    worker's GPU (``host_slot``: its place among its host's workers)."""
     from resnet_harness.training.devices import pin_worker
 
     # oneDNN kernels are off by default on CPUs without AVX-512, and ResNet50's backward pass
     # at 32x32 then runs ~5x slower (see docs/speed.md).
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    pin_worker()
+    pin_worker(slot=host_slot)
 
 
 def run_description(run: RunConfig, resolved) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from resnet_harness import study
+import resnet_harness.plugin.hosts as hosts
 import resnet_harness.plugin.options as options
 from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_cases,
                                          run_description)
@@ -134,8 +135,13 @@ class Controller:
 
     # -- collection ------------------------------------------------------------------------------
     @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs) -> None:
+        hosts.setup_nodes(config)
+
+    @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput[RUN_DIR_KEY] = str(self.folder.path)
+        hosts.configure_node(node)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:

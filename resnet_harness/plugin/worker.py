@@ -13,6 +13,7 @@ import resnet_harness.plugin.options as options
 from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_cases,
                                          run_description)
 from resnet_harness.plugin.controller import RUN_DIR_KEY, load_baseline
+from resnet_harness.plugin.hosts import HOST_SLOT_KEY
 from resnet_harness.plugin.interrupts import install_sigterm_handler, restore_sigterm_handler
 from resnet_harness.storage.rundir import RunFolder
 
@@ -44,7 +45,8 @@ class Worker:
         like Ctrl-C, so that it is listed as unfinished and the worker ends its session."""
         if not self.active:
             self.active = True
-            activate_process(self.run)
+            slot = self.config.workerinput.get(HOST_SLOT_KEY)
+            activate_process(self.run, slot[0] if slot else None)
             self._signals = install_sigterm_handler(self.config)
 
     def run_info(self) -> dict[str, Any]:

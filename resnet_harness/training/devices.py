@@ -48,13 +48,19 @@ def gpu_for_worker(index: int, visible: str | None, gpu_count: int) -> str | Non
     return str(index % gpu_count)
 
 
-def pin_worker(env: os._Environ | dict | None = None) -> str | None:
-    """Pin this xdist worker to its GPU and turn on memory growth; returns the device chosen."""
+def pin_worker(env: os._Environ | dict | None = None, slot: int | None = None) -> str | None:
+    """Pin this xdist worker to its GPU and turn on memory growth; returns the device chosen.
+
+    ``slot``: the worker's place among the workers of its own host (0 for a host's first
+    worker, see ``plugin/hosts.py``), so that each host spreads its workers over its own GPUs;
+    without one, the worker's global number ``gwN`` is used."""
     env = os.environ if env is None else env
     index = worker_index(env.get("PYTEST_XDIST_WORKER"))
     env.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     if index is None:
         return None
+    if slot is not None:
+        index = slot
     visible = env.get("CUDA_VISIBLE_DEVICES")
     choice = gpu_for_worker(index, visible, 0 if visible is not None else count_gpus())
     if choice is not None:
