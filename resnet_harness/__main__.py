@@ -1,4 +1,4 @@
-"""Command line: ``python -m resnet_harness report|claims|save-baseline ...``.
+"""Command line: ``python -m resnet_harness report|claims|save-baseline|attach ...``.
 
 ``report`` rebuilds ``results.csv`` and ``report.html`` from saved result rows; ``claims``
 evaluates the studies' comparisons and claims from run folders or results CSVs. Neither trains
@@ -100,6 +100,21 @@ def _save_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attach(args: argparse.Namespace) -> int:
+    """Wait for a run folder's SLURM array (``--slurm-wait off``), then build its report."""
+    from resnet_harness.plugin import slurm
+
+    run_dir = Path(args.run_dir)
+    _check_run_dir(run_dir)
+    try:
+        submission = slurm.Submission.load(run_dir)
+    except slurm.TaskError as exc:
+        raise UsageError(str(exc)) from exc
+    tally = slurm.wait(submission, run_dir, print)
+    code = _report(argparse.Namespace(run_dirs=[str(run_dir)], out=None, title=None))
+    return code or (1 if tally.failed or tally.lost else 0)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnet-harness", description="Tools of the ResNet50 study harness.")
@@ -138,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
     save.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. reports/latest")
     save.add_argument("dest", metavar="DEST", help="e.g. baselines/reduced.csv")
     save.set_defaults(handler=_save_baseline)
+    attach = commands.add_parser(
+        "attach", help="wait for a --slurm run's job array, then build its report",
+        description="Show a --slurm run's progress (cases done, failed, running, queued) until "
+                    "its job array ends, then write results.csv, the claims and the report.")
+    attach.add_argument("run_dir", metavar="RUN_DIR", help="the run folder --slurm printed")
+    attach.set_defaults(handler=_attach)
     return parser
 
 

@@ -53,16 +53,24 @@ def pytest_configure(config: pytest.Config) -> None:
     from resnet_harness.plugin.watch import Watch
     from resnet_harness.plugin.worker import Worker
 
+    from resnet_harness.plugin import slurm
+
     try:
         resolved = options.resolve(config.getoption, config.getini)
-        session = (Worker if hasattr(config, "workerinput") else Controller)(config, resolved)
+        # An xdist worker, or a SLURM task (``--slurm``), runs cases into another process's
+        # run folder; the process a user started owns the folder and the report.
+        if hasattr(config, "workerinput") or slurm.task_run_dir():
+            session = Worker(config, resolved)
+        else:
+            session = Controller(config, resolved)
     except (argparse.ArgumentTypeError, SessionError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "resnet_harness_session")
     watch = Watch(config, session.folder, run_info=session.run_info,
                   report_paths=lambda: getattr(session, "report_paths", None),
-                  progress=session.run.progress, mlflow_uri=session.run.mlflow)
+                  progress=session.run.progress,
+                  mlflow_uri=None if slurm.task_run_dir() else session.run.mlflow)
     session.runner.watch = watch
     config.pluginmanager.register(watch, "resnet_harness_watch")
 

@@ -206,6 +206,27 @@ class CaseRunner:
                 continue  # an unreadable row counts as missing
         return [r for r in rows if r is not None]
 
+    def to_submit(self, cases) -> list[str]:
+        """The ids of ``cases`` a SLURM array must run (``--slurm``): all of them, or under
+        ``--resume`` those without a passed row of the same meaning (case, settings, data).
+        Code, libraries and environment are checked by the task itself, on its node."""
+        from resnet_harness.storage import identity
+
+        out = []
+        for case in cases:
+            try:
+                row = self.folder.row(case.id) if self.resume else None
+            except RowError:
+                row = None
+            if row is None or row.get("status") != "passed":
+                out.append(case.id)
+                continue
+            expected = rows.expected_identity(self.run.for_case(case),
+                                              self.raw_data(case.dataset))
+            if identity.differences(expected, identity.parts(row), identity.MEANING):
+                out.append(case.id)
+        return out
+
     def _skip_if_finished(self, case_cfg: CaseConfig) -> None:
         """Skip a case whose row in the resumed folder passed and has the identity this session
         would give it (``storage.identity``: settings, data content, code, libraries and

@@ -73,6 +73,14 @@ class Controller:
         self.report_problems: list[str] = []  # files the report named and skipped
         self.guard = None  # the baseline's verdict over the session (analysis.baseline.Guard)
         self.active = False
+        self.slurm = None  # the array in flight under --slurm (plugin.slurm.Submission)
+        self.slurm_tally = None
+        if resolved.values["slurm"]:
+            from resnet_harness.plugin.slurm import refuse_with
+
+            refusal = refuse_with(resolved.values, config)
+            if refusal:
+                raise SessionError(refusal)
         if resolved.given:
             self.activate()
 
@@ -170,10 +178,43 @@ class Controller:
         except DataError as exc:
             pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session):
+        """Under ``--slurm``: submit the selected cases as one job array instead of running them
+        here, and (unless ``--slurm-wait off``) wait for it; the report is then built as after
+        a local run."""
+        if not self.resolved.values["slurm"] or session.config.option.collectonly:
+            return None
+        from resnet_harness.plugin import slurm
+
+        cases = self.runner.to_submit(harness_cases(session.items))
+        write = self.config.pluginmanager.getplugin("terminalreporter").write_line
+        if not cases:
+            write("slurm: nothing to submit: every selected case has a valid row")
+            return True
+        settings = slurm.Settings.from_values(self.resolved.values)
+        if not self.folder.has_started():
+            self.folder.create(self.run_info())
+        self.folder.record_selected(self.selected)
+        self.slurm = slurm.submit(cases, list(self.config.invocation_params.args),
+                                  Path(self.config.invocation_params.dir), self.folder.path,
+                                  settings)
+        write(f"slurm: submitted {len(cases)} cases as job array {self.slurm.job_id}; "
+              f"logs in {self.slurm.folder}")
+        if not settings.wait:
+            write(f"slurm: not waiting (--slurm-wait off); later: python -m resnet_harness "
+                  f"attach {self.folder.path}")
+            return True
+        self.slurm_tally = slurm.wait(self.slurm, self.folder.path, write)
+        session.testsfailed = len(self.slurm_tally.failed) + len(self.slurm_tally.lost)
+        return True
+
     # -- end of run ------------------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.folder.has_started():
             return
+        if self.slurm is not None and self.slurm_tally is None:
+            return  # submitted without waiting: `python -m resnet_harness attach` reports
         from resnet_harness.report import build_report
 
         try:

@@ -65,7 +65,7 @@ def setup_nodes(config) -> None:
     # xdist always adds pytest's own package to the rsync roots: copying it into each remote
     # folder would leave a second pytest there, first on that worker's sys.path.
     manager.roots = []
-    original = workermanage.make_reltoroot
+    original = getattr(workermanage, "make_reltoroot", None)
     if getattr(original, "__name__", "") == "make_reltoroot":
         # Called only for workers with chdir or on another host; with no roots it fails on any
         # existing path, so replacing it changes nothing else. xdist 4 drops it with rsync.

@@ -18,6 +18,7 @@ from resnet_harness.training import config as cfg
 from resnet_harness.analysis.baseline import parse_tolerance
 from resnet_harness.plugin.progress import parse_progress
 from resnet_harness.plugin.resume import parse_policy
+from resnet_harness.plugin import slurm
 from resnet_harness.plugin.tracking import parse_tracking_uri
 
 DEFAULT = "default"
@@ -121,8 +122,27 @@ OPTIONS: tuple[Option, ...] = (
            "what --resume does with a folder or rows made another way: refuse (default, "
            "naming each difference), rerun (set them aside in superseded/ and run again) or "
            "keep (rows of other code, libraries or environment only)"),
+    Option("--slurm", cfg.parse_flag,
+           "submit the selected cases to SLURM as one job array through submitit (one case "
+           "per task) instead of running them here; see the --slurm-* options", kind="flag"),
+    Option("--slurm-partition", str, "SLURM partition of the tasks (default: the cluster's)"),
+    Option("--slurm-time", slurm.parse_minutes,
+           "time limit per task in minutes or H:MM (default 60); a task reaching it is "
+           "requeued and its case starts again"),
+    Option("--slurm-gpus", slurm.parse_count, "GPUs per task (default 1; 0 on CPU nodes)"),
+    Option("--slurm-cpus", slurm.parse_count, "CPUs per task (default 4)"),
+    Option("--slurm-mem", slurm.parse_count, "memory per task in GB (default: the cluster's)"),
+    Option("--slurm-parallelism", slurm.parse_count,
+           "at most this many tasks at once (default: as many as SLURM gives)"),
+    Option("--slurm-wait", cfg.parse_on_off,
+           "on (default): wait, show progress, build the report; off: return once submitted "
+           "(python -m resnet_harness attach RUN_FOLDER waits later)"),
+    Option("--slurm-option", slurm.parse_extra,
+           "any other #SBATCH option as KEY=VALUE (account=mylab, qos=high); repeatable",
+           kind="list"),
 )
 OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
+SLURM_OPTIONS = tuple(o.dest for o in OPTIONS if o.dest.startswith("slurm"))
 
 
 def add_options(group, parser) -> None:
@@ -210,7 +230,8 @@ def resolve(getoption: Callable[[str], Any], getini: Callable[[str], Any],
 
 
 # Options that shape the session (what to compare against, where to write), not a case's run.
-_SESSION_OPTIONS = ("baseline", "tolerance", "resume", "resume_mismatch", "data_dir")
+_SESSION_OPTIONS = ("baseline", "tolerance", "resume", "resume_mismatch", "data_dir",
+                    *SLURM_OPTIONS)
 
 
 def run_config(resolved: Resolved) -> cfg.RunConfig:

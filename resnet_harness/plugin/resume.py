@@ -29,7 +29,9 @@ POLICIES = ("refuse", "rerun", "keep")
 # Options that shape the session (where to write, what to show or compare with), not a result.
 # ``seeds`` is checked on its own: a resume may add seeds, whose rows are other files.
 SESSION_ONLY = frozenset(("report_dir", "progress", "mlflow", "baseline", "tolerance", "resume",
-                          "resume_mismatch", "data_dir", "equivalence_delta", "seeds"))
+                          "resume_mismatch", "data_dir", "equivalence_delta", "seeds",
+                          "slurm", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_cpus",
+                          "slurm_mem", "slurm_parallelism", "slurm_wait", "slurm_option"))
 
 
 def parse_policy(value: str) -> str:

@@ -1,5 +1,6 @@
-"""An xdist worker: it collects, runs the cases it is sent into the controller's run folder
-(named in its ``workerinput``) and leaves the report to the controller (pytest-xdist's
+"""An xdist worker, or a SLURM array task (``--slurm``): it collects, runs the cases it is sent
+(a task: its one case) into the run folder of the process the user started (named in its
+``workerinput``, or a task's environment) and leaves the report to that process (pytest-xdist's
 ``WorkerInteractor`` is the model). A worker never exits the session on bad input: it fails the
 cases concerned, so the controller does not read an exit as a crash."""
 
@@ -13,6 +14,7 @@ import resnet_harness.plugin.options as options
 from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_cases,
                                          run_description)
 from resnet_harness.plugin.controller import RUN_DIR_KEY, load_baseline
+from resnet_harness.plugin import slurm
 from resnet_harness.plugin.hosts import HOST_SLOT_KEY
 from resnet_harness.plugin.interrupts import install_sigterm_handler, restore_sigterm_handler
 from resnet_harness.storage.rundir import RunFolder
@@ -26,7 +28,10 @@ class Worker:
 
         self.config, self.resolved = config, resolved
         self.run = options.run_config(resolved)
-        self.folder = RunFolder(config.workerinput[RUN_DIR_KEY])
+        workerinput = getattr(config, "workerinput", None)
+        self.task_case = None if workerinput else slurm.task_case()
+        self.folder = RunFolder(workerinput[RUN_DIR_KEY] if workerinput
+                                else slurm.task_run_dir())
         baseline, baseline_path = load_baseline(resolved)
         self.runner = CaseRunner(self.run, self.folder, baseline=baseline,
                                  baseline_path=baseline_path,
@@ -45,13 +50,28 @@ class Worker:
         like Ctrl-C, so that it is listed as unfinished and the worker ends its session."""
         if not self.active:
             self.active = True
-            slot = self.config.workerinput.get(HOST_SLOT_KEY)
+            # A SLURM task's GPUs are the ones SLURM gave it: never re-pinned.
+            slot = getattr(self.config, "workerinput", {}).get(HOST_SLOT_KEY)
             activate_process(self.run, slot[0] if slot else None)
             self._signals = install_sigterm_handler(self.config)
 
     def run_info(self) -> dict[str, Any]:
         """``run.json`` when this worker writes the folder's first row."""
         return run_description(self.run, self.resolved)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items) -> None:
+        """A SLURM task keeps its one case; the user's selection is otherwise as given."""
+        if self.task_case is None:
+            return
+        keep = [item for item in items if getattr(item, "callspec", None) is not None
+                and getattr(item.callspec.params.get("case"), "id", None) == self.task_case]
+        if not keep:
+            raise pytest.UsageError(
+                f"SLURM task: case {self.task_case} is not among the cases this selection "
+                "collects here; submit from the same project folder with the same code")
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         cases = harness_cases(session.items)

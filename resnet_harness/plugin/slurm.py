@@ -1,0 +1,327 @@
+"""The selected cases as one SLURM job array, through submitit (``--slurm``).
+
+The pytest process a user starts collects and validates the selection as for a local run, then
+submits one array task per case instead of running them. Each task runs ``python -m pytest`` with
+the user's own arguments in the same folder, told by two environment variables which run folder
+to write into and which case to keep: the same plugin, the same code path, the same row and
+identity as a local run (the task is a :class:`~resnet_harness.plugin.worker.Worker` without
+xdist). When the array is done, the submitting process builds the report from the run folder as
+after a local run; with ``--slurm-wait off`` it returns at once and ``python -m resnet_harness
+attach RUN_FOLDER`` waits and builds the report later.
+
+Preemption and time limits: submitit asks SLURM for ``USR2`` before the limit and on preemption,
+calls :meth:`CaseTask.checkpoint` and requeues the task; the case's pytest (a child process that
+ignores ``USR2``) is killed with it, so the requeued task starts the case again cleanly (no
+checkpoint inside a case: rows are written only when a case ends). ``scontrol requeue`` does the
+same without submitit. A case that fails keeps its error in its row, as locally; a task that dies
+before writing a row is listed with its log.
+
+The state shown while waiting comes from the run folder (a row per finished case) and ``squeue``
+(queued, running), so it needs no SLURM accounting database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+TASK_RUN_DIR = "RESNET_HARNESS_SLURM_RUN_DIR"  # a task: the run folder to write into
+TASK_CASE = "RESNET_HARNESS_SLURM_CASE"  # a task: the one case id it runs
+POLL_S = float(os.environ.get("RESNET_HARNESS_SLURM_POLL_S", "10"))
+SUBMITTED = "submitted.json"  # in <run>/slurm/: the array's job id and each task's case
+
+
+def parse_minutes(text: str) -> int:
+    """A time limit in whole minutes (``90``) or ``H:MM`` (``1:30``)."""
+    value = str(text).strip()
+    try:
+        if ":" in value:
+            hours, minutes = value.split(":")
+            total = int(hours) * 60 + int(minutes)
+        else:
+            total = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"slurm time limit {text!r} is not minutes (90) or H:MM (1:30)") from None
+    if total <= 0:
+        raise argparse.ArgumentTypeError(f"slurm time limit {text!r} must be above 0 minutes")
+    return total
+
+
+def parse_count(text: str) -> int:
+    """A whole number >= 0 (GPUs, CPUs, GB of memory, tasks at once)."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def parse_extra(text: str) -> tuple[str, str]:
+    """``KEY=VALUE``: any other ``#SBATCH`` option (``account=lab``, ``qos=high``)."""
+    key, sep, value = str(text).partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"slurm option {text!r} is not KEY=VALUE, e.g. account=mylab or qos=high")
+    return key.strip().replace("-", "_"), value.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What each array task asks SLURM for (``--slurm-*`` options or ``harness_slurm_*`` ini)."""
+
+    partition: str | None = None
+    time_min: int = 60
+    gpus: int = 1
+    cpus: int = 4
+    mem_gb: int | None = None
+    parallelism: int | None = None
+    wait: bool = True
+    extra: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> "Settings":
+        given = {"partition": values.get("slurm_partition"),
+                 "time_min": values.get("slurm_time"), "gpus": values.get("slurm_gpus"),
+                 "cpus": values.get("slurm_cpus"), "mem_gb": values.get("slurm_mem"),
+                 "parallelism": values.get("slurm_parallelism"),
+                 "wait": values.get("slurm_wait"),
+                 "extra": tuple(values.get("slurm_option") or ())}
+        return cls(**{k: v for k, v in given.items() if v is not None})
+
+    def executor_parameters(self) -> dict[str, Any]:
+        """submitit's ``update_parameters`` keywords: one task of one node per case."""
+        params: dict[str, Any] = {"timeout_min": self.time_min, "nodes": 1,
+                                  "tasks_per_node": 1, "cpus_per_task": self.cpus,
+                                  "slurm_additional_parameters": dict(self.extra)}
+        if self.gpus:
+            params["slurm_gpus_per_task"] = self.gpus
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.mem_gb:
+            params["mem_gb"] = self.mem_gb
+        if self.parallelism:
+            params["slurm_array_parallelism"] = self.parallelism
+        return params
+
+
+class TaskError(RuntimeError):
+    """A task's pytest ended without a result for its case; the message names its log."""
+
+
+class CaseTask:
+    """One array task: ``python -m pytest ARGS`` in ``cwd``, keeping only ``case_id``.
+
+    submitit pickles the instance; :meth:`checkpoint` makes it requeueable (same case again)."""
+
+    def __init__(self, args: list[str], cwd: str, run_dir: str):
+        self.args, self.cwd, self.run_dir = list(args), cwd, run_dir
+
+    def __call__(self, case_id: str) -> dict[str, Any]:
+        env = dict(os.environ, **{TASK_RUN_DIR: self.run_dir, TASK_CASE: case_id})
+        command = [sys.executable, "-m", "pytest", *self.args, "-p", "no:cacheprovider"]
+        # USR2 is submitit's: the parent requeues the task and the child dies with the step.
+        done = subprocess.run(command, cwd=self.cwd, env=env, check=False,
+                              preexec_fn=_ignore_usr2)
+        if done.returncode not in (0, 1):  # 1: the case failed, its row says why
+            raise TaskError(f"{case_id}: pytest exited with code {done.returncode}; its output "
+                            "is in this task's log")
+        return {"case_id": case_id, "exit_code": done.returncode}
+
+    def checkpoint(self, case_id: str):
+        """Requeue this task as it is: the case runs again from its start."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, case_id)
+
+
+def _ignore_usr2() -> None:
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+def task_case() -> str | None:
+    """The case this process runs as a SLURM task (None when it is not one)."""
+    return os.environ.get(TASK_CASE) or None
+
+
+def task_run_dir() -> str | None:
+    """The run folder this process writes into as a SLURM task (None when it is not one)."""
+    return os.environ.get(TASK_RUN_DIR) or None
+
+
+def task_arguments(args: Iterable[str]) -> list[str]:
+    """The user's pytest arguments as a task runs them: without ``--slurm`` (a task never
+    submits; the other ``--slurm-*`` options are inert there)."""
+    return [arg for arg in args if arg != "--slurm"]
+
+
+def refuse_with(values: dict[str, Any], config) -> str | None:
+    """Why ``--slurm`` cannot run with this session's other options (None when it can)."""
+    from resnet_harness.training.config import AutoSeeds
+
+    if getattr(config.option, "dist", "no") not in (None, "no") or getattr(
+            config.option, "numprocesses", None) or getattr(config.option, "tx", None):
+        return ("--slurm runs each case as its own SLURM task; drop -n/-d/--tx (xdist), or "
+                "drop --slurm to run here")
+    if isinstance(values.get("seeds"), AutoSeeds):
+        return ("--slurm with --seeds auto would hold a task slot while a round waits for the "
+                "one before; give the seeds (--seeds 0-4) or run --seeds auto here")
+    if values.get("mlflow"):
+        return ("--slurm does not log to MLflow yet; drop --mlflow and log the folder later "
+                "from a local run, or run here with --mlflow")
+    if shutil.which("sbatch") is None:
+        return ("--slurm needs SLURM's sbatch on this machine's PATH; run from a cluster's "
+                "login node, or drop --slurm")
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        return '--slurm needs submitit: pip install -e ".[slurm]" (or pip install submitit)'
+    return None
+
+
+@dataclass
+class Submission:
+    """An array in flight: its job id, each task's case, and where its logs are."""
+
+    folder: Path  # <run>/slurm
+    job_id: str
+    cases: list[str]
+    requeued: set[str] = field(default_factory=set)
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / SUBMITTED).write_text(json.dumps(
+            {"job_id": self.job_id, "cases": self.cases}, indent=1))
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "Submission":
+        path = Path(run_dir) / "slurm" / SUBMITTED
+        try:
+            data = json.loads(path.read_text())
+            return cls(path.parent, str(data["job_id"]), list(data["cases"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TaskError(f"{path}: no SLURM submission recorded here ({exc}); pass the run "
+                            "folder a --slurm session printed") from None
+
+    def log(self, index: int) -> Path:
+        """The task's log file (submitit writes stdout and stderr there)."""
+        return self.folder / f"{self.job_id}_{index}_0_log.out"
+
+
+def submit(cases: list[str], args: list[str], cwd: Path, run_dir: Path,
+           settings: Settings) -> Submission:
+    """Submit ``cases`` as one job array; each task runs ``args`` keeping its case."""
+    import submitit
+
+    folder = run_dir / "slurm"
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor.update_parameters(name="resnet-harness", stderr_to_stdout=True,
+                               **settings.executor_parameters())
+    task = CaseTask(task_arguments(args), str(cwd), str(run_dir.resolve()))
+    jobs = executor.map_array(task, cases)
+    submission = Submission(folder, str(jobs[0].job_id).split("_")[0], list(cases))
+    submission.save()
+    return submission
+
+
+def queue_states(job_id: str) -> dict[int, str]:
+    """``{array index: state}`` of the array's tasks SLURM still holds (``squeue``); a task
+    not listed has ended."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-j", job_id, "-o", "%K %T"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {}
+    for line in out.stdout.splitlines():
+        index, _, state = line.strip().partition(" ")
+        if index.isdigit():
+            states[int(index)] = state
+    return states
+
+
+@dataclass
+class Tally:
+    """Where each case of an array stands."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # ended without a row
+
+    @property
+    def finished(self) -> bool:
+        return not self.running and not self.queued
+
+    def line(self, submission: Submission) -> str:
+        parts = [f"{len(self.done)} done", f"{len(self.failed)} failed",
+                 f"{len(self.running)} running", f"{len(self.queued)} queued"]
+        if submission.requeued:
+            parts.append(f"{len(submission.requeued)} requeued")
+        if self.lost:
+            parts.append(f"{len(self.lost)} ended without a row")
+        return f"slurm: job {submission.job_id}, {len(submission.cases)} cases: " + \
+            ", ".join(parts)
+
+
+def tally(submission: Submission, run_dir: Path, states: dict[int, str]) -> Tally:
+    """Each case's state from its row (finished) or SLURM's queue (queued, running)."""
+    from resnet_harness.storage.rundir import RunFolder
+    from resnet_harness.storage.schema import RowError
+
+    folder, out = RunFolder(run_dir), Tally()
+    for index, case_id in enumerate(submission.cases):
+        state = states.get(index)
+        if state in ("RUNNING", "COMPLETING", "CONFIGURING"):
+            out.running.append(case_id)
+            continue
+        if state is not None:  # PENDING, REQUEUED, REQUEUE_HOLD, SUSPENDED, ...
+            out.queued.append(case_id)
+            continue
+        try:
+            row = folder.row(case_id)
+        except RowError:
+            row = {"status": "corrupt"}
+        if row is None:
+            out.lost.append(case_id)
+        elif row.get("status") == "passed":
+            out.done.append(case_id)
+        else:
+            out.failed.append(case_id)
+    return out
+
+
+def wait(submission: Submission, run_dir: Path, write: Callable[[str], None],
+         poll_s: float = POLL_S) -> Tally:
+    """Wait until no task is queued or running, writing a line whenever the tally changes."""
+    seen_running: set[str] = set()
+    last = None
+    while True:
+        states = queue_states(submission.job_id)
+        current = tally(submission, run_dir, states)
+        # A task seen running and now queued again was requeued (preempted, timed out, or
+        # requeued by hand).
+        submission.requeued |= seen_running & set(current.queued)
+        seen_running |= set(current.running)
+        line = current.line(submission)
+        if line != last:
+            write(line)
+            last = line
+        if current.finished:
+            for case_id in current.lost:
+                index = submission.cases.index(case_id)
+                write(f"slurm: {case_id} ended without a row; its log: {submission.log(index)}")
+            return current
+        time.sleep(poll_s)

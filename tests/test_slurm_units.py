@@ -1,0 +1,115 @@
+"""``--slurm`` without a cluster: its options, what each task asks SLURM for, how a task's
+command is made, and how the waiting side reads a case's state from rows and the queue. The
+real cluster (submission, requeue, a failing task, the report) is tests/test_slurm.py."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from resnet_harness.plugin import slurm
+from resnet_harness.storage.rundir import RunFolder
+
+from test_schema import passed_row
+
+
+@pytest.mark.parametrize("text, minutes", [("90", 90), ("1:30", 90), (" 5 ", 5), ("0:45", 45)])
+def test_time_limits(text, minutes):
+    assert slurm.parse_minutes(text) == minutes
+
+
+@pytest.mark.parametrize("parse, text, message", [
+    (slurm.parse_minutes, "1h", r"is not minutes \(90\) or H:MM"),
+    (slurm.parse_minutes, "0", "must be above 0 minutes"),
+    (slurm.parse_count, "two", "is not a whole number"),
+    (slurm.parse_count, "-1", "must be 0 or more"),
+    (slurm.parse_extra, "account", "is not KEY=VALUE"),
+    (slurm.parse_extra, "=x", "is not KEY=VALUE"),
+])
+def test_bad_values_are_one_line_errors(parse, text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        parse(text)
+
+
+def test_settings_become_submitit_parameters():
+    values = {"slurm_partition": "gpu", "slurm_time": 90, "slurm_gpus": 2, "slurm_cpus": 8,
+              "slurm_mem": 32, "slurm_parallelism": 4, "slurm_wait": False,
+              "slurm_option": [("account", "lab"), ("qos", "high")]}
+    settings = slurm.Settings.from_values(values)
+    assert settings.wait is False
+    assert settings.executor_parameters() == {
+        "timeout_min": 90, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": 8,
+        "slurm_gpus_per_task": 2, "slurm_partition": "gpu", "mem_gb": 32,
+        "slurm_array_parallelism": 4,
+        "slurm_additional_parameters": {"account": "lab", "qos": "high"}}
+    # defaults: one GPU and four CPUs per task, an hour, the cluster's partition and memory
+    assert slurm.Settings.from_values({}).executor_parameters() == {
+        "timeout_min": 60, "nodes": 1, "tasks_per_node": 1, "cpus_per_task": 4,
+        "slurm_gpus_per_task": 1, "slurm_additional_parameters": {}}
+    # CPU nodes: no GPU asked for
+    assert "slurm_gpus_per_task" not in slurm.Settings(gpus=0).executor_parameters()
+
+
+def test_a_task_runs_the_users_arguments_without_submitting_again():
+    args = ["experiments", "-m", "table7", "--slurm", "--slurm-gpus", "0", "--seeds", "0-2"]
+    assert slurm.task_arguments(args) == ["experiments", "-m", "table7", "--slurm-gpus", "0",
+                                          "--seeds", "0-2"]
+
+
+def test_a_case_stands_where_its_row_or_the_queue_puts_it(tmp_path):
+    folder = RunFolder(tmp_path / "run").create({})
+    folder.write_row(dict(passed_row(), case_id="a"))
+    folder.write_row(dict(passed_row(), case_id="b", status="failed", error="bound broken"))
+    submission = slurm.Submission(tmp_path / "run" / "slurm", "77",
+                                  ["a", "b", "c", "d", "e", "f"])
+    # c runs, d waits, e was requeued, f left the queue without a row
+    states = {2: "RUNNING", 3: "PENDING", 4: "REQUEUED"}
+    tally = slurm.tally(submission, folder.path, states)
+    assert (tally.done, tally.failed, tally.running, tally.queued, tally.lost) == (
+        ["a"], ["b"], ["c"], ["d", "e"], ["f"])
+    assert not tally.finished
+    assert tally.line(submission) == ("slurm: job 77, 6 cases: 1 done, 1 failed, 1 running, "
+                                      "2 queued, 1 ended without a row")
+    assert slurm.tally(submission, folder.path, {}).finished
+
+
+def test_wait_counts_a_task_seen_running_then_queued_as_requeued(tmp_path, monkeypatch):
+    folder = RunFolder(tmp_path / "run").create({})
+    submission = slurm.Submission(tmp_path / "run" / "slurm", "5", ["a"])
+    queue = iter([{0: "PENDING"}, {0: "RUNNING"}, {0: "PENDING"}, {0: "RUNNING"}, {}])
+
+    def states(job_id):
+        found = next(queue)
+        if not found:  # the task ended: its row is there
+            folder.write_row(dict(passed_row(), case_id="a"))
+        return found
+
+    monkeypatch.setattr(slurm, "queue_states", states)
+    lines: list[str] = []
+    tally = slurm.wait(submission, folder.path, lines.append, poll_s=0)
+    assert tally.done == ["a"] and submission.requeued == {"a"}
+    assert lines == ["slurm: job 5, 1 cases: 0 done, 0 failed, 0 running, 1 queued",
+                     "slurm: job 5, 1 cases: 0 done, 0 failed, 1 running, 0 queued",
+                     "slurm: job 5, 1 cases: 0 done, 0 failed, 0 running, 1 queued, 1 requeued",
+                     "slurm: job 5, 1 cases: 0 done, 0 failed, 1 running, 0 queued, 1 requeued",
+                     "slurm: job 5, 1 cases: 1 done, 0 failed, 0 running, 0 queued, 1 requeued"]
+
+
+def test_submission_is_saved_and_loaded_and_a_folder_without_one_is_named(tmp_path):
+    submission = slurm.Submission(tmp_path / "slurm", "123", ["a", "b"])
+    submission.save()
+    again = slurm.Submission.load(tmp_path)
+    assert (again.job_id, again.cases) == ("123", ["a", "b"])
+    assert again.log(1) == tmp_path / "slurm" / "123_1_0_log.out"
+    with pytest.raises(slurm.TaskError, match="no SLURM submission recorded here"):
+        slurm.Submission.load(tmp_path / "elsewhere")
+
+
+def test_slurm_refuses_xdist_and_auto_seeds_in_one_line(pytester: pytest.Pytester):
+    from helpers import CONFTEST, EXPERIMENTS, FAST
+
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
+    result = pytester.runpytest_subprocess(*FAST, "--slurm", "--seeds", "auto", "-k", "table7")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--slurm with --seeds auto would hold a task slot*"])
