@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from resnet_harness.report import build_report  # noqa: E402
+from resnet_harness.report import build_report, curves  # noqa: E402
 from resnet_harness.storage.rundir import RunFolder  # noqa: E402
 from resnet_harness.studies.paper import CASES  # noqa: E402
 from resnet_harness.training.metrics import compute_metrics  # noqa: E402
@@ -113,6 +113,40 @@ def open_seconds(browser: str, page: Path, repeats: int = 3) -> float:
     return max(0.0, statistics.median(once(page) for _ in range(repeats)) - base)
 
 
+def curve_formats(epochs: int, seeds: int) -> str:
+    """One case's learning curves as the report draws them (inline SVG) against the same two
+    panels' lines drawn by matplotlib (without the seeds' band, which only adds to the PNG) as
+    a base64 PNG at 60 and 80 dpi: bytes and milliseconds."""
+    import base64
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(0)
+    histories = [history(rng, epochs) for _ in range(seeds)]
+    start = time.perf_counter()
+    svg = curves.case_svg(histories)
+    found = [f"SVG {len(svg) / 1e3:.1f} KB in {1e3 * (time.perf_counter() - start):.1f} ms"]
+    for dpi in (60, 80):
+        start = time.perf_counter()
+        fig = Figure(figsize=(4.75, 1.5), layout="constrained")
+        FigureCanvasAgg(fig)
+        for index, name in enumerate(("loss", "accuracy")):
+            ax = fig.add_subplot(1, 2, index + 1)
+            for key, style in ((name, "-"), (f"val_{name}", "--")):
+                stats = curves.mean_curve(histories)[key] if seeds > 1 else histories[0][key]
+                ax.plot(range(1, epochs + 1), stats, style, color=curves.color(0), linewidth=1)
+            ax.set_title(name, fontsize=7)
+            ax.tick_params(labelsize=6)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+        size = len(base64.b64encode(buffer.getvalue()))
+        found.append(f"PNG at {dpi} dpi {size / 1e3:.1f} KB as base64 in "
+                     f"{1e3 * (time.perf_counter() - start):.0f} ms")
+    return f"one case's curves ({epochs} epochs, {seeds} seeds): " + ", ".join(found)
+
+
 def measure(size: int, args: argparse.Namespace, browser: str | None, keep: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run = write_run(Path(tmp) / "run", size, args.cases, args.epochs, args.test)
@@ -143,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", type=Path, help="copy each report.html into this folder")
     parser.add_argument("--json", type=Path, help="append the figures as JSON lines here")
     args = parser.parse_args(argv)
+    for seeds in (1, 100):
+        print(curve_formats(args.epochs, seeds))
     browser = find_browser()
     if browser is None:
         print("no headless browser found (" + ", ".join(BROWSERS) + "): open time not measured")

@@ -416,3 +416,167 @@ def test_terminal_summary_shows_warnings_and_says_what_smoke_figures_are(tmp_pat
     assert "steady_s" in lines[0] and "added_MB" in lines[0] and " 8.0 " in lines[1]
     reduced = make_row(T7_CIFAR_BAL, scale="reduced")
     assert SMOKE_NOTE not in summary_lines(write_run(tmp_path / "reduced", [reduced]))
+
+
+def learning_history(epochs: int = 6, rng_seed: int = 0, validation: bool = True) -> dict:
+    """A per-epoch history as the runner saves it: loss falling, accuracy rising."""
+    rng = np.random.default_rng(rng_seed)
+    loss = [2.3 / (1 + 0.5 * e) + float(rng.uniform(0, 0.05)) for e in range(epochs)]
+    history = {"loss": loss, "accuracy": [1 - v / 2.5 for v in loss],
+               "epoch_seconds": [30.0] * epochs}
+    if validation:
+        history.update(val_loss=[v + 0.2 for v in loss], val_accuracy=[1 - v / 2.2 for v in loss])
+    return history
+
+
+def seeded_rows(case_id: str, seeds: range, history: bool = True) -> list[tuple[dict, dict]]:
+    """One row per seed as ``--seeds`` writes them (``<case>-seed<n>``, ``seed`` n)."""
+    out = []
+    for seed in seeds:
+        row, arrays = make_row(case_id, rng_seed=seed)
+        row.update(case_id=f"{case_id}-seed{seed}", seed=seed)
+        if history:
+            row["history"] = learning_history(rng_seed=seed)
+        out.append((row, arrays))
+    return out
+
+
+def section_of(html: str, anchor_id: str) -> str:
+    start = html.index(f'<section class="case passed" id="{anchor_id}">')
+    return html[start:html.index("</section>", start)]
+
+
+def path_points(svg: str) -> list[list[tuple[float, float]]]:
+    """The polylines of the SVG's paths (each ``M`` starts one), each a list of (x, y)."""
+    return [[tuple(map(float, p.split(","))) for p in re.split(r"[L ]+", line) if p]
+            for d in re.findall(r'<path d="([^"]+)"', svg) for line in d.split("M") if line]
+
+
+def test_case_sections_draw_the_learning_curves_of_rows_that_have_a_history(tmp_path):
+    with_history, arrays = make_row(T7_CIFAR_BAL)
+    with_history["history"] = learning_history(epochs=6)
+    run = write_run(tmp_path / "run", [(with_history, arrays), make_row(T10_L2, rng_seed=1)])
+    html = build_report([run.path], tmp_path / "out")["html"].read_text()
+
+    drawn = section_of(html, f"case-{T7_CIFAR_BAL}-smoke")
+    assert drawn.count('<svg class="curves"') == 1
+    svg = drawn[drawn.index("<svg"):drawn.index("</svg>")]
+    assert svg.count("stroke-dasharray") == 2  # val_loss and val_accuracy, dashed
+    loss, val_loss, accuracy, val_accuracy = path_points(svg)
+    assert [len(points) for points in (loss, val_loss, accuracy, val_accuracy)] == [6] * 4
+    xs = [x for x, _ in loss]
+    assert xs == sorted(xs) and len(set(xs)) == 6  # one point per epoch, in order
+    assert loss[0][1] < loss[-1][1]  # falling loss: lower on the plot (SVG y grows downwards)
+    assert accuracy[0][1] > accuracy[-1][1]  # rising accuracy: higher on the plot
+    assert all(v[1] < t[1] for v, t in zip(val_loss, loss))  # validation loss above it
+    # The row written before rows kept a history: no curve, a note, and the report stands.
+    old = section_of(html, f"case-{T10_L2}-smoke")
+    assert "<svg" not in old and "No learning curve" in old
+    overlays = html[html.index('id="curves"'):html.index('id="counts"')]
+    assert overlays.count('<svg class="curves"') == 1  # the tables with any curve: Table 7
+    assert f'<a href="#case-{T7_CIFAR_BAL}-smoke">' in overlays and T10_L2 not in overlays
+    assert 'href="#curves"' in html
+
+
+def test_rows_without_history_give_a_report_without_curves(small_run, tmp_path):
+    html = build_report([small_run], tmp_path / "out")["html"].read_text()
+    assert "<svg" not in html and 'id="curves"' not in html and 'href="#curves"' not in html
+    assert html.count('<table class="cm">') == 2
+
+
+def test_a_cases_seeds_share_one_section_one_heat_map_and_a_table_of_their_figures(tmp_path):
+    seeds = range(1, 6)
+    rows = seeded_rows(T7_CIFAR_BAL, seeds) + seeded_rows(T10_L2, seeds)
+    run = write_run(tmp_path / "run", rows)
+    html = build_report([run.path], tmp_path / "out")["html"].read_text()
+
+    assert html.count('<section class="case') == 2  # one per case, not one per seed
+    assert html.count('<table class="cm">') == 2
+    cases_part = html[html.index('id="cases"'):html.index('id="provenance"')]
+    assert cases_part.count('<svg class="curves"') == 2
+    section = section_of(html, f"case-{T7_CIFAR_BAL}-smoke")
+    assert f"{T7_CIFAR_BAL} · 5 seeds" in section and "seeds: 1–5" in section
+    # The heat map is the mean of the seeds' matrices, a decimal where they differ.
+    matrices = np.array([r["metrics"]["confusion_matrix"] for r, _ in rows[:5]], dtype=float)
+    heat = section[section.index('<table class="cm">'):]
+    first_cell = re.search(r'title="([\d.]+) \(\d+%\)"', heat).group(1)
+    assert float(first_cell) == pytest.approx(matrices[:, 0, 0].mean(), abs=0.05)
+    assert "mean confusion matrix of 5 seeds" in heat
+    # Every seed's figures in one table, each line the target of its link in "All cases".
+    accuracies = [r["metrics"]["accuracy"] for r, _ in rows[:5]]
+    for (row, _), accuracy in zip(rows[:5], accuracies):
+        line = re.search(rf'<tr class="passed" id="case-{row["case_id"]}-smoke">(.*?)</tr>',
+                         section).group(1)
+        assert f"<td>{accuracy:.4f}</td>" in line
+    stats = dict(re.findall(r'<tr class="stat"><td>(\w+)</td><td></td><td>([\d.]+)</td>',
+                            section))
+    assert float(stats["mean"]) == pytest.approx(np.mean(accuracies), abs=1e-4)
+    assert float(stats["min"]) == pytest.approx(min(accuracies), abs=1e-4)
+    assert float(stats["sd"]) == pytest.approx(np.std(accuracies, ddof=1), abs=1e-4)
+    assert f"<td>{np.mean(accuracies):.4f}</td>" in section[section.index("mean of 5"):]
+    links = set(re.findall(r'href="#([^"]+)"', html))
+    assert {f"case-{r['case_id']}-smoke" for r, _ in rows} <= links
+    assert links <= set(re.findall(r'id="([^"]+)"', html))
+    # Five seeds or fewer: each seed's curve; the overlay shows the case's mean.
+    curve = section[section.index("<svg"):section.index("</svg>")]
+    # Per panel (loss, accuracy), a training and a validation line per seed.
+    assert len(path_points(curve)) == 2 * 2 * 5 and "<polygon" not in curve
+    counts = html[html.index('id="counts"'):html.index('id="cases"')]
+    assert f"{T7_CIFAR_BAL} (5 seeds)" in counts and counts.count("<tr>") == 1 + 2
+
+
+def test_report_size_grows_by_a_table_line_per_seed_not_a_section(tmp_path):
+    sizes = {}
+    for count in (1, 20):
+        rows = seeded_rows(T7_CIFAR_BAL, range(1, count + 1)) + seeded_rows(
+            T7_CIFAR_IMB, range(1, count + 1))
+        run = write_run(tmp_path / f"run{count}", rows)
+        html = build_report([run.path], tmp_path / f"out{count}")["html"].read_text()
+        assert html.count('<table class="cm">') == 2 and html.count("<img") == \
+            sizes.get("images", html.count("<img"))
+        sizes[count], sizes["images"] = len(html.encode()), html.count("<img")
+    assert sizes[20] < 2 * sizes[1]  # 20 times the rows, well under twice the bytes
+    assert (sizes[20] - sizes[1]) / (2 * 19) < 3000  # bytes per further seed's row
+
+
+def test_curves_of_many_seeds_are_their_mean_and_a_band_and_gaps_break_the_line():
+    from resnet_harness.report import curves
+
+    many = [learning_history(rng_seed=s, validation=False) for s in range(curves.SEED_LINES + 1)]
+    svg = curves.case_svg(many)
+    assert svg.count("<polygon") == 2 and len(path_points(svg)) == 2  # loss, accuracy
+    mean = curves.mean_curve(many)["loss"]
+    assert mean[0] == pytest.approx(np.mean([h["loss"][0] for h in many]))
+    gap = {"loss": [2.0, 1.5, None, 1.0, 0.9], "accuracy": [0.1, None, 0.3, 0.4, 0.5]}
+    svg = curves.case_svg([gap])
+    loss, accuracy = svg.split('class="t">accuracy')
+    assert [len(p) for p in path_points(loss)] == [2, 2]  # broken at the missing epoch
+    assert "<circle" in accuracy and [len(p) for p in path_points(accuracy)] == [3]
+    assert curves.case_svg([{"epoch_seconds": [1.0]}]) == "" == curves.case_svg([])
+    assert curves.mean_curve([{"loss": [None, 1.0]}, {"loss": [None, 3.0]}])["loss"] == \
+        [None, 2.0]
+
+
+def test_confusion_html_of_a_mean_matrix_prints_one_decimal():
+    page = cells.confusion_html([[2.5, 1.5], [0.0, 4.0]], ["a", "b"])
+    assert re.findall(r'title="([^"]+)">([^<]*)<', page) == [
+        ("2.5 (62%)", "2.5"), ("1.5 (38%)", "1.5"), ("0 (0%)", ""), ("4 (100%)", "4")]
+
+
+def test_a_seed_that_stopped_with_an_error_is_a_line_of_its_cases_section(tmp_path):
+    rows = seeded_rows(T7_CIFAR_IMB, range(1, 4))
+    broken = dict(failed_row(T7_CIFAR_IMB), case_id=f"{T7_CIFAR_IMB}-seed1", seed=1)
+    run = write_run(tmp_path / "run", [(broken, None)] + rows[1:])
+    html = build_report([run.path], tmp_path / "out")["html"].read_text()
+
+    start = html.index(f'<section class="case error" id="case-{T7_CIFAR_IMB}-smoke">')
+    section = html[start:html.index("</section>", start)]
+    assert "error: 1" in section and "passed: 2" in section
+    assert "errors in 1 of 3 seeds" in section
+    line = re.search(rf'<tr class="error" id="case-{T7_CIFAR_IMB}-seed1-smoke">(.*?)</tr>',
+                     section).group(1)
+    assert "input &lt;32x32&gt; &amp; labels don&#x27;t match" in line
+    # The heat map and means are of the two seeds that measured; the names and the reduced
+    # classes come from them, not from the seed that stopped before it had any.
+    assert "mean confusion matrix of 2 seeds" in section and "orange: reduced classes" in section
+    assert "<th>mean of 2</th>" in section and "class0" in section

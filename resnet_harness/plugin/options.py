@@ -103,8 +103,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--report-dir", cfg.parse_report_dir,
            "where run folders and reports go (default reports/)"),
     Option("--progress", parse_progress,
-           "live progress of the training case: auto (default: in place on a terminal, a line "
-           "every 30 s otherwise; -q turns it off), off, or SECONDS between plain lines"),
+           "live progress of the session and the training case: auto (default: in place on a "
+           "terminal, otherwise a line every 30 s and at each epoch end; -q turns it off), "
+           "off, or SECONDS between plain lines"),
     Option("--mlflow", parse_tracking_uri,
            "log the session into this MLflow tracking URI (e.g. sqlite:///mlruns.db): one "
            "parent run, one nested run per case; needs pip install -e \".[mlflow]\""),

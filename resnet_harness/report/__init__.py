@@ -16,7 +16,7 @@ from resnet_harness import study
 from resnet_harness.analysis import claims
 from resnet_harness.analysis.sequential import Design, design_of
 from resnet_harness.analysis import table
-from resnet_harness.report import html
+from resnet_harness.report import cases, html
 from resnet_harness.storage import identity, schema
 from resnet_harness.storage.atomic import atomic_write_files
 from resnet_harness.storage.rundir import RunFolder, find_rows, predictions_problem
@@ -58,7 +58,7 @@ def _renderable(row: dict[str, Any]) -> dict[str, Any]:
             ("train_count_", "test_count_"))) and not _integer(v)]
         if bad:
             raise TypeError(f"{', '.join(bad)} not a scalar")
-        html.render_case(row, flat)
+        cases.render_case(row, flat)
         return row
     except Exception as exc:  # noqa: BLE001 - whatever the field, the file is unusable
         case_id = row.get("case_id")

@@ -37,11 +37,12 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def confusion_html(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
+def confusion_html(matrix: Sequence[Sequence[float]], class_names: Sequence[str],
                    title: str = "confusion matrix (shade: share of the true class)") -> str:
     """Heat map of a confusion matrix: rows are true classes, columns predicted ones; the shade
-    is the cell's share of its row, the text its count (empty when 0)."""
-    counts = [[int(v) for v in row] for row in matrix]
+    is the cell's share of its row, the text its count (empty when 0). A matrix of means (over
+    seeds) prints its counts with one decimal."""
+    counts = [[float(v) for v in row] for row in matrix]
     names = [escape(str(n)) for n in class_names] or [str(k) for k in range(len(counts))]
     head = "".join(f'<th class="col">{n}</th>' for n in names)
     lines = []
@@ -51,8 +52,9 @@ def confusion_html(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
         for value in row:
             share = value / total
             color = "#fff" if share > 0.6 else "#222"
+            text = f"{value:.0f}" if value.is_integer() else f"{value:.1f}"
             cells.append(f'<td style="background:{_shade(share)};color:{color}" '
-                         f'title="{value} ({share:.0%})">{value or ""}</td>')
+                         f'title="{text} ({share:.0%})">{text if value else ""}</td>')
         name = names[i] if i < len(names) else str(i)
         lines.append(f'<tr><th class="l">{name}</th>{"".join(cells)}</tr>')
     return (f'<table class="cm"><caption>{escape(title)}<br>rows: true, columns: predicted'

@@ -1,38 +1,36 @@
-"""The self-contained ``report.html``: inline CSS, images as base64 data URIs, no address outside
-the file, every piece of text escaped."""
+"""The self-contained ``report.html``: inline CSS, images as base64 data URIs or inline SVG, no
+address outside the file, every piece of text escaped. The per-case sections and learning-curve
+overlays are :mod:`resnet_harness.report.cases`; numbers and cells, :mod:`.markup`."""
 
 from __future__ import annotations
 
 import base64
 import json
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from resnet_harness import study
 from resnet_harness.analysis.baseline import guard as baseline_guard
 from resnet_harness.analysis import claims
 from resnet_harness.analysis.sequential import design_of
-from resnet_harness.report import cells, plots
-from resnet_harness.analysis.table import (NUM_CLASSES, PENDING, RESOURCE_KEYS, case_order,
-                                         flatten_row)
+from resnet_harness.report import cases, cells, curves, plots
+from resnet_harness.analysis.table import NUM_CLASSES, PENDING
+from resnet_harness.report.markup import (LABELS, anchor, cell, diff_cell, flat_items, fmt,
+                                          fmt_paper, html_table, kv_table, label, missing)
 from resnet_harness.storage.atomic import atomic_write_bytes
-from resnet_harness.storage.schema import FIELDS, FIELDS_BY_NAME, PAPER_METRIC, SCORES
+from resnet_harness.storage.schema import SCORES
 
-LABELS = {"f1": "F1 score", "precision": "Precision (macro)", "recall": "Recall (macro)",
-          "accuracy": "Accuracy", "roc_auc": "ROC AUC (OvR macro)",
-          "train_time_s": "Training time (s; ours: steady state, first step left out)",
-          "test_time_s": "Testing time (s)",
-          "memory_mb": "Memory (MB; ours: resident memory the case added)", "balanced": "Balanced",
-          "imbalanced": "Imbalanced", "cifar10": "CIFAR-10", "fashion_mnist": "Fashion-MNIST"}
+# The studies' report sections format through this module (``html.cell``, ``html.fmt``, ...).
+__all__ = ["LABELS", "SectionContext", "cell", "claims_page", "diff_cell", "fmt", "fmt_paper",
+           "html_table", "label", "missing", "render_report", "study_sections", "write_report"]
+
 STATUS_ORDER = ("passed", "failed", "unfinished", "not_run", "error", "corrupt")
 
 CSS = """
@@ -64,67 +62,7 @@ section.case.passed{border-left:5px solid #3a9a55}
 .grid{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}img{max-width:100%}
 code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
 """
-
-
-def missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
-def fmt(value: Any, key: str = "") -> str:
-    """A measured number as shown: 4 decimals for scores, 2 for seconds and megabytes."""
-    if missing(value):
-        return "—"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if not isinstance(value, (float, np.floating)):
-        return str(value)
-    return f"{value:.2f}" if _resource(key) else f"{value:.4f}"
-
-
-def fmt_paper(value: Any) -> str:
-    """A paper figure exactly as printed (shortest decimal form: 0.8577, 1496.23, 3.2)."""
-    return "—" if missing(value) else np.format_float_positional(float(value), trim="-")
-
-
-def _resource(key: str) -> bool:
-    # A paper key (memory_mb) or our field name: not a 0..1 score, so 2 decimals.
-    field = FIELDS_BY_NAME.get(PAPER_METRIC.get(key, key))
-    return key in RESOURCE_KEYS or (field is not None
-                                    and field.kind not in ("score", "group_score"))
-
-
-def diff_cell(diff: Any, paper: Any, key: str, colour: bool = True) -> str:
-    """A Δ cell; ``colour`` only where the two figures describe the same work (paper scale):
-    a smaller run is not "better" or "worse" than the paper, only smaller."""
-    if missing(diff):
-        return '<td class="none">—</td>'
-    if _resource(key):
-        close, better = abs(diff) <= 0.1 * abs(paper), diff < 0
-    else:
-        close, better = abs(diff) <= 0.02, diff > 0
-    css = "close" if close else ("better" if better else "worse")
-    css = css if colour else "plain"
-    text = f"{diff:+.2f}" if _resource(key) else f"{diff:+.4f}"
-    return f'<td class="{css}">{escape(text)}</td>'
-
-
-def cell(text: Any, css: str = "", raw: bool = False) -> str:
-    body = str(text) if raw else escape(str(text))
-    return f'<td class="{css}">{body}</td>' if css else f"<td>{body}</td>"
-
-
-def html_table(headers: Sequence[str], rows: Iterable[str], head_html: str | None = None) -> str:
-    head = head_html or "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"
-    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _anchor(*parts: Any) -> str:
-    text = "-".join(str(p) for p in parts if not missing(p) and p != "")
-    return "case-" + re.sub(r"[^A-Za-z0-9_.-]", "-", text)
-
-
-def label(value: Any) -> str:
-    return LABELS.get(str(value), str(value))
+STYLE = CSS + cells.CSS + cases.CSS + curves.CSS  # the page's whole style sheet
 
 
 def _img(png: bytes | None, alt: str) -> str:
@@ -142,7 +80,8 @@ def _status_badges(frame: pd.DataFrame) -> str:
 
 
 def _header(title: str, frame: pd.DataFrame, runs: Sequence[dict[str, Any]],
-            generated_at: str, sections: Sequence[tuple[str, str]] = ()) -> str:
+            generated_at: str, sections: Sequence[tuple[str, str]] = (),
+            learning: bool = False) -> str:
     scales = sorted({str(s) for s in frame["scale"].dropna()})
     folders = ", ".join(f"<code>{escape(str(r.get('path')))}</code>" for r in runs)
     scale = escape(", ".join(scales) or "—")
@@ -153,9 +92,9 @@ def _header(title: str, frame: pd.DataFrame, runs: Sequence[dict[str, Any]],
     if "smoke" in scales:
         parts.append('<p class="warn">Smoke-scale rows train one epoch on a few hundred images; '
                      "their differences to the paper carry no meaning.</p>")
-    nav = (("claims", "Claims"), *sections, ("results", "All cases"),
-           ("overview", "Plots"), ("counts", "Class counts"), ("cases", "Per case"),
-           ("provenance", "Provenance"))
+    nav = (("claims", "Claims"), *sections, ("results", "All cases"), ("overview", "Plots"),
+           *((("curves", "Learning curves"),) if learning else ()), ("counts", "Class counts"),
+           ("cases", "Per case"), ("provenance", "Provenance"))
     parts.append("<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in nav) + "</nav>")
     return "".join(parts)
 
@@ -173,9 +112,9 @@ def _results(frame: pd.DataFrame) -> str:
     lines = []
     for _, line in frame.iterrows():
         status = str(line["status"])
-        anchor = (status if status in PENDING  # no section of its own
-                  else _anchor(line["case_id"], line["scale"]))
-        link = f'<a href="#{anchor}">{escape(str(line["case_id"]))}</a>'
+        target = (status if status in PENDING  # no section of its own
+                  else anchor(line["case_id"], line["scale"]))
+        link = f'<a href="#{target}">{escape(str(line["case_id"]))}</a>'
         cells = [cell(link, "l", raw=True), cell(fmt(line["scale"]), "l"),
                  cell(f'<span class="badge b-{escape(status)}">{escape(status)}</span>', "l",
                        raw=True)]
@@ -213,86 +152,29 @@ def _results(frame: pd.DataFrame) -> str:
 def _counts(frame: pd.DataFrame) -> str:
     headers = (["case", "scale", "reduced"] + [f"c{k}" for k in range(NUM_CLASSES)] +
                ["train total", "test total"])
-    lines = []
+    columns = ([f"train_count_c{k}" for k in range(NUM_CLASSES)]
+               + ["train_samples", "test_samples"])
+    # A case's seeds that trained on the same counts share one line (of 100 seeds, 100 lines
+    # would say the same thing).
+    same: dict[tuple, list[pd.Series]] = {}
     for _, line in frame[~frame["status"].isin(PENDING)].iterrows():
         text = "" if missing(line["reduced_classes"]) else str(line["reduced_classes"])
+        key = (study.split_seed(str(line["case_id"]))[0], line["scale"], text,
+               *(fmt(line[c]) for c in columns))
+        same.setdefault(key, []).append(line)
+    lines = []
+    for (base, scale, text, *_), group in same.items():
         reduced = {int(k) for k in text.split() if k.isdigit()}
-        cells = [cell(line["case_id"], "l"), cell(fmt(line["scale"]), "l"),
+        name = base + f" ({len(group)} seeds)" if len(group) > 1 else str(group[0]["case_id"])
+        cells = [cell(name, "l"), cell(fmt(scale), "l"),
                  cell(" ".join(str(k) for k in sorted(reduced)) or "—")]
-        cells += [cell(fmt(line[f"train_count_c{k}"]), "red" if k in reduced else "")
+        cells += [cell(fmt(group[0][f"train_count_c{k}"]), "red" if k in reduced else "")
                   for k in range(NUM_CLASSES)]
-        cells += [cell(fmt(line["train_samples"])), cell(fmt(line["test_samples"]))]
+        cells += [cell(fmt(group[0]["train_samples"])), cell(fmt(group[0]["test_samples"]))]
         lines.append("<tr>" + "".join(cells) + "</tr>")
     printed = ('<p class="note">The training sets each case really used (highlighted: '
                "reduced classes).</p>")
     return printed + html_table(headers, lines)
-
-
-def _flat(prefix: str, value: Any) -> list[tuple[str, Any]]:
-    if isinstance(value, dict):
-        return [item for k, v in value.items()
-                for item in _flat(f"{prefix}.{k}" if prefix else str(k), v)]
-    return [(prefix, value)]
-
-
-def _kv(items: Iterable[tuple[str, Any]]) -> str:
-    lines = [f'<tr><td class="l"><code>{escape(k)}</code></td><td class="l">'
-             f"{escape(v if isinstance(v, str) else json.dumps(v))}</td></tr>" for k, v in items]
-    return html_table(["key", "value"], lines) if lines else ""
-
-
-def render_case(row: dict[str, Any], flat: dict[str, Any]) -> str:
-    """The per-case section of one row (``flat`` is its :func:`table.flatten_row`)."""
-    return _case(row, pd.Series(flat))
-
-
-def _case(row: dict[str, Any], line: pd.Series) -> str:
-    metrics = row.get("metrics") or {}
-    per_class = metrics.get("per_class") or {}
-    names = list(row.get("class_names") or [f"c{k}" for k in range(NUM_CLASSES)])
-    reduced = [int(k) for k in row.get("reduced_classes") or []]
-    status = str(row.get("status"))
-    meta = " · ".join(f"{k}: {escape(fmt(line[k]))}" for k in
-                      ("table", "dataset", "balance", "split", "regularization", "scale", "seed"))
-    anchor = _anchor(row.get("case_id"), row.get("scale"))
-    parts = [f'<section class="case {escape(status)}" id="{anchor}">',
-             f'<h3>{escape(str(row.get("case_id")))} <span class="badge b-{escape(status)}">'
-             f'{escape(status)}</span></h3><p class="note">{meta} · finished '
-             f"{escape(fmt(line['finished_at']))} · "
-             f"<code>{escape(fmt(line['run_dir']))}</code></p>"]
-    if row.get("error"):
-        parts.append(f'<div class="err">{escape(str(row["error"]))}</div>')
-    if row.get("warnings"):
-        parts.append('<div class="warn"><b>Warnings</b><ul>' + "".join(
-            f"<li>{escape(str(w))}</li>" for w in row["warnings"]) + "</ul></div>")
-    violations = (row.get("bounds") or {}).get("violations") or []
-    if violations:
-        parts.append('<div class="warn"><b>Bound violations</b><ul>' + "".join(
-            f"<li>{escape(str(v))}</li>" for v in violations) + "</ul></div>")
-    figures = []
-    if metrics.get("confusion_matrix"):
-        figures.append(cells.confusion_html(metrics["confusion_matrix"], names))
-    if per_class.get("recall"):
-        figures.append(cells.recall_html(per_class["recall"], names, reduced))
-    counts = [f"<tr><td>{k}</td>{cell(names[k] if k < len(names) else '', 'l')}"
-              f"{cell(fmt(line[f'train_count_c{k}']), 'red' if k in reduced else '')}"
-              f"{cell(fmt(line[f'test_count_c{k}']))}{cell(fmt(_get(per_class, 'recall', k)))}"
-              "</tr>" for k in range(NUM_CLASSES)]
-    if row.get("train_counts") or row.get("test_counts") or per_class.get("recall"):
-        figures.append(html_table(["class", "name", "train", "test", "recall"], counts))
-    else:
-        figures.append('<p class="note">No class counts or metrics: the case stopped before '
-                       "it had any.</p>")
-    config = _kv(_flat("", row.get("config") or {})) or '<p class="note">not recorded</p>'
-    parts.append(f'<div class="grid">{"".join(figures)}</div>')
-    parts.append(f'<div class="grid"><div><b>Metrics</b>{_metric_table(line)}</div>'
-                 f"<div><b>Config</b>{config}</div></div>")
-    return "".join(parts) + "</section>"
-
-
-def _get(per_class: dict[str, Any], key: str, k: int) -> Any:
-    values = per_class.get(key) or []
-    return values[k] if k < len(values) else None
 
 
 def _recalibrated(frame: pd.DataFrame) -> bool:
@@ -302,40 +184,16 @@ def _recalibrated(frame: pd.DataFrame) -> bool:
                for after, trained in pairs)
 
 
-def _metric_table(line: pd.Series) -> str:
-    by_ours = {ours: paper for paper, ours in PAPER_METRIC.items()}
-    # Every directed field except the as-trained copies, which get their own column.
-    keys = [f.name for f in FIELDS if f.better and f.source != "metrics_as_trained"]
-    # Scores as trained beside the re-estimated ones, where re-estimation changed any of them.
-    trained = any(not missing(line.get(f"{k}_as_trained")) and line.get(f"{k}_as_trained")
-                  != line.get(k) for k in list(SCORES) + ["train_inference_accuracy"])
-    colour = line.get("scale") == "paper"
-    lines = []
-    for key in keys:
-        paper_key = by_ours.get(key)
-        paper = line.get(f"paper_{paper_key}") if paper_key else None
-        diff = (line[key] - paper) if paper_key and not missing(paper) and not missing(
-            line.get(key)) else None
-        if missing(line.get(key)) and missing(paper):
-            continue  # a failed case measured nothing: list only what someone reported
-        before = cell(fmt(line.get(f"{key}_as_trained"), key)) if trained else ""
-        lines.append(f'<tr>{cell(key, "l")}{cell(fmt(line[key], key))}{before}'
-                     f"{cell(fmt_paper(paper))}"
-                     f"{diff_cell(diff, paper, paper_key or key, colour)}</tr>")
-    headers = ["metric", "measured"] + (["as trained"] if trained else []) + ["paper", "Δ"]
-    return html_table(headers, lines)
-
-
 def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
                 superseded: Sequence[dict[str, Any]], generated_at: str) -> str:
     parts = [f'<p class="note">Report generated {escape(generated_at)}.</p>']
     for run in runs:
         parts.append(f"<h3>Run folder <code>{escape(str(run.get('path')))}</code></h3>")
         info = {k: v for k, v in run.items() if k != "path"}
-        parts.append(_kv(_flat("", info)) or '<p class="note">no run.json</p>')
+        parts.append(kv_table(flat_items("", info)) or '<p class="note">no run.json</p>')
     fields = Counter()
     for row in rows:
-        for key, value in _flat("", row.get("provenance") or {}):
+        for key, value in flat_items("", row.get("provenance") or {}):
             if key not in ("started_at", "finished_at") and not missing(value):
                 fields[key, value if isinstance(value, str) else json.dumps(value)] += 1
     if fields:
@@ -408,25 +266,25 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
     """
     generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     title = title or "resnet-harness: results"
-    ordered = sorted(rows, key=lambda r: case_order(r.get("case_id"), r.get("scale")))
-    cases = [_case(row, pd.Series(flatten_row(row))) for row in ordered
-             if row.get("status") not in PENDING]
+    groups = cases.case_groups(rows)
+    learning = cases.curves_section(groups)
     delta, design = claims.delta_of(runs), design_of(runs)
     sections, anchors = study_sections(rows, SectionContext(frame, _img, delta))
-    body = [_header(title, frame, runs, generated_at, anchors),
+    body = [_header(title, frame, runs, generated_at, anchors, bool(learning)),
             claims.html_section(rows, delta, forest=_forest, design=design), sections,
             _guard(rows), '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Time and memory</h2>',
             f'<div class="grid">{_img(plots.resources_png(frame), "train time and peak memory per case")}</div>',
+            '<h2 id="curves">Learning curves</h2>' + learning if learning else "",
             '<h2 id="counts">Class counts of every variant (Tables 1-2 as run)</h2>',
             _counts(frame),
             '<h2 id="cases">Per case</h2>',
-            "".join(cases) or '<p class="note">no finished case</p>',
+            "".join(map(cases.render_group, groups)) or '<p class="note">no finished case</p>',
             '<h2 id="provenance">Provenance</h2>',
             _provenance(runs, rows, superseded, generated_at)]
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{CSS}{cells.CSS}</style></head><body><main>"
+            f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>"
             + "".join(body) + "</main></body></html>\n")
 
 

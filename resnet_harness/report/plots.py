@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from resnet_harness.report.cells import MEASURED  # one home for the report's "measured" colour
+from resnet_harness.storage.identity import split_seed
 
 DPI = 80  # small images keep the HTML at a few hundred KB
 PAPER = "#9a9a9a"
@@ -83,22 +84,44 @@ def _case_label(case_id: str) -> str:
     return case_id.replace("table", "t", 1)
 
 
+def _per_case(data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One line per case and scale: a case's seeds as their mean, ``<column>_low`` and
+    ``_high`` their range, ``seeds`` their number (one bar per case, not per seed)."""
+    base = data["case_id"].map(lambda c: split_seed(str(c))[0])
+    keyed = data.assign(_base=base, _scale=data["scale"].fillna(""))
+    grouped = keyed.groupby(["_base", "_scale"], sort=False)[columns]
+    low, high = grouped.min().add_suffix("_low"), grouped.max().add_suffix("_high")
+    out = pd.concat([grouped.mean(), low, high], axis=1)
+    out["seeds"] = grouped.size()
+    return out.reset_index()
+
+
 def resources_png(frame: pd.DataFrame) -> bytes | None:
-    """Table 8-like bars: train time and peak memory per case, the paper's figure as a dot."""
+    """Table 8-like bars: train time and peak memory per case, the paper's figure as a dot; a
+    case run with several seeds is one bar, their mean, with their range as a whisker."""
     data = frame[frame["status"] != "unfinished"]
     if data.empty:
         return None
-    several_scales = data["scale"].nunique() > 1
-    labels = [_case_label(c) + (f" [{s}]" if several_scales else "")
-              for c, s in zip(data["case_id"], data["scale"])]
-    fig = Figure(figsize=(8.0, 1.2 + 0.22 * len(labels)), layout="constrained")
     # The order-independent figures (see metrics.PAPER_METRIC).
     panels = (("steady_train_time_s", "paper_train_time_s", "train time, steady (s)"),
               ("rss_added_mb", "paper_memory_mb", "RSS added by the case (MB)"))
+    data = _per_case(data, [c for panel in panels for c in panel[:2]])
+    several_scales = data["_scale"].nunique() > 1
+    labels = [_case_label(c) + (f" [{s}]" if several_scales else "")
+              + (f" ×{n}" if n > 1 else "")
+              for c, s, n in zip(data["_base"], data["_scale"], data["seeds"])]
+    fig = Figure(figsize=(8.0, 1.2 + 0.22 * len(labels)), layout="constrained")
     for index, (column, paper_column, name) in enumerate(panels):
         ax = fig.add_subplot(1, 2, index + 1)
         rows = list(range(len(labels)))
         ax.barh(rows, data[column].fillna(0), color=MEASURED, label="measured")
+        spread = data["seeds"] > 1
+        if spread.any():
+            mean = data[column][spread]
+            ax.errorbar(mean, [r for r, s in zip(rows, spread) if s],
+                        xerr=[mean - data[f"{column}_low"][spread],
+                              data[f"{column}_high"][spread] - mean],
+                        fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2)
         ax.scatter(data[paper_column], rows, color="black", s=12, zorder=3, label="paper")
         values = pd.concat([data[column], data[paper_column]]).dropna()
         values = values[values > 0]

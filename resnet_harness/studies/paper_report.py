@@ -29,10 +29,11 @@ def measured_and_paper(picked: pd.DataFrame, case: PaperCase, key: str) -> tuple
         measured = table.as_float(line.get(schema.PAPER_METRIC[key]))
         paper = table.as_float(line.get(f"paper_{key}"))
     else:  # --seeds: the mean over the case's seeds (claims.csv has their intervals)
-        seeded = [i for i in picked.index if split_seed(str(i))[0] == case.id]
-        values = [v for v in (table.as_float(picked.loc[i].get(schema.PAPER_METRIC[key])) for i in seeded)
-                  if not math.isnan(v)]
-        measured = sum(values) / len(values) if values else math.nan
+        bases = picked.index.map(lambda i: split_seed(str(i))[0])
+        column = schema.PAPER_METRIC[key]
+        values = pd.to_numeric(picked.loc[bases == case.id, column], errors="coerce") \
+            if column in picked.columns else pd.Series(dtype=float)
+        measured = float(values.mean()) if values.notna().any() else math.nan
     if math.isnan(paper):
         paper = table.as_float(case.paper.as_dict().get(key))
     return measured, paper
