@@ -86,6 +86,7 @@ def test_wait_counts_a_task_seen_running_then_queued_as_requeued(tmp_path, monke
         return found
 
     monkeypatch.setattr(slurm, "queue_states", states)
+    monkeypatch.setattr(slurm, "restart_counts", lambda job_id: {})
     lines: list[str] = []
     tally = slurm.wait(submission, folder.path, lines.append, poll_s=0)
     assert tally.done == ["a"] and submission.requeued == {"a"}

@@ -68,7 +68,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "resnet_harness_session")
     watch = Watch(config, session.folder, run_info=session.run_info,
-                  report_paths=lambda: getattr(session, "report_paths", None),
                   progress=session.run.progress,
                   mlflow_uri=None if slurm.task_run_dir() else session.run.mlflow)
     session.runner.watch = watch

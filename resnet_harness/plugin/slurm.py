@@ -251,6 +251,23 @@ def queue_states(job_id: str) -> dict[int, str]:
     return states
 
 
+def restart_counts(job_id: str) -> dict[int, int]:
+    """``{array index: times requeued}`` from ``scontrol show job`` (SLURM keeps a finished
+    task's record for ``MinJobAge``, 300 s by default); empty when it cannot tell."""
+    try:
+        out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    counts = {}
+    for line in out.stdout.splitlines():
+        fields = dict(part.partition("=")[::2] for part in line.split() if "=" in part)
+        index, restarts = fields.get("ArrayTaskId", ""), fields.get("Restarts", "")
+        if index.isdigit() and restarts.isdigit():
+            counts[int(index)] = int(restarts)
+    return counts
+
+
 @dataclass
 class Tally:
     """Where each case of an array stands."""
@@ -314,6 +331,9 @@ def wait(submission: Submission, run_dir: Path, write: Callable[[str], None],
         # A task seen running and now queued again was requeued (preempted, timed out, or
         # requeued by hand).
         submission.requeued |= seen_running & set(current.queued)
+        submission.requeued |= {submission.cases[index] for index, count in
+                                restart_counts(submission.job_id).items()
+                                if count and index < len(submission.cases)}
         seen_running |= set(current.running)
         line = current.line(submission)
         if line != last:

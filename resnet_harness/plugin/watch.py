@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 
 import resnet_harness.plugin.homecoming as homecoming
-from resnet_harness.plugin.progress import (FileSink, ProgressPoller, StatusLines, TerminalSink, progress_callback,
-                       progress_mode)
+from resnet_harness.plugin.progress import (FileSink, ProgressPoller, SessionProgress,
+                                             StatusLines, TerminalSink, progress_callback,
+                                             progress_mode)
 
 class Watch:
     """Registered next to the controller or worker in every process. Its collaborators are
-    passed in: the run ``folder``, ``run_info()`` (``run.json``'s content) and
-    ``report_paths()`` (the report written at the end, for the MLflow parent run)."""
+    passed in: the run ``folder`` and ``run_info()`` (``run.json``'s content)."""
 
-    def __init__(self, config: pytest.Config, folder, *, run_info=dict,
-                 report_paths=lambda: None, progress=None, mlflow_uri: str | None = None):
+    def __init__(self, config: pytest.Config, folder, *, run_info=dict, progress=None,
+                 mlflow_uri: str | None = None):
         self.config = config
-        self.folder, self.run_info, self.report_paths = folder, run_info, report_paths
+        self.folder, self.run_info = folder, run_info
         self.is_worker = hasattr(config, "workerinput")
         self.worker = config.workerinput["workerid"] if self.is_worker else None
         self.distributed = (not self.is_worker
@@ -30,9 +30,8 @@ class Watch:
                                  or getattr(config.option, "numprocesses", None)))
         self.mlflow_uri = None if self.is_worker else mlflow_uri
         self.tracker = None
-        self.total: int | None = None
-        self.started = 0
-        self.done = 0
+        self.session_progress = SessionProgress()  # tests done and the session's ETA (controller)
+        self.workers: set[str] = set()
         self.lines: StatusLines | None = None
         self.sink = None
         self.poller: ProgressPoller | None = None
@@ -53,39 +52,38 @@ class Watch:
         if reporter is None:
             return
         writer = reporter._tw
+        on_terminal = bool(getattr(reporter, "isatty", False))
         enabled, in_place, interval = progress_mode(
-            setting, self.config.get_verbosity(), bool(getattr(writer, "hasmarkup", False))
-            and bool(getattr(reporter, "isatty", False)))
+            setting, self.config.get_verbosity(),
+            bool(getattr(writer, "hasmarkup", False)) and on_terminal)
         if not enabled:
             return
-        self.lines = StatusLines(writer, in_place)
+        self.lines = StatusLines(writer, in_place, on_terminal)
         self.interval = interval
         if not self.distributed:
             self.sink = TerminalSink(self.lines,
                                      self.config.pluginmanager.get_plugin("capturemanager"),
-                                     interval)
+                                     interval, self.session_progress)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput["resnet_harness_progress"] = self.lines is not None
+        self.workers.add(node.workerinput["workerid"])  # a restarted worker keeps its id
+        self.session_progress.workers = len(self.workers)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.total = sum(1 for item in session.items
-                         if "harness" in getattr(item, "fixturenames", ()))
+        if not self.distributed:
+            self.session_progress.total = len(session.items)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
-        self.total = len(ids)
+        self.session_progress.total = len(ids)
 
     def case_started(self, case, batch_size: int) -> list:
-        """Keras callbacks for the case that starts now (and note it for its report)."""
-        self.started += 1
+        """Keras callbacks for the case that starts now: its live progress."""
         if self.sink is None:
             return []
-        return [progress_callback(self.sink, case.id, batch_size=batch_size,
-                                  index=self.started if not self.is_worker else None,
-                                  total=self.total if not self.is_worker else None,
-                                  worker=self.worker)]
+        return [progress_callback(self.sink, case.id, batch_size=batch_size, worker=self.worker)]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -97,26 +95,23 @@ class Watch:
             folder = self.folder.progress_dir
             shutil.rmtree(folder, ignore_errors=True)
             self.poller = ProgressPoller(folder, self.lines, self.interval,
-                                         lambda: (self.done, self.total)).start()
-        if self.mlflow_uri:
-            from resnet_harness.plugin.tracking import MlflowTracker
+                                         self.session_progress).start()
+        if self.mlflow_uri:  # a plugin of its own from here on (tracking.MlflowTracker)
+            from resnet_harness.plugin.tracking import start_tracking
 
-            try:
-                self.tracker = MlflowTracker(self.mlflow_uri, self.run_info(), self.folder.path)
-            except Exception as exc:  # noqa: BLE001 - one line, then stop
-                pytest.exit(f"resnet-harness: --mlflow {self.mlflow_uri}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                            returncode=pytest.ExitCode.USAGE_ERROR)
+            self.tracker = start_tracking(self.config, self.mlflow_uri, self.folder, self.run_info)
 
     # pytest writes on the terminal in these hooks; the status lines step aside first.
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logstart(self, nodeid, location):
+        if not self.is_worker:
+            self.session_progress.start(nodeid)
         return (yield from self._aside())
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logfinish(self, nodeid, location):
         if not self.is_worker:
-            self.done += 1
+            self.session_progress.finish(nodeid)
         return (yield from self._aside())
 
     def _aside(self):
@@ -138,30 +133,18 @@ class Watch:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logreport(self, report):
         if not self.is_worker:
-            case_id = homecoming.receive(report, self.folder, self.run_info)
-            if case_id is not None and self.tracker is not None:
-                self.tracker.log_case(self.folder, case_id)
+            homecoming.receive(report, self.folder, self.run_info)
         return (yield from self._aside())
 
     # -- end -------------------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
-        # trylast: after the controller built the report that goes to the parent run.
         if self.poller is not None:
             self.poller.stop()
         elif self.lines is not None:
             self.lines.clear()
         if self.is_worker:
+            if self.sink is not None:
+                self.sink.close()  # on another host no controller removes it
             return
         shutil.rmtree(self.folder.progress_dir, ignore_errors=True)
-        if self.tracker is not None:
-            self.tracker.finish(self.report_paths(), failed=exitstatus != 0)
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.tracker is None:
-            return
-        terminalreporter.write_line(
-            f"mlflow: {len(self.tracker.logged)} case runs under parent run "
-            f"{self.tracker.parent} in {self.tracker.uri}")
-        for error in self.tracker.errors:
-            terminalreporter.write_line(f"mlflow: not logged: {error}", red=True)

@@ -199,3 +199,29 @@ def forest_png(entries: list[tuple[str, float, float, float, str, str]], delta: 
     ax.tick_params(axis="x", labelsize=7)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def confusion_png(matrix: list[list[int]], class_names: list[str], title: str = "") -> bytes:
+    """A case's confusion matrix as a PNG (an MLflow case run's ``confusion.png``): true
+    classes down, shade the share of the true class, counts written in the cells."""
+    import numpy as np
+
+    counts = np.asarray(matrix, dtype=float)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    k = len(counts)
+    names = list(class_names) if len(class_names) == k else [str(i) for i in range(k)]
+    fig = Figure(figsize=(0.45 * k + 2.2, 0.45 * k + 1.6))
+    ax = fig.add_subplot()
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j]:
+                ax.text(j, i, f"{counts[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(k), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
