@@ -95,6 +95,22 @@ class Hooks:
         them), or None for the session's imbalance recipe."""
         return None
 
+    def model_options(self, cfg) -> dict[str, Any]:
+        """Extra keywords of ``training.model.build_model`` for this case's model: ``logits``,
+        ``optimizer`` ("adam" | "sgd"), ``momentum``, ``weight_decay``, ``output_bias``; they
+        key the model cache, so cases with other options get other models."""
+        return {}
+
+    def augmentation(self, cfg) -> str:
+        """Which augmentation an augmented case uses: "paper" (the study's rotation, shift and
+        flip) or "crop_flip" (4-pixel zero padding, random 32x32 crop, horizontal flip)."""
+        return "paper"
+
+    def sampling_weights(self, train_counts: Sequence[int]):
+        """Per-class probabilities of drawing a class under :meth:`class_balanced` (None:
+        uniform)."""
+        return None
+
     def before_fit(self, cfg, model, train_counts: Sequence[int]) -> dict[str, Any]:
         """Configure ``model`` for this case; returns extra ``fit`` arguments (``class_weight``,
         ``callbacks``)."""
@@ -136,6 +152,7 @@ class Case:
     weights: str = "imagenet"  # smoke and reduced scales replace it with random init
     batch_size: int = 32
     learning_rate: float = 1e-3
+    backbone: str | None = None  # None: the session's --backbone (default resnet50)
     bounds: Bounds = Bounds()
     tolerances: tuple[tuple[str, float], ...] = ()  # per-case baseline tolerances
     note: str = ""

@@ -54,7 +54,12 @@ def test_every_option_has_the_same_precedence(option, tmp_path):
            "report_dir": ["a", "b", "c"], "baseline": ["x.csv", "y.csv", "z.csv"],
            "tolerance": ["accuracy=0.1", "scores=0.2", "f1_macro=0.3"],
            "resume": ["r1", "r2", "r3"], "cb_beta": ["0.9", "0.99", "0.999"],
-           "la_tau": ["0.5", "1", "2"], "resume_mismatch": ["rerun", "keep", "refuse"]}[option.dest]
+           "la_tau": ["0.5", "1", "2"], "resume_mismatch": ["rerun", "keep", "refuse"],
+           "slurm": [None, "1", "yes"], "slurm_partition": ["gpu", "debug", "long"],
+           "slurm_time": ["90", "1:30", "5"], "slurm_gpus": ["0", "1", "2"],
+           "slurm_cpus": ["1", "2", "4"], "slurm_mem": ["1", "2", "3"],
+           "slurm_parallelism": ["1", "2", "3"], "slurm_wait": ["on", "off", "on"],
+           "slurm_option": ["account=a", "qos=b", "x=y"]}[option.dest]
     cli_raw, env_raw, ini_raw = raw
 
     def parsed(text):

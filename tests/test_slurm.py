@@ -28,6 +28,17 @@ FAILING = "table7-fashion_mnist-imbalanced-split_orig-reg_none"
 # The project copy's conftest breaks one case on its node, as a real fault would.
 BREAK_ONE_CASE = f'''
 import os
+from pathlib import Path
+
+
+def pytest_sessionfinish(session):
+    # the GPUs a task used: the harness must leave SLURM's CUDA_VISIBLE_DEVICES as it is
+    case = os.environ.get("RESNET_HARNESS_SLURM_CASE")
+    if case:
+        Path(os.environ["RESNET_HARNESS_SLURM_RUN_DIR"], "cuda-" + case).write_text(
+            os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+
+
 if os.environ.get("RESNET_HARNESS_SLURM_CASE") == "{FAILING}":
     import resnet_harness.training.runner as runner
 
@@ -73,7 +84,8 @@ def _log_says(run_dir: Path, case_id: str, text: str) -> Path | None:
 
 def test_the_matrix_as_a_slurm_array(cluster, tmp_path):
     project = _project(tmp_path / "project")
-    env = dict(cluster, RESNET_HARNESS_SLURM_POLL_S="1")
+    # As SLURM would set it for a task given GPU 5 (this cluster has no GPUs to give).
+    env = dict(cluster, RESNET_HARNESS_SLURM_POLL_S="1", CUDA_VISIBLE_DEVICES="5")
     base = [sys.executable, "-m", "pytest", "experiments", "-m", "table7", *FAST,
             "--slurm", "--slurm-gpus", "0", "--slurm-cpus", "1", "--slurm-time", "10",
             "--progress", "5"]
@@ -112,6 +124,9 @@ def test_the_matrix_as_a_slurm_array(cluster, tmp_path):
     assert "this job is preempted" in text or "Requeu" in text  # submitit's own lines
     for name in ("claims.csv", "comparisons.csv", "seeds.csv"):
         assert (run_dir / name).is_file()
+    # each task kept the GPU SLURM gave it: never re-pinned by the harness
+    assert {p.read_text() for p in run_dir.glob("cuda-*")} == {"5"}
+    assert len(list(run_dir.glob("cuda-*"))) == 4
 
     # --resume submits only what has no valid row: the failed case
     again = subprocess.run([*base, "--resume", str(run_dir)], cwd=project, env=env,

@@ -87,8 +87,11 @@ def _case_label(case_id: str) -> str:
 def _per_case(data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """One line per case and scale: a case's seeds as their mean, ``<column>_low`` and
     ``_high`` their range, ``seeds`` their number (one bar per case, not per seed)."""
-    base = data["case_id"].map(lambda c: split_seed(str(c))[0])
-    keyed = data.assign(_base=base, _scale=data["scale"].fillna(""))
+    # A new frame of the few columns needed: assigning into the wide results frame (hundreds
+    # of columns added one by one) makes pandas warn that it is fragmented.
+    keyed = pd.DataFrame({"_base": data["case_id"].map(lambda c: split_seed(str(c))[0]),
+                          "_scale": data["scale"].fillna(""),
+                          **{column: data[column] for column in columns}})
     grouped = keyed.groupby(["_base", "_scale"], sort=False)[columns]
     low, high = grouped.min().add_suffix("_low"), grouped.max().add_suffix("_high")
     out = pd.concat([grouped.mean(), low, high], axis=1)

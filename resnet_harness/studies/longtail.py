@@ -26,6 +26,18 @@ by class index; head = the 3 largest, middle = the next 4, tail = the 3 smallest
 that is classes 0-2 / 3-6 / 7-9; for ``step`` 0-2 / 3-6 (3, 4 large, 5, 6 small) / 7-9; for
 ``paper`` 3-5 / 6-9 / 0-2 (the reduced classes are the tail).
 
+Two recipes. ``study`` (ids ``longtail-<dataset>-<profile>-<method>``): the paper's ResNet50,
+head, Adam, batch size and augmentation, and our own variants of some methods (softmax focal
+with gamma = 2, class weights through ``fit(class_weight)``, uniform re-sampling, losses on
+clipped probabilities). ``literature`` (CIFAR-10 only, ids ending ``-lit``, marker
+``literature``): the CIFAR-10-LT recipe of LDAM-DRW's ``cifar_train.py`` -- ResNet-32, 200
+epochs, SGD with momentum 0.9, lr 0.1 with 5 warm-up epochs and x0.01 / x0.0001 after epochs
+160 / 180, weight decay 2e-4, batch 128, 4-pixel-padded random crop and flip -- and each method
+as its reference code computes it, on logits (:class:`~longtail_losses.ReferenceLoss`):
+LDAM-DRW's focal (gamma = 1) and weighted cross-entropy (normalised by the weights' sum), Cui et
+al.'s sigmoid class-balanced focal (gamma = 1, output bias -log(C - 1)), LDAM-DRW's
+effective-number re-sampler and DRW (beta fixed at 0.9999), Menon et al.'s logit-adjusted loss.
+
 Nothing here imports TensorFlow; the Keras side of the methods is in ``longtail_losses`` and
 the report section in ``longtail_report``.
 """
@@ -39,11 +51,14 @@ import numpy as np
 
 from resnet_harness.storage.schema import Field
 from resnet_harness.studies import longtail_losses as losses
-from resnet_harness.study import Bounds, Case, Comparison, Hooks, PaperFigures, Study, register
+from resnet_harness.study import (Bounds, Case, Comparison, Head, Hooks, PaperFigures, Study,
+                                  register)
 from resnet_harness.training.data.sources import DATASETS, NUM_CLASSES
 
 # The study's imbalanced schedule at paper scale: Tables 4 and 6 of the paper.
 EPOCHS = {"cifar10": 25, "fashion_mnist": 7}
+RECIPES = ("study", "literature")
+LITERATURE_PROFILES = ("exp100", "exp10", "step100", "step10")  # the literature's own
 
 PAPER_CLASSES = (0, 1, 2)  # the study's text reading: 10% of classes 0-2 removed
 PAPER_FRACTION = 0.10
@@ -157,12 +172,15 @@ class LongTailCase(Case):
 
     profile: str = "exp100"
     method: str = "ce"
+    recipe: str = "study"  # or "literature" (LDAM-DRW's CIFAR-10-LT recipe)
 
     @property
     def base_id(self) -> str:
-        """``longtail-<dataset>-<profile>-<method>``, e.g. ``longtail-cifar10-exp100-la_loss``
-        (``id`` appends ``-seed3`` under ``--seeds``, as for the paper's cases)."""
-        return f"longtail-{self.dataset}-{self.profile}-{self.method}"
+        """``longtail-<dataset>-<profile>-<method>``, e.g. ``longtail-cifar10-exp100-la_loss``,
+        with ``-lit`` under the literature recipe (``id`` appends ``-seed3`` under
+        ``--seeds``, as for the paper's cases)."""
+        return f"longtail-{self.dataset}-{self.profile}-{self.method}" + (
+            "-lit" if self.recipe == "literature" else "")
 
     @property
     def imbalanced(self) -> bool:
@@ -171,7 +189,8 @@ class LongTailCase(Case):
 
     @property
     def markers(self) -> tuple[str, ...]:
-        return (self.dataset, self.profile, self.method)
+        return (self.dataset, self.profile, self.method) + (
+            ("literature",) if self.recipe == "literature" else ())
 
     @property
     def label(self) -> str:
@@ -187,18 +206,20 @@ class LongTailCase(Case):
 
     def identity(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "split": None,
-                "long_tail": dict(self.profile_spec.as_dict(), method=self.method)}
+                "long_tail": dict(self.profile_spec.as_dict(), method=self.method,
+                                  recipe=self.recipe)}
 
     def config_fields(self, cfg) -> dict[str, Any]:
         return {"long_tail": {"profile": self.profile, "method": self.method,
-                              "cb_beta": cfg.cb_beta, "la_tau": cfg.la_tau}}
+                              "recipe": self.recipe, "cb_beta": cfg.cb_beta,
+                              "la_tau": cfg.la_tau}}
 
     def source_case(self) -> "LongTailCase":
         """The cross-entropy case of the same data set and profile (post-hoc arms read it)."""
         return replace(self, method="ce")
 
     def hooks(self) -> "LongTailHooks":
-        return LongTailHooks(self)
+        return LiteratureHooks(self) if self.recipe == "literature" else LongTailHooks(self)
 
 
 class LongTailHooks(Hooks):
@@ -258,6 +279,56 @@ class LongTailHooks(Hooks):
         return out
 
 
+class LiteratureHooks(LongTailHooks):
+    """The literature recipe: logits, SGD with the reference schedule and weight decay, crop and
+    flip, and each method as its reference code computes it (module docstring)."""
+
+    def __init__(self, case: LongTailCase):
+        super().__init__(case)
+        self.loss_name = "longtail-reference-" + self.kind
+
+    @property
+    def kind(self) -> str:
+        return "sigmoid" if self.method.alpha else "softmax"
+
+    def build_loss(self):
+        return losses.reference_loss(self.kind)
+
+    def model_options(self, cfg) -> dict[str, Any]:
+        options = {"logits": True, "optimizer": "sgd", "momentum": losses.LITERATURE_MOMENTUM,
+                   "weight_decay": losses.LITERATURE_WEIGHT_DECAY}
+        if self.kind == "sigmoid":  # Cui et al.: every one-vs-rest output starts at prior 1/C
+            options["output_bias"] = -float(np.log(NUM_CLASSES - 1))
+        return options
+
+    def augmentation(self, cfg) -> str:
+        return "crop_flip"
+
+    def sampling_weights(self, train_counts: Sequence[int]):
+        return losses.resampling_weights(train_counts) if self.method.resample else None
+
+    def before_fit(self, cfg, model, train_counts: Sequence[int]) -> dict[str, Any]:
+        method = self.method
+        callbacks: list = [losses.literature_schedule(cfg.epochs)]
+        alpha = losses.class_weights(method.alpha, train_counts, cfg.cb_beta)
+        weights = losses.class_weights(
+            method.class_weight, train_counts,
+            losses.REFERENCE_BETA if method.deferred else cfg.cb_beta)
+        shift = cfg.la_tau * losses.log_prior(train_counts) if method.tau else None
+        model.loss.configure(gamma=LITERATURE_GAMMA if method.gamma else 0.0,
+                             alpha=alpha if alpha is not None else
+                             None if method.deferred else weights,
+                             shift=shift, normalize=weights is not None)
+        if method.deferred:
+            callbacks.append(losses.drw_callback(model.loss, weights,
+                                                 losses.drw_start_epoch(cfg.epochs)))
+        return {"callbacks": callbacks}
+
+
+LITERATURE_GAMMA = 1.0  # the published focal runs: LDAM-DRW's cifar_train.py and Cui et al.
+LITERATURE_HEAD = Head(regularizer="l2", reg_strength=losses.LITERATURE_WEIGHT_DECAY / 2)
+
+
 # No reduced-scale floor: on CIFAR-10 exp100 (744 training images, 3 epochs from random init,
 # seed 0) every method's test output was almost constant (one predicted class) and the AUCs
 # were 0.528-0.585, so the paper cases' 0.55 floor would fail some of them on noise. Range and
@@ -276,7 +347,36 @@ def _cases() -> list[LongTailCase]:
                     dataset=dataset, epochs=EPOCHS[dataset], augment=True,
                     paper=PaperFigures(source="not in the paper (long-tail study)"),
                     bounds=_BOUNDS, note=METHODS[method].doc, profile=profile, method=method))
+    for profile in LITERATURE_PROFILES:
+        for method in METHODS:
+            cases.append(LongTailCase(
+                dataset="cifar10", epochs=losses.LITERATURE_EPOCHS, augment=True,
+                weights="none", backbone="resnet32", head=LITERATURE_HEAD,
+                batch_size=losses.LITERATURE_BATCH, learning_rate=losses.LITERATURE_LR,
+                paper=PaperFigures(source="not in the paper (long-tail study, literature "
+                                          "recipe)"),
+                bounds=_BOUNDS, note=LITERATURE_DOCS.get(method, METHODS[method].doc),
+                profile=profile, method=method, recipe="literature"))
     return cases
+
+
+# How each method runs under the literature recipe, where it differs from the study recipe's.
+LITERATURE_DOCS = {
+    "ce": "cross-entropy on logits (ResNet-32, LDAM-DRW's recipe)",
+    "inverse_freq": "cross-entropy with class weights N / (C n_c), normalised by the batch's "
+                    "weights as PyTorch's weighted cross-entropy",
+    "effective_num": "cross-entropy with effective-number weights (--cb-beta), normalised by "
+                     "the batch's weights (LDAM-DRW's Reweight rule)",
+    "resampling": "cross-entropy on batches drawn by effective-number weight, beta 0.9999 "
+                  "(LDAM-DRW's ImbalancedDatasetSampler)",
+    "focal": "softmax focal, gamma = 1 (LDAM-DRW's FocalLoss)",
+    "cb_focal": "sigmoid class-balanced focal, gamma = 1, output bias -log(C - 1) "
+                "(Cui et al. 2019)",
+    "la_loss": "logit-adjusted loss on logits (Menon et al. 2021)",
+    "posthoc_la": "post-hoc logit adjustment of the ce arm's predictions",
+    "drw": "cross-entropy, effective-number weights (beta 0.9999) from epoch 160 of 200, with "
+           "the schedule's x0.01 learning-rate cut there (LDAM-DRW's DRW rule, CE loss)",
+}
 
 
 CASES: tuple[LongTailCase, ...] = tuple(_cases())
@@ -288,7 +388,8 @@ MEASURES = ("balanced_accuracy", "tail_accuracy", "head_accuracy", "f1_macro")
 
 # Each method against cross-entropy on the same data set and profile, paired by seed; Holm's
 # correction runs over a data set and profile's methods and figures together.
-COMPARISONS = tuple(Comparison(f"longtail-{case.dataset}-{case.profile}", "method",
+COMPARISONS = tuple(Comparison(f"longtail-{case.dataset}-{case.profile}"
+                               + ("-lit" if case.recipe == "literature" else ""), "method",
                                case.source_case().id, case.id, MEASURES)
                     for case in CASES if case.method != "ce")
 
@@ -363,6 +464,8 @@ STUDY = register(Study(
              ("step100", "long-tail profile: step, half the classes at n_max / 100"),
              ("step10", "long-tail profile: step, half the classes at n_max / 10"),
              ("paper", "long-tail profile: the paper's own (10% of classes 0-2 removed)"),
+             ("literature", "long-tail study, literature recipe (ResNet-32, LDAM-DRW's "
+                            "CIFAR-10-LT schedule, reference losses)"),
              *((name, f"long-tail method: {m.doc}") for name, m in METHODS.items())),
     comparisons=COMPARISONS, fields=FIELDS, row_keys=("long_tail",),
     factor_fields={"method": ("long_tail.method",)},

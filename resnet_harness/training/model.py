@@ -35,13 +35,16 @@ class ModelError(Exception):
     """The model cannot be built as asked; the message is one line with the fix."""
 
 
-def resnet50_backbone(weights: str):
+def resnet50_backbone(weights: str, weight_decay: float = 0.0):
     """``keras.applications.ResNet50(include_top=False)`` on 32x32x3 inputs.
 
     ``weights`` is "imagenet", "none" (random init) or the path of a weights file for the base.
     """
     import keras
 
+    if weight_decay:
+        raise ModelError("ResNet50 from keras.applications takes no weight decay here; use "
+                         "--backbone resnet32 for the literature recipe")
     try:
         return keras.applications.ResNet50(
             include_top=False, weights=None if weights == "none" else weights,
@@ -56,9 +59,10 @@ def resnet50_backbone(weights: str):
                          "'notop' weights file, 'imagenet' or 'none'") from None
 
 
-def tiny_backbone(weights: str):
+def tiny_backbone(weights: str, weight_decay: float = 0.0):
     """A two-convolution stand-in for ResNet50 (random init only, one BatchNormalization), for
-    fast self-tests of the harness's wiring; never used for the study's figures."""
+    fast self-tests of the harness's wiring; never used for the study's figures (a weight decay
+    is ignored: it has nothing to regularise that matters)."""
     import keras
 
     if weights != "none":
@@ -72,7 +76,28 @@ def tiny_backbone(weights: str):
     return keras.Model(inputs, x, name="tiny_backbone")
 
 
-BACKBONES = {"resnet50": resnet50_backbone, "tiny": tiny_backbone}
+def resnet32_backbone(weights: str, weight_decay: float = 0.0):
+    """He et al. 2016's CIFAR ResNet-32 as in LDAM-DRW's reference code
+    (``training/resnet32.py``), after the reference's per-channel normalisation of CIFAR-10
+    (the pipeline gives images in [0, 1])."""
+    import keras
+
+    from resnet_harness.training.resnet32 import resnet32_backbone as build
+
+    try:
+        base = build(weights, weight_decay=weight_decay)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    # transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)) of LDAM-DRW
+    x = keras.layers.Normalization(mean=CIFAR_MEAN, variance=[s * s for s in CIFAR_STD],
+                                   name="cifar_normalize")(inputs)
+    return keras.Model(inputs, base(x), name="resnet32")
+
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+BACKBONES = {"resnet50": resnet50_backbone, "tiny": tiny_backbone, "resnet32": resnet32_backbone}
 
 
 def seed_everything(seed: int) -> None:
@@ -94,9 +119,18 @@ def seed_everything(seed: int) -> None:
 
 def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1e-3,
                 backbone: Callable = resnet50_backbone, jit_compile: bool = False,
-                mixed_precision: bool = False, loss="sparse_categorical_crossentropy"):
+                mixed_precision: bool = False, loss="sparse_categorical_crossentropy",
+                logits: bool = False, optimizer: str = "adam", momentum: float = 0.9,
+                weight_decay: float = 0.0, output_bias: float | None = None):
     """The backbone plus the head of ``head``, compiled with Adam and cross-entropy (``loss``:
     another Keras loss, by name or as an object: a study's ``Hooks.build_loss``).
+
+    A study's ``Hooks.model_options`` may ask for more: ``logits`` (the output layer gives
+    logits, the loss works on them, :func:`predict` returns their softmax), ``optimizer``
+    ``"sgd"`` with ``momentum``, ``weight_decay`` as PyTorch's SGD applies it (an L2 gradient
+    term on every weight: the backbone's own regularisers and the output bias here; the output
+    kernel's through the head's L2 penalty) and ``output_bias`` (the output layer's initial
+    bias, e.g. -log(C - 1) for a sigmoid focal loss).
 
     Sparse categorical cross-entropy on integer labels equals the paper's categorical
     cross-entropy on one-hot labels without materialising them. ``jit_compile`` compiles the
@@ -113,18 +147,31 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
     # The policy is read when layers and the model are made; set it for this build only.
     keras.config.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
     try:
-        base = backbone(weights)
+        base = backbone(weights, weight_decay=weight_decay) if weight_decay else backbone(weights)
         base.trainable = not head.freeze_base
-        x = keras.layers.GlobalAveragePooling2D(name="pool")(base.output)
+        x = base.output
+        if len(x.shape) == 4:  # ResNet-32 pools its own features, as in its reference code
+            x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
         if head.dense_units:
             x = keras.layers.Dense(head.dense_units, activation="relu", name="hidden")(x)
         x = VariableDropout(name="dropout")(x)
-        outputs = PenalizedDense(NUM_CLASSES, activation="softmax", name="predictions",
-                                 dtype="float32")(x)
+        extra = {}
+        if weight_decay:
+            extra["bias_regularizer"] = keras.regularizers.L2(weight_decay / 2)
+        if output_bias is not None:
+            extra["bias_initializer"] = keras.initializers.Constant(output_bias)
+        outputs = PenalizedDense(NUM_CLASSES, activation=None if logits else "softmax",
+                                 name="predictions", dtype="float32", **extra)(x)
         model = keras.Model(base.input, outputs, name="resnet50_harness")
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss=loss, metrics=["accuracy"],
+        if optimizer == "sgd":
+            chosen = keras.optimizers.SGD(learning_rate, momentum=momentum)
+        elif optimizer == "adam":
+            chosen = keras.optimizers.Adam(learning_rate)
+        else:
+            raise ModelError(f"unknown optimizer {optimizer!r}; use adam or sgd")
+        model.compile(optimizer=chosen, loss=loss, metrics=["accuracy"],
                       jit_compile=jit_compile)
+        model._harness_logits = logits  # noqa: SLF001 - read by predict()
     finally:
         keras.config.set_dtype_policy(previous)
     configure_head(model, head)
@@ -159,8 +206,16 @@ def predict(model, dataset) -> np.ndarray:
         model._harness_forward = forward  # noqa: SLF001 - cached with the model it belongs to
     batches = [forward(batch[0] if isinstance(batch, tuple) else batch).numpy()
                for batch in dataset]
+    if getattr(model, "_harness_logits", False):
+        batches = [_softmax(batch) for batch in batches]
     return np.concatenate(batches) if batches else np.zeros((0,) + tuple(model.output_shape[1:]),
                                                             np.float32)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    out = np.exp(shifted)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def architecture(head: Head) -> tuple:

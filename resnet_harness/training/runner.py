@@ -132,9 +132,12 @@ def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
     """The case's data variant and its training and test ``tf.data`` pipelines."""
     case = cfg.case
     variant = make_variant(raw, cfg)
+    hooks = cfg.hooks
     train = make_dataset(variant.x_train, variant.y_train, batch_size=case.batch_size,
                          training=True, seed=cfg.seed, augment=cfg.augment, hflip=cfg.hflip,
-                         class_balanced=cfg.hooks.class_balanced())
+                         class_balanced=hooks.class_balanced(),
+                         augmentation_kind=hooks.augmentation(cfg),
+                         class_weights=hooks.sampling_weights(variant.train_counts))
     test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
                         training=False, seed=cfg.seed)
     return variant, train, test
@@ -147,7 +150,8 @@ def model_for(cfg: CaseConfig, models: ModelCache):
                       learning_rate=case.learning_rate, jit_compile=cfg.xla,
                       mixed_precision=cfg.mixed_precision, backbone=BACKBONES[cfg.backbone],
                       loss_name=cfg.hooks.loss_name,
-                      make_loss=cfg.hooks.build_loss if cfg.hooks.loss_name else None)
+                      make_loss=cfg.hooks.build_loss if cfg.hooks.loss_name else None,
+                      **cfg.hooks.model_options(cfg))
 
 
 def run_case(cfg: CaseConfig, raw, models: ModelCache, *, callbacks=(),

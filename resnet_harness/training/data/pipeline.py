@@ -26,27 +26,43 @@ def augmentation(seed: int, hflip: bool = True):
     return layers
 
 
-def class_balanced_indices(y: np.ndarray, seed: int):
-    """An epoch of ``len(y)`` sample indices drawn class-uniformly: each draw picks a class with
-    probability 1/C (``sample_from_datasets``), then the next index of that class's reshuffled,
-    repeated list. The epoch keeps the training set's size; small classes recur within it."""
+def crop_flip(seed: int):
+    """The CIFAR literature's augmentation (LDAM-DRW, ``RandomCrop(32, padding=4)`` then
+    ``RandomHorizontalFlip``): zero-pad 4 pixels, crop a random 32x32 window, flip."""
+    import keras
+
+    return [keras.layers.ZeroPadding2D(4), keras.layers.RandomCrop(32, 32, seed=seed),
+            keras.layers.RandomFlip("horizontal", seed=seed + 2)]
+
+
+def class_balanced_indices(y: np.ndarray, seed: int, weights=None):
+    """An epoch of ``len(y)`` sample indices drawn by class: each draw picks a class with
+    probability 1/C, or ``weights[c]`` when given (``sample_from_datasets``), then the next index
+    of that class's reshuffled, repeated list. The epoch keeps the training set's size; small
+    classes recur within it."""
     import tensorflow as tf
 
     y = np.asarray(y)
     classes = np.unique(y)
+    if weights is not None:
+        chosen = np.asarray(weights, np.float64)[classes]
+        weights = (chosen / chosen.sum()).tolist()
     per_class = [tf.data.Dataset.from_tensor_slices(np.flatnonzero(y == c).astype(np.int64))
                  .shuffle(int(np.sum(y == c)), seed=seed + 1 + int(c),
                           reshuffle_each_iteration=True).repeat() for c in classes]
     return tf.data.Dataset.sample_from_datasets(
-        per_class, weights=[1.0 / len(classes)] * len(classes), seed=seed,
+        per_class, weights=weights or [1.0 / len(classes)] * len(classes), seed=seed,
         rerandomize_each_iteration=True).take(len(y))
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int,
-                 augment: bool = False, hflip: bool = True, class_balanced: bool = False):
+                 augment: bool = False, hflip: bool = True, class_balanced: bool = False,
+                 augmentation_kind: str = "paper", class_weights=None):
     """A batched ``tf.data.Dataset`` of ``(float32 images in [0, 1], int64 labels)``.
 
-    ``class_balanced`` (training only): batches drawn by :func:`class_balanced_indices`.
+    ``class_balanced`` (training only): batches drawn by :func:`class_balanced_indices`, with
+    ``class_weights`` as the classes' probabilities when given. ``augmentation_kind``: "paper"
+    (:func:`augmentation`) or "crop_flip" (:func:`crop_flip`).
 
     Shuffling works on indices and each batch is gathered from the NumPy array itself, so neither
     a shuffle buffer nor a tensor copy holds a second copy of the images.
@@ -63,7 +79,10 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
         return images
     needs_resize = tuple(x.shape[1:3]) != INPUT_SHAPE[:2]
     gray = x.shape[-1] == 1
-    layers = augmentation(seed, hflip) if augment else []
+    if augmentation_kind not in ("paper", "crop_flip"):
+        raise ValueError(f"unknown augmentation {augmentation_kind!r}; use paper or crop_flip")
+    layers = [] if not augment else crop_flip(seed) if augmentation_kind == "crop_flip" \
+        else augmentation(seed, hflip)
 
     def load(index):
         batch = tf.cast(gather(index), tf.float32) / 255.0
@@ -77,7 +96,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
 
     dataset = tf.data.Dataset.range(len(x))
     if training and class_balanced:
-        dataset = class_balanced_indices(y, seed)
+        dataset = class_balanced_indices(y, seed, class_weights)
     elif training:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     # Plain Python control flow only: skipping AutoGraph's conversion saves ~0.2 s per data set.
