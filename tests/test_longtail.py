@@ -179,14 +179,20 @@ def test_drw_switches_weights_on_for_the_last_fifth():
 def test_matrix_ids_markers_and_comparisons():
     from resnet_harness.studies.paper import CASES as PAPER
 
-    assert len(longtail.CASES) == 2 * len(PROFILES) * len(longtail.METHODS)
+    study = [c for c in longtail.CASES if c.recipe == "study"]
+    assert len(study) == 2 * len(PROFILES) * len(longtail.METHODS)
+    assert len(longtail.CASES) == len(study) + len(longtail.LITERATURE_PROFILES) * len(
+        longtail.METHODS)
     assert not set(longtail.CASES_BY_ID) & {c.id for c in PAPER}
     case = longtail.CASES_BY_ID["longtail-cifar10-exp100-la_loss"]
     assert case.markers == ("cifar10", "exp100", "la_loss") and case.study == "longtail"
     pairs = {(c.treatment, c.baseline, c.family) for c in longtail.COMPARISONS}
     assert ("longtail-cifar10-exp100-la_loss", "longtail-cifar10-exp100-ce",
             "longtail-cifar10-exp100") in pairs
-    assert len(pairs) == len(longtail.CASES) - 2 * len(PROFILES)
+    assert ("longtail-cifar10-exp100-la_loss-lit", "longtail-cifar10-exp100-ce-lit",
+            "longtail-cifar10-exp100-lit") in pairs  # each recipe against its own ce
+    ce_cases = [c for c in longtail.CASES if c.method == "ce"]
+    assert len(pairs) == len(longtail.CASES) - len(ce_cases)
     from resnet_harness.analysis.comparisons import comparisons_for
 
     assert not any(c.family.startswith("longtail") for c in comparisons_for(

@@ -29,23 +29,28 @@ def test_paper_cases_and_ids_unchanged_and_markers_select(studies):
     from resnet_harness.studies.paper import CASES
 
     plain = studies.runpytest("--collect-only", "-q")  # the study runs only when named
-    plain.stdout.fnmatch_lines(["*21/111 tests collected (90 deselected)*"])
+    plain.stdout.fnmatch_lines(["*21/147 tests collected (126 deselected)*"])
     assert "longtail" not in plain.stdout.str().replace("deselected", "")
     result = studies.runpytest("--collect-only", "-q", "-m", "not longtail")
-    result.stdout.fnmatch_lines(["*21/111 tests collected (90 deselected)*"])
+    result.stdout.fnmatch_lines(["*21/147 tests collected (126 deselected)*"])
     ids = sorted(line.split("[", 1)[1].rstrip("]") for line in result.outlines
                  if line.startswith("test_study.py::"))
     assert ids == sorted(case.id for case in CASES)
     result = studies.runpytest("--collect-only", "-q", "-m", "longtail", "-k",
                                "cifar10 and exp100")
-    result.stdout.fnmatch_lines(["*9/111 tests collected*"])
-    result = studies.runpytest("--collect-only", "-q", "-m", "longtail and exp10 and la_loss")
+    result.stdout.fnmatch_lines(["*18/147 tests collected*"])  # both recipes
+    result = studies.runpytest("--collect-only", "-q", "-m", "longtail and literature", "-k",
+                               "exp100")
+    result.stdout.fnmatch_lines(["*test_longtail[[]longtail-cifar10-exp100-ce-lit[]]",
+                                 "*9/147 tests collected*"])
+    result = studies.runpytest("--collect-only", "-q", "-m",
+                               "longtail and exp10 and la_loss and not literature")
     result.stdout.fnmatch_lines(["*test_longtail[[]longtail-cifar10-exp10-la_loss[]]",
-                                 "*2/111 tests collected*"])
+                                 "*2/147 tests collected*"])
 
 
 def test_posthoc_without_its_ce_row_fails_with_one_line(studies):
-    result = studies.runpytest_subprocess(*FAST, "-m", "longtail and cifar10 and step10 and posthoc_la")
+    result = studies.runpytest_subprocess(*FAST, "-m", "longtail and cifar10 and step10 and posthoc_la and not literature")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*longtail-cifar10-step10-posthoc_la transforms the finished "
                                  "predictions of longtail-cifar10-step10-ce in this run folder*"])
@@ -54,7 +59,8 @@ def test_posthoc_without_its_ce_row_fails_with_one_line(studies):
 def test_every_method_runs_and_rows_hold_the_profile_counts(studies):
     from resnet_harness.studies.longtail import PROFILES
 
-    result = studies.runpytest_subprocess(*FAST, "-m", "longtail and cifar10 and exp10", "--seed", "2",
+    result = studies.runpytest_subprocess(*FAST, "-m", "longtail and cifar10 and exp10 and not literature",
+                                          "--seed", "2",
                                           "--max-train-samples", "1000")
     result.assert_outcomes(passed=9)
     (run_dir,) = sorted((studies.path / "reports" / "runs").iterdir())
