@@ -118,6 +118,18 @@ def test_learning_rate_schedule_is_ldam_drws():
         [0.1, 0.1, 0.001, 1e-5, 1e-5])
 
 
+def test_a_shorter_run_is_the_first_epochs_of_the_published_schedule():
+    case = longtail.CASES_BY_ID["longtail-cifar10-exp100-ce-lit"]
+    cfg = type("Cfg", (), {"cb_beta": 0.9999, "la_tau": 1.0, "epochs": 10})()
+
+    class Model:
+        loss = type("Loss", (), {"configure": lambda self, **kw: None})()
+
+    (schedule,) = case.hooks().before_fit(cfg, Model(), [100] * 10)["callbacks"]
+    assert [schedule.schedule(e, None) for e in range(10)] == pytest.approx(
+        [0.02, 0.04, 0.06, 0.08, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+
+
 def test_resampler_draws_classes_as_ldam_drws_sampler():
     counts = np.array([5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50])
     beta = 0.9999

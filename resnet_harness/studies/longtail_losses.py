@@ -192,10 +192,12 @@ LITERATURE_EPOCHS = 200
 REFERENCE_BETA = 0.9999  # LDAM-DRW's DRW and re-sampler: fixed, whatever --cb-beta says
 
 
-def literature_lr(epoch: int, epochs: int, base: float = LITERATURE_LR) -> float:
-    """LDAM-DRW's ``adjust_learning_rate`` for 0-based ``epoch`` of ``epochs``: linear warm-up
-    over the first 5 of 200 epochs, then ``base``, x0.01 after epoch 160 and x0.0001 after 180.
-    A shorter run compresses it in proportion (warm-up 2.5%, steps at 80% and 90%)."""
+def literature_lr(epoch: int, epochs: int = LITERATURE_EPOCHS,
+                  base: float = LITERATURE_LR) -> float:
+    """LDAM-DRW's ``adjust_learning_rate`` for 0-based ``epoch`` of a schedule of ``epochs``:
+    linear warm-up over the first 5 of 200 epochs, then ``base``, x0.01 after epoch 160 and
+    x0.0001 after 180. Another schedule length scales it in proportion (warm-up 2.5%, steps at
+    80% and 90%); the long-tail study always uses 200, and a shorter run is its first epochs."""
     e = epoch + 1
     warm = 5.0 * epochs / LITERATURE_EPOCHS
     if e <= warm:
