@@ -134,22 +134,27 @@ class Method:
 DRW_START = losses.DRW_START
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ce", "plain cross-entropy"),
-    Method("inverse_freq", "cross-entropy, class weights N / (C n_c) via fit(class_weight)",
+    Method("inverse_freq", "cross-entropy, class weights N / (C n_c) via fit(class_weight) "
+           "(the batch's mean; the -lit arm normalises by the weights as PyTorch)",
            class_weight="inverse"),
     Method("effective_num", "cross-entropy, effective-number class weights (Cui et al. 2019) via "
-           "fit(class_weight)", class_weight="effective"),
-    Method("resampling", "cross-entropy on class-balanced batches (tf.data sample_from_datasets)",
-           resample=True),
-    Method("focal", "focal loss, gamma = 2 (Keras' categorical focal cross-entropy)", gamma=2.0),
-    Method("cb_focal", "class-balanced focal loss: focal with effective-number alpha",
+           "fit(class_weight) (the batch's mean; the -lit arm normalises by the weights)",
+           class_weight="effective"),
+    Method("resampling", "cross-entropy on class-uniform batches (tf.data sample_from_datasets; "
+           "the -lit arm draws by effective number as LDAM-DRW)", resample=True),
+    Method("focal", "softmax focal loss, gamma = 2: our variant (Keras' categorical focal "
+           "cross-entropy); the published runs use gamma = 1 (the -lit arm)", gamma=2.0),
+    Method("cb_focal", "class-balanced focal, our variant: softmax focal (gamma = 2) with "
+           "effective-number alpha; Cui et al.'s is sigmoid focal, gamma = 1 (the -lit arm)",
            gamma=2.0, alpha="effective"),
     Method("la_loss", "logit-adjusted loss (Menon et al. 2021): tau log(prior) added to the "
            "logits in the loss", tau=True),
     Method("posthoc_la", "post-hoc logit adjustment of the ce arm's saved predictions "
            "(log p - tau log prior), no training", posthoc=True),
-    Method("drw", "deferred re-weighting: cross-entropy, effective-number weights switched on "
-           f"for the last {1 - DRW_START:.0%} of the epochs", class_weight="effective",
-           deferred=True),
+    Method("drw", "deferred re-weighting: cross-entropy, effective-number weights (--cb-beta) "
+           f"switched on for the last {1 - DRW_START:.0%} of the epochs, no learning-rate cut "
+           "(the -lit arm: beta 0.9999 and the schedule's x0.01 cut there, as LDAM-DRW)",
+           class_weight="effective", deferred=True),
 )}
 
 # Published balanced top-1 (%) on CIFAR-10-LT exp rho = 100 -- ResNet-32 from scratch, 200

@@ -1,5 +1,5 @@
 """The long-tail study's report section: method x profile tables, per-class recall against class
-size, and the published CIFAR-10-LT figures beside ours (a different network and schedule).
+size, and the published CIFAR-10-LT figures beside ours; one table per recipe (study, literature).
 
 Returns an HTML fragment; the report includes it when long-tail rows exist.
 Each cell is a method's mean over seeds and, for a method other than cross-entropy, its paired
@@ -45,12 +45,18 @@ def _cell(mean: float | None, n: int, result: Result | None) -> str:
     return f'<td class="{css}">{text}</td>' if css else f"<td>{text}</td>"
 
 
-def _table(dataset: str, scale: str, rows: list[dict[str, Any]], summaries, delta: float) -> str:
+def _suffix(recipe: str) -> str:
+    return "-lit" if recipe == "literature" else ""
+
+
+def _table(dataset: str, scale: str, rows: list[dict[str, Any]], summaries, delta: float,
+           recipe: str = "study") -> str:
     results = {(r.comparison.treatment, r.measure): r
                for r in compare(rows, delta, [c for c in longtail.COMPARISONS
                                               if c.treatment in summaries or c.baseline in summaries])}
+    end = _suffix(recipe)
     profiles = [p for p in longtail.PROFILES
-                if any(f"longtail-{dataset}-{p}-{m}" in summaries for m in longtail.METHODS)]
+                if any(f"longtail-{dataset}-{p}-{m}{end}" in summaries for m in longtail.METHODS)]
     head = "<tr><th class=\"l\">method</th>" + "".join(
         f'<th colspan="{len(METRICS)}">{escape(p)}</th>' for p in profiles) + "</tr>"
     sub = "<tr><th></th>" + "".join(f"<th>{escape(label)}</th>" for _, label in METRICS) \
@@ -59,28 +65,46 @@ def _table(dataset: str, scale: str, rows: list[dict[str, Any]], summaries, delt
     for method in longtail.METHODS:
         cells = [f'<td class="l">{escape(method)}</td>']
         for profile in profiles:
-            case = f"longtail-{dataset}-{profile}-{method}"
+            case = f"longtail-{dataset}-{profile}-{method}{end}"
             for name, _ in METRICS:
                 summary = summaries.get(case, {}).get(name)
                 cells.append(_cell(summary.mean if summary else None,
                                    summary.n if summary else 0, results.get((case, name))))
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    return (f"<h3>{escape(dataset)}, {escape(scale)} scale</h3><table><thead>{head}{sub}"
+    title = (f"{dataset}, {scale} scale" + (", literature recipe (ResNet-32, LDAM-DRW's "
+                                            "schedule, reference losses)"
+                                            if recipe == "literature" else ""))
+    return (f"<h3>{escape(title)}</h3><table><thead>{head}{sub}"
             f"</thead><tbody>{''.join(lines)}</tbody></table>")
 
 
-def _published(summaries) -> str:
-    lines = []
+def _published(summaries, rows, recipe: str = "study") -> str:
+    lines, end = [], _suffix(recipe)
     for method, theirs, figure, source in longtail.PUBLISHED_CIFAR10_EXP100:
-        summary = summaries.get(f"longtail-cifar10-exp100-{method}", {}).get("balanced_accuracy")
+        summary = summaries.get(f"longtail-cifar10-exp100-{method}{end}", {}).get(
+            "balanced_accuracy")
         ours = None if summary is None or summary.mean != summary.mean else summary.mean
         lines.append(f'<tr><td class="l">{escape(theirs)}</td><td>{figure:.1f}</td>'
                      f'<td class="l">{escape(source)}</td><td class="l">{escape(method)}</td>'
                      f"<td>{'—' if ours is None else f'{100 * ours:.1f}'}</td></tr>")
-    return ('<h3>Published CIFAR-10-LT (exponential, ρ = 100) beside ours</h3>'
-            '<p class="warn">The published figures are for <b>ResNet-32 trained from scratch for '
-            '200 epochs on the full long-tailed set</b>; ours are ResNet50 at this run\'s scale '
-            'and schedule. They are shown side by side for orientation, not compared.</p>'
+    if recipe == "literature":
+        ran = sorted({len((r.get("history") or {}).get("epoch_seconds") or [])
+                      for r in rows if str(r.get("case_id", "")).startswith(
+                          "longtail-cifar10-exp100-") and r.get("history")})
+        epochs = "/".join(str(n) for n in ran) or "?"
+        note = ('<p class="warn">Same network (ResNet-32), recipe and losses as the published '
+                f'runs, but <b>{epochs} of their 200 epochs</b> (the first epochs of the same '
+                'schedule) and, unless the run folder is at paper scale, on fewer images. '
+                'LDAM-DRW reports the best test accuracy over epochs; ours is the last epoch\'s. '
+                'The published LDAM-DRW figure uses the LDAM loss, our drw arm cross-entropy. '
+                'See docs/longtail.md, "The literature recipe".</p>')
+    else:
+        note = ('<p class="warn">The published figures are for <b>ResNet-32 trained from '
+                'scratch for 200 epochs on the full long-tailed set</b>; ours are ResNet50 at '
+                'this run\'s scale and schedule. They are shown side by side for orientation, '
+                'not compared (the -lit cases run the published recipe).</p>')
+    return ('<h3>Published CIFAR-10-LT (exponential, ρ = 100) beside ours'
+            + (", literature recipe" if recipe == "literature" else "") + '</h3>' + note +
             "<table><thead><tr><th class=\"l\">published method</th><th>balanced acc. %</th>"
             "<th class=\"l\">source</th><th class=\"l\">our arm</th><th>ours % (mean over seeds)</th>"
             "</tr>"
@@ -129,9 +153,14 @@ def section(rows: Sequence[dict[str, Any]], ctx) -> str:
                 continue
             by_id = {r["case_id"]: r for r in subset}
             summaries = case_summaries(subset, longtail.MEASURES)
-            parts.append(_table(dataset, scale, subset, summaries, delta))
-            if dataset == "cifar10" and any("-exp100-" in k for k in by_id):
-                parts.append(_published(summaries))
+            for recipe in longtail.RECIPES:
+                mine = [r for r in subset if (str(r["case_id"]).split("-seed")[0].endswith(
+                    "-lit")) == (recipe == "literature")]
+                if not mine:
+                    continue
+                parts.append(_table(dataset, scale, mine, summaries, delta, recipe))
+                if dataset == "cifar10" and any("-exp100-" in r["case_id"] for r in mine):
+                    parts.append(_published(summaries, mine, recipe))
             if img is not None:
                 parts.append('<div class="grid">' + "".join(
                     img(png, f"{dataset} per-class recall against class size")
