@@ -40,12 +40,15 @@ def check(row: dict[str, Any], *, floors: dict[str, float], imbalanced: bool,
     else:
         expected = expected_train_counts(row["counts_before_imbalance"],
                                          tuple(row["reduced_classes"]), row["removal_fraction"])
-    if row["train_counts"] != expected:
-        problems.append(f"train class counts {row['train_counts']} differ from the variant's "
-                        f"spec {expected}")
+    # --validation-split holds out part of the variant's training set: the spec covers both.
+    held = row.get("validation_counts") or [0] * len(row["train_counts"])
+    trained = [t + v for t, v in zip(row["train_counts"], held)]
+    if trained != expected:
+        problems.append(f"train class counts {trained} differ from the variant's spec {expected}"
+                        + (" (training + validation)" if row.get("validation_counts") else ""))
     if imbalanced and not row["reduced_classes"]:
         problems.append("imbalanced case has no reduced classes")
-    if not imbalanced and max(row["train_counts"]) - min(row["train_counts"]) > 1 and (
+    if not imbalanced and max(trained) - min(trained) > 1 and (
             max(row["counts_before_imbalance"]) - min(row["counts_before_imbalance"]) <= 1):
         problems.append(f"balanced case has unequal train counts {row['train_counts']}")
     scale = row.get("scale")

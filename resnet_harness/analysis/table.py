@@ -101,6 +101,8 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat.update({f"test_count_c{k}": test_counts[k] for k in range(NUM_CLASSES)})
     flat["epochs"] = config.get("epochs")
     flat["epochs_run"] = len((row.get("history") or {}).get("epoch_seconds") or []) or None
+    flat["best_epoch"] = row.get("best_epoch")
+    flat["validation_samples"] = _total(row.get("validation_counts"))
     flat["weights"] = config.get("weights")
     flat["recipe"] = config.get("recipe")
     flat.update({f"paper_{key}": _number(paper.get(key)) for key in PAPER_KEYS})

@@ -98,6 +98,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("--augment", cfg.parse_augment,
            "the paper's rotation/shift/flip augmentation: auto (default: off at reduced scale, "
            "else as the case says), on or off"),
+    Option("--validation-split", cfg.parse_validation_split,
+           "hold out this share of each case's training set (stratified, seeded, after the "
+           "imbalance recipe) as a validation set; off by default (the paper had none)"),
+    Option("--early-stopping", cfg.parse_patience,
+           "stop training after PATIENCE epochs without a lower validation loss and keep the "
+           "best epoch's weights; needs --validation-split"),
     Option("--deterministic", cfg.parse_flag, "turn on TensorFlow op determinism (slower)",
            kind="flag"),
     Option("--report-dir", cfg.parse_report_dir,
@@ -242,6 +248,10 @@ def run_config(resolved: Resolved) -> cfg.RunConfig:
         raise argparse.ArgumentTypeError(
             f"{resolved.origins['seed']} {values['seed']} and {resolved.origins['seeds']} "
             f"{_plain(values['seeds'])} both given: --seeds sets every case's seed; drop --seed")
+    if values["early_stopping"] is not None and values["validation_split"] is None:
+        raise argparse.ArgumentTypeError(
+            f"{resolved.origins['early_stopping']} {values['early_stopping']} needs a "
+            "validation set to watch: add --validation-split 0.1 (or drop --early-stopping)")
     settings = {dest: value for dest, value in values.items()
                 if value is not None and dest not in _SESSION_OPTIONS}
     return cfg.RunConfig(**settings, data_dirs=dict(values["data_dir"] or []))

@@ -171,6 +171,8 @@ RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "
                "model_reused",
                # per-epoch figures of fit: {name: [value per epoch]} (runner.fit_history)
                "history",
+               # --validation-split / --early-stopping (runner.validation_fields)
+               "validation_counts", "best_epoch", "stopped_early",
                # digests of the row's identity parts (storage/identity.py), stamped when written
                "identity")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
@@ -277,7 +279,8 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
                 "baseline", "intervals", "bn_recalibration"):
         if row.get(key) is not None and not isinstance(row[key], dict):
             raise RowError(f"{source}: {key} must be an object, found {type(row[key]).__name__}")
-    for key in ("train_counts", "test_counts", "counts_before_imbalance", "reduced_classes"):
+    for key in ("train_counts", "test_counts", "counts_before_imbalance", "reduced_classes",
+                "validation_counts"):
         counts = row.get(key)
         if counts is not None and not (isinstance(counts, list) and all(
                 isinstance(c, int) and not isinstance(c, bool) for c in counts)):

@@ -9,6 +9,7 @@ turns bad input into a one-line usage error before anything trains.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -351,6 +352,30 @@ def parse_fraction(value: str) -> float:
     return number
 
 
+def parse_validation_split(value: str) -> float:
+    """The share of each case's training set held out, stratified and seeded, for validation."""
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = math.nan
+    if not 0.0 < share < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"validation split {value!r} must be a share strictly between 0 and 1, e.g. 0.1")
+    return share
+
+
+def parse_patience(value: str) -> int:
+    """Epochs without a better validation loss before training stops (early stopping)."""
+    try:
+        patience = int(str(value).strip())
+    except ValueError:
+        patience = 0
+    if patience < 1:
+        raise argparse.ArgumentTypeError(
+            f"early-stopping patience {value!r} must be a whole number of epochs >= 1, e.g. 5")
+    return patience
+
+
 def parse_on_off(value: str) -> bool:
     """``on`` or ``off``."""
     if value not in ("on", "off"):
@@ -468,6 +493,8 @@ class CaseConfig:
     bn_recalibrate: bool = False  # resolved from RunConfig.bn_recalibrate and the scale
     cb_beta: float = 0.9999  # long-tail study: effective-number beta (Cui et al. 2019)
     la_tau: float = 1.0  # long-tail study: logit-adjustment temperature (Menon et al. 2021)
+    validation_split: float | None = None  # share of the training set held out for validation
+    early_stopping: int | None = None  # patience in epochs on validation loss
 
     @property
     def hooks(self):
@@ -487,6 +514,9 @@ class CaseConfig:
             "bn_recalibrate": self.bn_recalibrate,
             "imbalance": asdict(self.imbalance) if self.imbalance else None,
             "recipe": self.recipe,
+            # Only when used, so that rows made without a validation set keep their identity.
+            **({"validation_split": self.validation_split,
+                "early_stopping": self.early_stopping} if self.validation_split else {}),
         }
 
 
@@ -520,6 +550,8 @@ class RunConfig:
     mlflow: str | None = None  # tracking URI; None: MLflow is not used (nor imported)
     cb_beta: float = 0.9999
     la_tau: float = 1.0
+    validation_split: float | None = None
+    early_stopping: int | None = None
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied.
@@ -557,7 +589,8 @@ class RunConfig:
             else self.backbone,
             xla=self.xla, mixed_precision=self.mixed_precision, data_source=self.data_source,
             deterministic=self.deterministic, recipe=recipe, cb_beta=self.cb_beta,
-            la_tau=self.la_tau,
+            la_tau=self.la_tau, validation_split=self.validation_split,
+            early_stopping=self.early_stopping,
             bn_recalibrate=resolve_bn_recalibrate(self.bn_recalibrate, self.scale),
         )
 

@@ -123,13 +123,28 @@ def fit_history(history, clock) -> dict[str, list]:
     return out
 
 
+def validation_fields(history, variant: Variant, stopping: list) -> dict[str, Any]:
+    """The validation set's class counts, and under early stopping the best epoch (1-based, the
+    weights kept) and the epochs actually run."""
+    if variant.y_val is None:
+        return {}
+    out: dict[str, Any] = {"validation_counts": variant.validation_counts}
+    losses = (getattr(history, "history", None) or {}).get("val_loss") or []
+    finite = [(v, i) for i, v in enumerate(losses) if np.isfinite(v)]
+    if finite:
+        out["best_epoch"] = min(finite)[1] + 1
+    out["stopped_early"] = bool(stopping) and len(losses) < history.params.get("epochs", 0)
+    return out
+
+
 def _finite(value) -> float | None:
     number = float(value)
     return number if np.isfinite(number) else None
 
 
 def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
-    """The case's data variant and its training and test ``tf.data`` pipelines."""
+    """The case's data variant and its training and test ``tf.data`` pipelines (the validation
+    pipeline, under ``--validation-split``, is :func:`validation_inputs`)."""
     case = cfg.case
     variant = make_variant(raw, cfg)
     hooks = cfg.hooks
@@ -141,6 +156,22 @@ def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
     test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
                         training=False, seed=cfg.seed)
     return variant, train, test
+
+
+def validation_inputs(cfg: CaseConfig, variant: Variant) -> tuple[dict[str, Any], list]:
+    """``fit``'s ``validation_data`` and the early-stopping callback, when the case has a
+    validation set (``--validation-split``, ``--early-stopping``)."""
+    if variant.y_val is None:
+        return {}, []
+    import keras
+
+    data = make_dataset(variant.x_val, variant.y_val, batch_size=cfg.case.batch_size,
+                        training=False, seed=cfg.seed)
+    callbacks = []
+    if cfg.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=cfg.early_stopping, restore_best_weights=True))
+    return {"validation_data": data}, callbacks
 
 
 def model_for(cfg: CaseConfig, models: ModelCache):
@@ -189,11 +220,12 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
     # seed_everything above reseeds TensorFlow only when the seed changes (tf.random.set_seed
     # clears its kernel cache: 12-15 s on a reused model's next first step); a new seed builds
     # a new model anyway. The model's init and generator states are restored by ModelCache.
+    validation, stopping = validation_inputs(cfg, variant)
     clock = _StepClock()
     t0 = time.perf_counter()
     history = model.fit(train, epochs=cfg.epochs, verbose=0, shuffle=False,
-                        callbacks=[clock, *callbacks, *fit_extras.pop("callbacks", [])],
-                        **fit_extras)
+                        callbacks=[clock, *callbacks, *fit_extras.pop("callbacks", []),
+                                   *stopping], **validation, **fit_extras)
     train_time = time.perf_counter() - t0
     fields, arrays = evaluate(model, variant, cfg, test, history)
     peak_gpu = _gpu_peak_mb()
@@ -217,6 +249,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
         "gpu_added_mb": (peak_gpu - gpu_before) if peak_gpu is not None else None,
         "model_reused": reused,
         "history": fit_history(history, clock),
+        **validation_fields(history, variant, stopping),
         "train_samples": n_train, "test_samples": len(variant.y_test),
         "train_counts": variant.train_counts, "test_counts": variant.test_counts,
         "counts_before_imbalance": variant.counts_before_imbalance,

@@ -35,6 +35,14 @@ class Variant:
     reduced_classes: tuple[int, ...]
     removal_fraction: float  # of each reduced class (0.0 for balanced variants)
     source: str
+    x_val: np.ndarray | None = None  # --validation-split: held out of the training set
+    y_val: np.ndarray | None = None
+
+    @property
+    def validation_counts(self) -> list[int] | None:
+        if self.y_val is None:
+            return None
+        return np.bincount(self.y_val, minlength=NUM_CLASSES).tolist()
 
     @property
     def train_counts(self) -> list[int]:
@@ -190,7 +198,8 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     Order: (1) pool train+test and re-split when the case has a split, the pool first capped at
     ``pool_cap`` so the split keeps its meaning at small scales;
     otherwise cap train and test separately; (2) remove the imbalanced classes' samples from the
-    training set only (or keep what the case's ``select_training`` hook selects).
+    training set only (or keep what the case's ``select_training`` hook selects); (3) under
+    ``--validation-split`` hold out a stratified share of that training set for validation.
     Every random choice is seeded by ``cfg.seed``.
     """
     case, seed = cfg.case, cfg.seed
@@ -216,8 +225,22 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     if selected is not None:  # the case's study keeps its own training subset (a profile)
         train_idx, classes = selected
         y_train = take(train_idx, labels=True)
+    val_idx = None
+    if cfg.validation_split:
+        # (3) hold out a stratified share of what the recipe left: never the test set.
+        held = int(round(cfg.validation_split * len(train_idx)))
+        first, rest = stratified_split(y_train, held, seed + 7)
+        # A class's last training image stays in training (a long tail's smallest classes).
+        for c in np.unique(y_train):
+            if not np.any(y_train[rest] == c):
+                back = first[y_train[first] == c][:1]
+                first, rest = np.setdiff1d(first, back), np.sort(np.concatenate([rest, back]))
+        train_idx, val_idx = train_idx[rest], train_idx[first]
+        y_train = take(train_idx, labels=True)
     return Variant(take(train_idx), y_train, take(test_idx), take(test_idx, labels=True),
-                   before, tuple(classes), fraction, raw.source)
+                   before, tuple(classes), fraction, raw.source,
+                   x_val=None if val_idx is None else take(val_idx),
+                   y_val=None if val_idx is None else take(val_idx, labels=True))
 
 
 def _is_all(index: np.ndarray, n: int) -> bool:
