@@ -1,8 +1,8 @@
 """``--slurm`` against a real SLURM: a one-node cluster on this machine (``.ci/slurm.sh start``:
 Debian's slurm-wlm and munge, slurmctld + slurmd on the loopback address, two or more task
 slots). A small selection with the tiny backbone on synthetic data is submitted through
-submitit without waiting; one task is sent submitit's preemption signal (``scancel
---signal=USR2``) while its case trains and comes back; one case fails on its node; ``attach``
+submitit without waiting; one task is requeued (``scontrol requeue``) while its case trains
+and comes back; one case fails on its node; ``attach``
 waits, every row comes home to the one run folder and the report is built; ``--resume`` then
 submits only the failed case. Skipped, with the reason, where no cluster is up (CI starts one,
 see .ci/run)."""
@@ -98,14 +98,18 @@ def test_the_matrix_as_a_slurm_array(cluster, tmp_path):
     (run_dir,) = (project / "reports" / "runs").iterdir()
     job_id = json.loads((run_dir / "slurm" / "submitted.json").read_text())["job_id"]
 
-    # Preempt one task while its case trains: submitit requeues it, the case starts again.
+    # Requeue one task while its case trains (what a preempting scheduler does): SLURM kills it
+    # and queues it again, the case starts again from its beginning. (scancel --signal=USR2,
+    # submitit's preemption path, requeued the task here too, but this SLURM 22.05 then sent
+    # USR2 again to the restarted task, before submitit's handler was up: see the note in
+    # docs/reference.md.)
     target = "table7-cifar10-balanced-split_orig-reg_none"
     deadline = time.monotonic() + 240
     while _log_says(run_dir, target, "test session starts") is None:
         assert time.monotonic() < deadline, "the task never started its pytest"
         time.sleep(0.5)
     index = json.loads((run_dir / "slurm" / "submitted.json").read_text())["cases"].index(target)
-    subprocess.run(["scancel", "--signal=USR2", f"{job_id}_{index}"], env=env, check=True)
+    subprocess.run(["scontrol", "requeue", f"{job_id}_{index}"], env=env, check=True)
 
     attach = subprocess.run([sys.executable, "-m", "resnet_harness", "attach", str(run_dir)],
                             cwd=project, env=env, capture_output=True, text=True, timeout=600)
@@ -121,7 +125,8 @@ def test_the_matrix_as_a_slurm_array(cluster, tmp_path):
     assert "injected fault on the node" in frame.loc[FAILING, "error"]
     log = (run_dir / "slurm").glob(f"{job_id}_{index}_0_log.out")
     text = next(log).read_text(errors="replace")
-    assert "this job is preempted" in text or "Requeu" in text  # submitit's own lines
+    assert "DUE TO JOB REQUEUE" in text  # SLURM's own line in the task's log
+    assert text.count("test session starts") == 2  # the case started twice
     for name in ("claims.csv", "comparisons.csv", "seeds.csv"):
         assert (run_dir / name).is_file()
     # each task kept the GPU SLURM gave it: never re-pinned by the harness

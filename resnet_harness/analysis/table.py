@@ -212,16 +212,20 @@ def case_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     head = list(id_columns()) + list(schema.SCORES) + ["auc_classes"]
     columns = head + [f"recall_class_{k}" for k in reduced] + \
         [c for c in template if c not in head]
-    frame = pd.DataFrame.from_records(records, columns=columns)
+    raw = pd.DataFrame.from_records(records, columns=columns)
     # Fixed dtypes, so that a column that is empty in every row still reads back as what it is
-    # and counts are written as "32", not "32.0".
+    # and counts are written as "32", not "32.0". Built in one go: replacing columns one by one
+    # leaves a fragmented frame, and every later assign() on it warns (an error under pytest's
+    # filterwarnings = error, which cost a run its report).
+    typed = {}
     for column in columns:
         if column in INTEGER_COLUMNS or column.startswith(("train_count_", "test_count_")):
-            frame[column] = pd.array(frame[column], dtype="Int64")
+            typed[column] = pd.array(raw[column], dtype="Int64")
         elif column in _TEXT_COLUMNS:
-            frame[column] = frame[column].map(_text).astype(object)
+            typed[column] = raw[column].map(_text).astype(object)
         else:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+            typed[column] = pd.to_numeric(raw[column], errors="coerce").astype("float64")
+    frame = pd.DataFrame(typed, columns=columns)
     keys = [case_order(c, s) for c, s in zip(frame["case_id"], frame["scale"])]
     return frame.iloc[sorted(range(len(frame)), key=keys.__getitem__)].reset_index(drop=True)
 
