@@ -153,6 +153,11 @@ class Case:
     batch_size: int = 32
     learning_rate: float = 1e-3
     backbone: str | None = None  # None: the session's --backbone (default resnet50)
+    # A case that sets validation_split runs its own validation protocol (share held out, and
+    # patience when early_stopping is set) whatever --validation-split/--early-stopping say, so
+    # that arms with and without early stopping run in one session. None: the session's.
+    validation_split: float | None = None
+    early_stopping: int | None = None  # patience in epochs on validation loss
     bounds: Bounds = Bounds()
     tolerances: tuple[tuple[str, float], ...] = ()  # per-case baseline tolerances
     note: str = ""
@@ -211,28 +216,71 @@ class Case:
 class Comparison:
     """Treatment arm against baseline arm (case ids without seed), paired by seed, on
     ``measures``; Holm's correction runs over a ``family``. ``factor`` names what the study
-    varies between the arms (its fields are not confounds: see ``Study.factor_fields``)."""
+    varies between the arms (its fields are not confounds: see ``Study.factor_fields``).
+
+    A *difference* comparison sets ``baseline_minus`` and ``treatment_minus`` too: each arm is
+    then, per seed, the figure of its case minus that of its ``_minus`` case (for time and
+    memory their ratio), e.g. the imbalance cost of two backbones (imbalanced minus balanced)
+    compared with each other: a difference of differences, paired by seed over all four cases.
+    """
 
     family: str
     factor: str
     baseline: str
     treatment: str
     measures: tuple[str, ...] = ("accuracy",)
+    baseline_minus: str | None = None
+    treatment_minus: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_difference(self, "comparison")
+
+    @property
+    def is_difference(self) -> bool:
+        return self.baseline_minus is not None
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """Every case id the comparison reads (two, or four for a difference)."""
+        return _arms(self)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What identifies the comparison (a :class:`Check` with the same key names it)."""
+        return _key(self)
 
     @property
     def name(self) -> str:
+        if self.is_difference:
+            return (f"({_label(self.treatment)} - {_label(self.treatment_minus)}) vs "
+                    f"({_label(self.baseline)} - {_label(self.baseline_minus)})")
         return f"{_label(self.treatment)} vs {_label(self.baseline)}"
 
 
 @dataclass(frozen=True)
 class Check:
     """A claim says: ``treatment`` moves ``measure`` in direction ``expect`` against
-    ``baseline`` (``higher``, ``lower`` or ``not lower``)."""
+    ``baseline`` (``higher``, ``lower``, ``not lower`` or ``equivalent``: within the session's
+    equivalence margin). ``baseline_minus``/``treatment_minus`` name a difference
+    :class:`Comparison`."""
 
     baseline: str
     treatment: str
     measure: str
     expect: str
+    baseline_minus: str | None = None
+    treatment_minus: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_difference(self, "check")
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        return _arms(self)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return _key(self)
 
 
 @dataclass(frozen=True)
@@ -243,6 +291,24 @@ class Claim:
     statement: str
     source: str
     checks: tuple[Check, ...]
+
+
+def _check_difference(item, what: str) -> None:
+    if (item.baseline_minus is None) != (item.treatment_minus is None):
+        raise ValueError(f"{what} {item.treatment} vs {item.baseline}: set both baseline_minus "
+                         "and treatment_minus (a difference of differences) or neither")
+
+
+def _arms(item) -> tuple[str, ...]:
+    return tuple(a for a in (item.baseline, item.baseline_minus, item.treatment,
+                             item.treatment_minus) if a is not None)
+
+
+def _key(item) -> tuple[str, ...]:
+    # A plain comparison keeps its historical (baseline, treatment) key.
+    if item.baseline_minus is None:
+        return (item.baseline, item.treatment)
+    return (item.baseline, item.baseline_minus, item.treatment, item.treatment_minus)
 
 
 # -- the study ---------------------------------------------------------------------------------------
@@ -271,6 +337,14 @@ class Study:
         ids = [case.id for case in self.cases]
         if len(set(ids)) != len(ids):
             raise ValueError(f"study {self.name}: case ids must be unique")
+        for case in self.cases:
+            share = case.validation_split
+            if case.early_stopping is not None and share is None:
+                raise ValueError(f"study {self.name}: {case.id} sets early_stopping without a "
+                                 "validation_split to watch")
+            if share is not None and not 0.0 < share < 1.0:
+                raise ValueError(f"study {self.name}: {case.id} validation_split {share} must "
+                                 "lie strictly between 0 and 1")
 
     @property
     def cases_by_id(self) -> dict[str, Case]:
@@ -328,11 +402,13 @@ def find_case(case_id: str) -> Case | None:
 
 
 # The studies that ship with the harness, by module: loaded by name like any other study.
-BUILTIN = {"paper": "resnet_harness.studies.paper", "longtail": "resnet_harness.studies.longtail"}
+BUILTIN = {"paper": "resnet_harness.studies.paper", "longtail": "resnet_harness.studies.longtail",
+           "architectures": "resnet_harness.studies.architectures"}
 
 
 def load_builtin() -> tuple[Study, ...]:
-    """Register the studies that ship with the harness (the paper's and the long-tail study)."""
+    """Register the studies that ship with the harness (the paper's, the long-tail and the
+    architectures study)."""
     for module in BUILTIN.values():
         importlib.import_module(module)
     return studies()

@@ -240,8 +240,9 @@ def test_parse_beta_and_tau():
 
 
 def test_every_validator_is_tested():
-    # parse_seeds: tests/test_stats.py
-    tested = {"parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
+    # parse_seeds: tests/test_stats.py; parse_validation_split, parse_patience:
+    # tests/test_validation.py
+    tested = {"parse_validation_split", "parse_patience", "parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
               "parse_positive_int", "parse_seed", "parse_weights",
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",

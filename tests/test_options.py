@@ -59,7 +59,9 @@ def test_every_option_has_the_same_precedence(option, tmp_path):
            "slurm_time": ["90", "1:30", "5"], "slurm_gpus": ["0", "1", "2"],
            "slurm_cpus": ["1", "2", "4"], "slurm_mem": ["1", "2", "3"],
            "slurm_parallelism": ["1", "2", "3"], "slurm_wait": ["on", "off", "on"],
-           "slurm_option": ["account=a", "qos=b", "x=y"]}[option.dest]
+           "slurm_option": ["account=a", "qos=b", "x=y"],
+           "validation_split": ["0.1", "0.2", "0.3"], "early_stopping": ["1", "2", "3"]}[
+               option.dest]
     cli_raw, env_raw, ini_raw = raw
 
     def parsed(text):

@@ -1,10 +1,11 @@
 """The studies' claims as checkable statements, each with a verdict from our own rows.
 
 A :class:`~resnet_harness.study.Claim` (declared by a study) is a list of
-:class:`~resnet_harness.study.Check`\\ s, each naming a comparison (by its two arms), a figure,
+:class:`~resnet_harness.study.Check`\\ s, each naming a comparison (by its arms), a figure,
 and the direction the study says the treatment arm moves it. A check *holds* when the comparison
-finds that direction, *fails* when it finds the opposite or equivalence, and is *unclear* when
-inconclusive, not comparable or resting on a degenerate arm (one predicted class). A claim is
+finds that direction, *fails* when it finds the opposite or equivalence (a check that expects
+``equivalent``: when it finds either direction), and is *unclear* when inconclusive, not
+comparable or resting on a degenerate arm (one predicted class). A claim is
 
 * ``not run`` when none of its checks ran,
 * ``incomplete`` when some did not (the missing ones are listed): a partial run decides nothing,
@@ -34,9 +35,10 @@ from resnet_harness.storage.atomic import atomic_write_bytes
 from resnet_harness.storage.rundir import RunFolder
 from resnet_harness.study import Check, Claim
 
-_HOLDS = {"higher": ("higher",), "lower": ("lower",), "not lower": ("higher", "equivalent")}
+_HOLDS = {"higher": ("higher",), "lower": ("lower",), "not lower": ("higher", "equivalent"),
+          "equivalent": ("equivalent",)}
 _FAILS = {"higher": ("lower", "equivalent"), "lower": ("higher", "equivalent"),
-          "not lower": ("lower",)}
+          "not lower": ("lower",), "equivalent": ("higher", "lower")}
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,12 @@ def evaluate(rows: Iterable[dict[str, Any]], delta: float = 0.01,
     claims = claims_for(rows) if claims is None else claims
     results = (looked(rows, delta, design)[0] if design is not None
                else compare(rows, delta, comparisons_for(rows)))
-    index = {(r.comparison.baseline, r.comparison.treatment, r.measure): r for r in results}
+    index = {(*r.comparison.key, r.measure): r for r in results}
     out = []
     for claim in claims:
         checks = []
         for check in claim.checks:
-            result = index.get((check.baseline, check.treatment, check.measure))
+            result = index.get((*check.key, check.measure))
             checks.append((check, result, _outcome(check, result)))
         outcomes = [o for _, _, o in checks]
         verdict = ("not run" if all(o == "not run" for o in outcomes)

@@ -7,6 +7,10 @@ without seed), the factor the study varies between them, and the figures compare
 p-value within its family, a verdict, and every configuration field in which the two arms differ
 besides the declared factor (the confounds).
 
+A difference comparison (``baseline_minus``/``treatment_minus`` set) compares, per seed, the
+treatment case's figure minus its ``_minus`` case's with the baseline's likewise: a difference
+of differences over four rows of one seed (time and memory: a ratio of ratios).
+
 Scores: the standard error never falls below what sampling each run's test set gives
 (:func:`sampling_variance`), so identical seeds cannot produce certainty. Time and memory: the
 per-seed log ratio ``log(b / a)``, its t interval reported as ``b / a - 1`` (never below -100%),
@@ -137,7 +141,9 @@ class Result:
         """A flat record (``comparisons.csv``)."""
         c = self.comparison
         return {"family": c.family, "comparison": c.name, "factor": c.factor,
-                "baseline": c.baseline, "treatment": c.treatment, "measure": self.measure,
+                "baseline": c.baseline, "treatment": c.treatment,
+                "baseline_minus": c.baseline_minus or "",
+                "treatment_minus": c.treatment_minus or "", "measure": self.measure,
                 "n_seeds": self.n, "seeds": " ".join(map(str, self.seeds)),
                 "baseline_mean": self.baseline_mean, "treatment_mean": self.treatment_mean,
                 "difference": self.mean, "ci_low": self.low, "ci_high": self.high,
@@ -170,8 +176,7 @@ def usable_rows(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[st
 def comparisons_for(rows: Iterable[dict[str, Any]]) -> tuple[Comparison, ...]:
     """The registered comparisons with an arm among the cases of ``rows`` (seeded ids too)."""
     present = {study.split_seed(str(r.get("case_id")))[0] for r in rows}
-    return tuple(c for c in study.comparisons()
-                 if c.baseline in present or c.treatment in present)
+    return tuple(c for c in study.comparisons() if any(arm in present for arm in c.arms))
 
 
 def resource_field(row: dict[str, Any], measure: str,
@@ -306,17 +311,19 @@ def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
         seeds_of.setdefault(base, set()).add(seed)
     raws = []
     for comp in comparisons:
-        seeds = sorted(seeds_of.get(comp.baseline, set()) & seeds_of.get(comp.treatment, set()))
+        seeds = sorted(set.intersection(*(seeds_of.get(arm, set()) for arm in comp.arms)))
+        pairs = [(comp.baseline, comp.treatment)] + (
+            [(comp.baseline_minus, comp.treatment_minus)] if comp.is_difference else [])
         found: list[str] = []
         for seed in seeds:
-            for text in confounds(table[comp.baseline, seed], table[comp.treatment, seed],
-                                  comp.factor):
-                if text not in found:
-                    found.append(text)
+            for a, b in pairs:
+                for text in confounds(table[a, seed], table[b, seed], comp.factor):
+                    if text not in found:
+                        found.append(text)
         for name in comp.measures:
             raw = _Raw(comp, name, confounds=found)
             for seed in seeds:
-                _pair(raw, seed, table[comp.baseline, seed], table[comp.treatment, seed])
+                _pair(raw, seed, *(table[arm, seed] for arm in comp.arms))
             raws.append(raw)
     paired = [_paired(raw, 1 - alpha) for raw in raws]
     families: dict[tuple[str, bool], list[int]] = {}
@@ -333,18 +340,31 @@ def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
     return [planned(r) for r in results] if plan else results
 
 
-def _pair(raw: _Raw, seed: int, a: dict[str, Any], b: dict[str, Any]) -> None:
-    """Add one seed's pair of figures to ``raw`` (or note why it is left out)."""
-    name = raw.comparison.baseline, raw.comparison.treatment
-    va, vb = value(a, raw.measure, b), value(b, raw.measure, a)
+def _pair(raw: _Raw, seed: int, *rows: dict[str, Any]) -> None:
+    """Add one seed's pair of figures to ``raw`` (or note why it is left out). ``rows``: the
+    rows of ``raw.comparison.arms`` (baseline, treatment; or baseline, baseline_minus,
+    treatment, treatment_minus)."""
+    comp = raw.comparison
+    resource = MEASURES[raw.measure].resource
+    if comp.is_difference:
+        a, a_minus, b, b_minus = rows
+        va, vb = (_difference(a, a_minus, raw.measure, resource),
+                  _difference(b, b_minus, raw.measure, resource))
+        # Each figure's partner is the other row of its arm: reduced_recall then reads the
+        # classes that the imbalanced one of the two reduced.
+        partners = ((a, a_minus), (a_minus, a), (b, b_minus), (b_minus, b))
+    else:
+        a, b = rows
+        va, vb = value(a, raw.measure, b), value(b, raw.measure, a)
+        partners = ((a, b), (b, a))
     if math.isnan(va) or math.isnan(vb):
         return
-    if MEASURES[raw.measure].resource:
+    if resource:
         # A case that built (and traced) its model adds that model to its memory and its first
         # steps; one that reused it does not: only like is paired with like.
-        reuse = a.get("model_reused"), b.get("model_reused")
-        if None in reuse or reuse[0] != reuse[1]:
-            raw.skipped.append(f"seed {seed}: model_reused {reuse[0]} vs {reuse[1]}"
+        reuse = [row.get("model_reused") for row in rows]
+        if None in reuse or len(set(reuse)) > 1:
+            raw.skipped.append(f"seed {seed}: model_reused {' vs '.join(map(str, reuse))}"
                                + (" (unknown)" if None in reuse else ""))
             return
         if va <= 0 or vb <= 0:
@@ -354,13 +374,24 @@ def _pair(raw: _Raw, seed: int, a: dict[str, Any], b: dict[str, Any]) -> None:
             raw.fields.append(key)
         raw.within.append(0.0)
     else:
-        raw.within.append(sampling_variance(a, raw.measure, b) + sampling_variance(b, raw.measure, a))
-    for arm, row in zip(name, (a, b)):
+        raw.within.append(sum(sampling_variance(row, raw.measure, partner)
+                              for row, partner in partners))
+    for arm, row in zip(comp.arms, rows):
         if is_degenerate(row) and arm not in raw.degenerate:
             raw.degenerate.append(arm)
     raw.seeds.append(seed)
     raw.a.append(va)
     raw.b.append(vb)
+
+
+def _difference(row: dict[str, Any], minus: dict[str, Any], measure: str,
+                resource: bool) -> float:
+    """A difference arm's figure: the row's minus its ``minus`` row's (time and memory: their
+    ratio, so that the comparison's log ratio is a difference of log ratios)."""
+    va, vm = value(row, measure, minus), value(minus, measure, row)
+    if resource:
+        return va / vm if va > 0 and vm > 0 else math.nan
+    return va - vm
 
 
 def _paired(raw: _Raw, level: float):

@@ -82,15 +82,16 @@ def _seeds_in(rows: Iterable[dict[str, Any]]) -> list[int]:
 
 
 def looked(rows: Sequence[dict[str, Any]], delta: float, design: Design
-           ) -> tuple[list[Result], dict[tuple[str, str, str], int]]:
+           ) -> tuple[list[Result], dict[tuple[str, ...], int]]:
     """Every comparison as the sequential design decides it on ``rows``: at each look that the
     rows complete, the comparisons not yet decided are tested at that look's alpha; each keeps
     its first decision, or its result at the last look. Also returns the seeds each decision
-    took (by ``(baseline, treatment, measure)``)."""
+    took (by ``(*comparison.key, measure)``: ``(baseline, treatment, measure)`` for a plain
+    comparison)."""
     rows = list(rows)
     seeds = _seeds_in(rows)
-    chosen: dict[tuple[str, str, str], Result] = {}
-    took: dict[tuple[str, str, str], int] = {}
+    chosen: dict[tuple[str, ...], Result] = {}
+    took: dict[tuple[str, ...], int] = {}
     comparisons = comparisons_for(rows)
     for look in design.looks:
         if len(seeds) < look:
@@ -99,7 +100,7 @@ def looked(rows: Sequence[dict[str, Any]], delta: float, design: Design
         subset = [r for r in rows if r.get("seed") is not None and int(r["seed"]) in kept]
         for result in compare(subset, delta, comparisons, alpha=design.alpha_at(look),
                               plan=False):
-            key = (result.comparison.baseline, result.comparison.treatment, result.measure)
+            key = (*result.comparison.key, result.measure)
             if key in chosen and chosen[key].verdict in DECIDED:
                 continue
             chosen[key], took[key] = result, look
@@ -115,7 +116,7 @@ def undecided(claim_results, selected: Iterable[str]) -> list[str]:
     selected = set(selected)
     out = []
     for c in claim_results:
-        arms = {arm for check, _, _ in c.checks for arm in (check.baseline, check.treatment)}
+        arms = {arm for check, _, _ in c.checks for arm in check.arms}
         if not arms <= selected or c.verdict in ("supported", "contradicted"):
             continue
         if any(r is not None and r.verdict == "not comparable" for _, r, _ in c.checks):

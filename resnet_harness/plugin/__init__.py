@@ -32,6 +32,9 @@ SESSION_KEY = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    # The built-in studies register their backbones on import: --backbone and --weights
+    # NAME=PATH are parsed before pytest_configure.
+    study.load_builtin()
     group = parser.getgroup(GROUP, "resnet-harness: studies as experiment matrices")
     options.add_options(group, parser)
 

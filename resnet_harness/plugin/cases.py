@@ -96,6 +96,13 @@ class CaseRunner:
             if case_cfg.backbone == "tiny" and case_cfg.weights != "none":
                 raise DataError(f"{case.id} would load {case_cfg.weights!r} weights but "
                                 "--backbone tiny has none; pass --weights none")
+            if (case_cfg.backbone != "resnet50" and case_cfg.weights == self.run.weights
+                    and case_cfg.weights not in ("imagenet", "none")):
+                # A plain --weights PATH was checked as a ResNet50 file.
+                raise DataError(f"{case.id} trains {case_cfg.backbone} but --weights "
+                                f"{case_cfg.weights} is a ResNet50 file; pass --weights "
+                                "resnet50=PATH to give it to the ResNet50 cases only, or "
+                                f"--weights {case_cfg.backbone}=PATH for a file of that backbone")
             check_variant(self.raw_data(case.dataset), case_cfg)
 
     def run_case(self, case, marker_tolerances=()) -> dict[str, Any]:

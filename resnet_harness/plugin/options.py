@@ -66,7 +66,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--equivalence-delta", cfg.parse_delta,
            "margin within which two arms count as equivalent in comparisons (default 0.01)"),
     Option("--weights", cfg.parse_weights,
-           "imagenet, none (random init) or PATH of a ResNet50 notop weights file"),
+           "imagenet, none (random init), PATH of a ResNet50 notop weights file, or "
+           "BACKBONE=PATH: a notop weights file for that backbone's cases only"),
     Option("--data-source", cfg.parse_data_source,
            "auto (default: --data-dir, Debian's Fashion-MNIST, then Keras) or synthetic"),
     Option("--data-dir", cfg.parse_data_dir,
@@ -83,7 +84,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--hflip", cfg.parse_on_off,
            "horizontal flip in augmentation: on (default, text and Table 5) or off (Table 3)"),
     Option("--backbone", cfg.parse_backbone,
-           "resnet50 (default, the study) or tiny (a two-layer stand-in to test the harness)"),
+           "resnet50 (default, the study), tiny (a two-layer stand-in to test the harness) or "
+           "another registered one (resnet32, mobilenetv2, densenet121, vgg16, efficientnetb0)"
+           ": every case trains it; the default leaves a case's own backbone"),
     Option("--xla", cfg.parse_on_off,
            "compile the train step with XLA: off (default, as the study) or on"),
     Option("--mixed-precision", cfg.parse_on_off,

@@ -220,21 +220,41 @@ def parse_delta(value: str) -> float:
 
 
 def parse_weights(value: str) -> str:
-    """``imagenet``, ``none`` or the path of a ResNet50 notop weights file (``.weights.h5`` /
-    ``.h5``), checked to be one (see :mod:`resnet_harness.weights`)."""
+    """``imagenet``, ``none``, the path of a ResNet50 notop weights file (``.weights.h5`` /
+    ``.h5``), or ``BACKBONE=PATH``: a notop weights file for the cases of that registered
+    backbone only (the others keep their scale's weights). The file is checked against the
+    backbone's layout (see :mod:`resnet_harness.training.weights`)."""
     if value in ("imagenet", "none"):
         return value
-    path = Path(value).expanduser()
+    from resnet_harness.training.model import BACKBONES
+
+    name, sep, rest = value.partition("=")
+    named = bool(sep) and name in BACKBONES
+    backbone, path = (name, Path(rest).expanduser()) if named else ("resnet50",
+                                                                    Path(value).expanduser())
     if not path.is_file():
         raise argparse.ArgumentTypeError(
             f"weights {value!r} is neither 'imagenet', 'none' nor an existing weights file")
     from resnet_harness.training.weights import WeightsError, check_weights_file
 
     try:
-        check_weights_file(path)
+        check_weights_file(path, backbone)
     except WeightsError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return str(path)
+    return f"{backbone}={path}" if named else str(path)
+
+
+def weights_for(value: str | None, backbone: str) -> str | None:
+    """What ``--weights`` gives a case that trains ``backbone``: ``BACKBONE=PATH`` gives PATH
+    to that backbone's cases and nothing (None: the scale's or case's weights) to others."""
+    from resnet_harness.training.model import BACKBONES
+
+    if value is None:
+        return None
+    name, sep, path = value.partition("=")
+    if sep and name in BACKBONES:
+        return path if name == backbone else None
+    return value
 
 
 # Linux' limits (NAME_MAX, PATH_MAX); checked before any file call, which would otherwise end
@@ -422,15 +442,17 @@ def resolve_bn_recalibrate(mode: str, scale: str) -> bool:
     return mode == "on"
 
 
-BACKBONE_NAMES = ("resnet50", "resnet32", "tiny")
-
-
 def parse_backbone(value: str) -> str:
-    """``resnet50`` (the study), ``resnet32`` (the long-tail literature's CIFAR ResNet) or
-    ``tiny`` (a two-layer stand-in for fast self-tests)."""
-    if value not in BACKBONE_NAMES:
+    """A registered backbone (``training.model.BACKBONES``): ``resnet50`` (the study),
+    ``tiny`` (a two-layer stand-in for fast self-tests), ``resnet32`` (the long-tail
+    literature's CIFAR ResNet) or one a study registered (``register_backbone``)."""
+    from resnet_harness.training.model import BACKBONES
+
+    if value not in BACKBONES:
+        others = [name for name in BACKBONES if name not in ("resnet50", "tiny")]
         raise argparse.ArgumentTypeError(
-            f"unknown backbone {value!r}; use {', '.join(BACKBONE_NAMES)}")
+            f"unknown backbone {value!r}; use resnet50 or tiny"
+            + (f", or another registered backbone: {', '.join(others)}" if others else ""))
     return value
 
 
@@ -558,7 +580,9 @@ class RunConfig:
 
         A seeded case (``--seeds``) runs with its own seed instead of ``--seed``. Under
         ``--comparison controlled`` Table 7's imbalanced arm takes its balanced arm's head,
-        epochs and augmentation, so the two arms differ in their data only.
+        epochs and augmentation, so the two arms differ in their data only. A case that sets
+        its own ``validation_split`` keeps its validation protocol; ``--weights BACKBONE=PATH``
+        reaches only the cases that train that backbone.
         """
         scale = SCALES[self.scale]
         recipe = "study"
@@ -574,23 +598,26 @@ class RunConfig:
                 imbalance = replace(imbalance, reading=f"{imbalance.reading}+fraction",
                                     remove_fraction=self.imbalance_fraction, remove_total=None,
                                     keep_per_class=None)
+        # A case that names its backbone (the long-tail literature recipe's ResNet-32)
+        # trains it unless the session asked for another than the default (--backbone tiny).
+        backbone = (case.backbone if case.backbone and self.backbone == "resnet50"
+                    else self.backbone)
+        # A case with its own validation share keeps its whole protocol (share and patience).
+        own = case.validation_split is not None
         return CaseConfig(
             case=case, scale=self.scale, seed=self.seed if case.seed is None else case.seed,
             epochs=self.epochs or (case.head.freeze_base and scale.frozen_base_epochs)
             or scale.epochs or case.epochs,
-            weights=self.weights or scale.weights or case.weights,
+            weights=weights_for(self.weights, backbone) or scale.weights or case.weights,
             max_train_samples=self.max_train_samples or scale.max_train_samples,
             max_test_samples=self.max_test_samples or scale.max_test_samples,
             imbalance=imbalance, augment=resolve_augment(self.augment, self.scale, case.augment),
-            hflip=self.hflip,
-            # A case that names its backbone (the long-tail literature recipe's ResNet-32)
-            # trains it unless the session asked for another than the default (--backbone tiny).
-            backbone=case.backbone if case.backbone and self.backbone == "resnet50"
-            else self.backbone,
+            hflip=self.hflip, backbone=backbone,
             xla=self.xla, mixed_precision=self.mixed_precision, data_source=self.data_source,
             deterministic=self.deterministic, recipe=recipe, cb_beta=self.cb_beta,
-            la_tau=self.la_tau, validation_split=self.validation_split,
-            early_stopping=self.early_stopping,
+            la_tau=self.la_tau,
+            validation_split=case.validation_split if own else self.validation_split,
+            early_stopping=case.early_stopping if own else self.early_stopping,
             bn_recalibrate=resolve_bn_recalibrate(self.bn_recalibrate, self.scale),
         )
 

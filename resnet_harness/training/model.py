@@ -97,7 +97,28 @@ def resnet32_backbone(weights: str, weight_decay: float = 0.0):
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
-BACKBONES = {"resnet50": resnet50_backbone, "tiny": tiny_backbone, "resnet32": resnet32_backbone}
+# Backbones by name (``--backbone``, ``Case.backbone``); a study adds its own with
+# :func:`register_backbone` instead of editing this dict.
+BACKBONES: dict[str, Callable] = {"resnet50": resnet50_backbone, "tiny": tiny_backbone,
+                                  "resnet32": resnet32_backbone}
+
+
+def register_backbone(name: str, builder: Callable) -> Callable:
+    """Make ``builder`` the backbone called ``name``, for ``Case.backbone``, ``--backbone`` and
+    ``--weights NAME=PATH``; returns ``builder``. Registering a name again replaces it (a
+    module imported twice).
+
+    ``builder(weights, weight_decay=0.0)`` returns a ``keras.Model`` from 32x32x3 images in
+    [0, 1] to a feature map (the head pools it) or a feature vector; ``weights`` is
+    "imagenet", "none" or a weights file's path; it raises :class:`ModelError` (one line, with
+    the fix) when it cannot build as asked. A ``--backbone NAME`` given on the command line
+    must be registered before options are parsed: the built-in studies' are; a project's own
+    study registers them from its root ``conftest.py``.
+    """
+    if not name or not name.replace("_", "").isalnum() or name != name.lower():
+        raise ValueError(f"backbone name {name!r}: use lower-case letters, digits and '_'")
+    BACKBONES[name] = builder
+    return builder
 
 
 def seed_everything(seed: int) -> None:

@@ -1,9 +1,11 @@
-"""A cheap check that a local ``--weights PATH`` is a ResNet50 "notop" weights file.
+"""A cheap check that a local ``--weights PATH`` is a "notop" weights file of its backbone.
 
 Keras only finds out while building the model inside the first case (after the data is loaded),
 and a file that loads into the wrong layers is not found out at all. This reads the HDF5 file's
-structure (names and shapes, never the data) and compares it with ResNet50's, so a wrong format,
-a truncated file or another architecture stops the run before anything trains.
+structure (names and shapes, never the data) and compares it with the backbone's, so a wrong
+format, a truncated file or another architecture stops the run before anything trains.
+ResNet50's layout is written out below (no TensorFlow needed); any other registered backbone's
+is read from the backbone itself, built once with random init.
 """
 
 from __future__ import annotations
@@ -43,13 +45,33 @@ def resnet50_notop_shapes() -> list[tuple[int, ...]]:
     return shapes
 
 
-def check_weights_file(path: Path | str) -> None:
-    """Raise :class:`WeightsError` unless ``path`` holds ResNet50 notop weights Keras can load."""
+def backbone_shapes(backbone: str) -> list[tuple[int, ...]]:
+    """Shapes of every weight array of the registered ``backbone`` (random init, 32x32x3):
+    ResNet50's from :func:`resnet50_notop_shapes`, any other's by building it."""
+    if backbone == "resnet50":
+        return resnet50_notop_shapes()
+    from resnet_harness.training.model import BACKBONES
+
+    model = BACKBONES[backbone]("none")
+    return [tuple(int(d) for d in weight.shape) for weight in model.weights]
+
+
+def _fix(backbone: str) -> str:
+    if backbone == "resnet50":
+        return FIX
+    return (f"pass a {backbone} notop weights file (Keras' application with include_top=False, "
+            f"as {backbone}=PATH), 'imagenet' or 'none'")
+
+
+def check_weights_file(path: Path | str, backbone: str = "resnet50") -> None:
+    """Raise :class:`WeightsError` unless ``path`` holds notop weights of ``backbone`` (a
+    registered name) that Keras can load."""
     path = Path(path)
+    fix = _fix(backbone)
     name = path.name.lower()
     if not name.endswith(SUFFIXES):
         raise WeightsError(f"weights file {str(path)!r} does not end in {', '.join(SUFFIXES)}, "
-                           f"so Keras cannot load it; {FIX}")
+                           f"so Keras cannot load it; {fix}")
     import h5py
 
     try:
@@ -76,8 +98,8 @@ def check_weights_file(path: Path | str) -> None:
         inner = re.search(r"\(([^()]*)\)", str(exc))
         reason = (inner.group(1) if inner else str(exc)).strip() or type(exc).__name__
         raise WeightsError(f"weights file {str(path)!r} cannot be read as HDF5 ({reason}); it is "
-                           f"truncated or not a Keras weights file; {FIX}") from None
-    expected = Counter(resnet50_notop_shapes())
+                           f"truncated or not a Keras weights file; {fix}") from None
+    expected = Counter(backbone_shapes(backbone))
     found = Counter(shapes)
     if found != expected:
         extra = sorted((found - expected).elements())
@@ -85,6 +107,7 @@ def check_weights_file(path: Path | str) -> None:
         detail = "; ".join(part for part in (
             f"unexpected shapes {extra[:3]}" if extra else "",
             f"missing shapes {missing[:3]}" if missing else "") if part)
+        title = "ResNet50" if backbone == "resnet50" else backbone
         raise WeightsError(
-            f"weights file {str(path)!r} is not ResNet50 without its top: {sum(found.values())} "
-            f"weight arrays, expected {sum(expected.values())} ({detail}); {FIX}")
+            f"weights file {str(path)!r} is not {title} without its top: {sum(found.values())} "
+            f"weight arrays, expected {sum(expected.values())} ({detail}); {fix}")
