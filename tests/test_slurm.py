@@ -52,6 +52,7 @@ if os.environ.get("RESNET_HARNESS_SLURM_CASE") == "{FAILING}":
 @pytest.fixture(scope="module")
 def cluster():
     """The environment for SLURM commands, or a skip naming why there is no cluster."""
+    pytest.importorskip("submitit", reason='pip install -e ".[slurm]" (CI does)')
     conf = os.environ.get("SLURM_CONF") or str(
         Path(os.environ.get("SLURM_TEST_DIR", "/tmp/slurm-test")) / "etc" / "slurm.conf")
     env = dict(os.environ, SLURM_CONF=conf)
