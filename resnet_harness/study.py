@@ -212,8 +212,37 @@ class Case:
 
 # -- comparisons and claims, as data ---------------------------------------------------------------
 
+class _Arms:
+    """The case ids a :class:`Comparison` or :class:`Check` reads: ``baseline`` and
+    ``treatment``, or with ``baseline_minus``/``treatment_minus`` a difference of differences."""
+
+    def __post_init__(self) -> None:
+        if (self.baseline_minus is None) != (self.treatment_minus is None):
+            raise ValueError(f"{type(self).__name__.lower()} {self.treatment} vs "
+                             f"{self.baseline}: set both baseline_minus and treatment_minus "
+                             "(a difference of differences) or neither")
+
+    @property
+    def is_difference(self) -> bool:
+        return self.baseline_minus is not None
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """Every case id read (two, or four for a difference)."""
+        return tuple(a for a in (self.baseline, self.baseline_minus, self.treatment,
+                                 self.treatment_minus) if a is not None)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """What identifies the comparison (a :class:`Check` with the same key names it)."""
+        # A plain comparison keeps its historical (baseline, treatment) key.
+        if self.baseline_minus is None:
+            return (self.baseline, self.treatment)
+        return (self.baseline, self.baseline_minus, self.treatment, self.treatment_minus)
+
+
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(_Arms):
     """Treatment arm against baseline arm (case ids without seed), paired by seed, on
     ``measures``; Holm's correction runs over a ``family``. ``factor`` names what the study
     varies between the arms (its fields are not confounds: see ``Study.factor_fields``).
@@ -232,23 +261,6 @@ class Comparison:
     baseline_minus: str | None = None
     treatment_minus: str | None = None
 
-    def __post_init__(self) -> None:
-        _check_difference(self, "comparison")
-
-    @property
-    def is_difference(self) -> bool:
-        return self.baseline_minus is not None
-
-    @property
-    def arms(self) -> tuple[str, ...]:
-        """Every case id the comparison reads (two, or four for a difference)."""
-        return _arms(self)
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        """What identifies the comparison (a :class:`Check` with the same key names it)."""
-        return _key(self)
-
     @property
     def name(self) -> str:
         if self.is_difference:
@@ -258,7 +270,7 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class Check:
+class Check(_Arms):
     """A claim says: ``treatment`` moves ``measure`` in direction ``expect`` against
     ``baseline`` (``higher``, ``lower``, ``not lower`` or ``equivalent``: within the session's
     equivalence margin). ``baseline_minus``/``treatment_minus`` name a difference
@@ -271,17 +283,6 @@ class Check:
     baseline_minus: str | None = None
     treatment_minus: str | None = None
 
-    def __post_init__(self) -> None:
-        _check_difference(self, "check")
-
-    @property
-    def arms(self) -> tuple[str, ...]:
-        return _arms(self)
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        return _key(self)
-
 
 @dataclass(frozen=True)
 class Claim:
@@ -291,24 +292,6 @@ class Claim:
     statement: str
     source: str
     checks: tuple[Check, ...]
-
-
-def _check_difference(item, what: str) -> None:
-    if (item.baseline_minus is None) != (item.treatment_minus is None):
-        raise ValueError(f"{what} {item.treatment} vs {item.baseline}: set both baseline_minus "
-                         "and treatment_minus (a difference of differences) or neither")
-
-
-def _arms(item) -> tuple[str, ...]:
-    return tuple(a for a in (item.baseline, item.baseline_minus, item.treatment,
-                             item.treatment_minus) if a is not None)
-
-
-def _key(item) -> tuple[str, ...]:
-    # A plain comparison keeps its historical (baseline, treatment) key.
-    if item.baseline_minus is None:
-        return (item.baseline, item.treatment)
-    return (item.baseline, item.baseline_minus, item.treatment, item.treatment_minus)
 
 
 # -- the study ---------------------------------------------------------------------------------------
