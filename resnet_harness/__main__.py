@@ -84,7 +84,7 @@ def _claims(args: argparse.Namespace) -> int:
 
 
 def _delta(value: str) -> float:
-    from resnet_harness.training.config import parse_delta
+    from resnet_harness.training.values import parse_delta
 
     return parse_delta(value)
 

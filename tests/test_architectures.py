@@ -22,7 +22,7 @@ from resnet_harness.studies import architectures as arch
 from resnet_harness.studies.architectures import (CASES, KERAS_APPLICATIONS, OTHERS, REFERENCE,
                                                   arch_id, table7_id)
 from resnet_harness.studies.longtail import PROFILES
-from resnet_harness.training import config as cfg
+from resnet_harness.training import values
 from resnet_harness.training.config import RunConfig
 
 study.load_builtin()
@@ -136,10 +136,10 @@ def test_the_weights_check_knows_each_backbones_layout(tmp_path):
     resnet = write_resnet50_weights(tmp_path / "resnet50_notop.h5")
     with pytest.raises(WeightsError, match="is not mobilenetv2 without its top.*mobilenetv2=PATH"):
         check_weights_file(resnet, "mobilenetv2")
-    value = cfg.parse_weights(f"mobilenetv2={path}")
-    assert value == f"mobilenetv2={path}" and cfg.parse_weights(str(resnet)) == str(resnet)
+    value = values.parse_weights(f"mobilenetv2={path}")
+    assert value == f"mobilenetv2={path}" and values.parse_weights(str(resnet)) == str(resnet)
     with pytest.raises(Exception, match="is not vgg16 without its top"):
-        cfg.parse_weights(f"vgg16={path}")
+        values.parse_weights(f"vgg16={path}")
     run = RunConfig(scale="paper", weights=value)
     by_id = {c.id: c for c in CASES}
     assert run.for_case(by_id[arch_id("cifar10", "mobilenetv2")]).weights == str(path)
@@ -168,10 +168,10 @@ def test_weights_options_per_backbone_on_the_command_line(project, tmp_path):
 
 
 def test_registered_backbones_parse_and_unknown_ones_say_which_exist():
-    assert [cfg.parse_backbone(name) for name in OTHERS] == list(OTHERS)
+    assert [values.parse_backbone(name) for name in OTHERS] == list(OTHERS)
     with pytest.raises(Exception, match="use resnet50 or tiny, or another registered backbone: "
                                         "resnet32, mobilenetv2"):
-        cfg.parse_backbone("vgg")
+        values.parse_backbone("vgg")
 
 
 # -- the cases' own validation protocol ------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from helpers import find_case
 from resnet_harness.training import config as cfg
+from resnet_harness.training import values
 from resnet_harness.training.config import IMBALANCE_READINGS, SCALES, RunConfig
 from resnet_harness.studies.paper import CASES, CASES_BY_ID, DROPOUTS, REDUCED_FLOORS, SPLITS, get_case
 from resnet_harness.training.data.sources import DATASETS
@@ -37,154 +38,152 @@ def bad(parse, value, *fragments, names=None):
 
 def test_parse_scale():
     for name in ("smoke", "reduced", "paper"):
-        assert cfg.parse_scale(name) == name
-    bad(cfg.parse_scale, "huge", "smoke, reduced, paper")
-    bad(cfg.parse_scale, "Smoke")
-    bad(cfg.parse_scale, "")
+        assert values.parse_scale(name) == name
+    bad(values.parse_scale, "huge", "smoke, reduced, paper")
+    bad(values.parse_scale, "Smoke")
+    bad(values.parse_scale, "")
 
 
 def test_parse_positive_int():
-    assert cfg.parse_positive_int("1") == 1 and cfg.parse_positive_int("25") == 25
-    bad(cfg.parse_positive_int, "0", "1 or more")
-    bad(cfg.parse_positive_int, "-3", "1 or more")
-    bad(cfg.parse_positive_int, "2.5", "not an integer")
-    bad(cfg.parse_positive_int, "ten", "not an integer")
+    assert values.parse_positive_int("1") == 1 and values.parse_positive_int("25") == 25
+    bad(values.parse_positive_int, "0", "1 or more")
+    bad(values.parse_positive_int, "-3", "1 or more")
+    bad(values.parse_positive_int, "2.5", "not an integer")
+    bad(values.parse_positive_int, "ten", "not an integer")
 
 
 def test_parse_sample_cap():
-    assert cfg.parse_sample_cap("10") == 10 and cfg.parse_sample_cap("3000") == 3000
-    bad(cfg.parse_sample_cap, "9", "below the 10 classes")
-    bad(cfg.parse_sample_cap, "0", "below the 10 classes")
-    assert cfg.parse_sample_cap("70000") == 70000
-    bad(cfg.parse_sample_cap, "70001", "use at most 70000")
-    bad(cfg.parse_sample_cap, "1000000000000", "use at most 70000")
-    bad(cfg.parse_sample_cap, "1e12", "not an integer; use a whole number from 10 to 70000")
+    assert values.parse_sample_cap("10") == 10 and values.parse_sample_cap("3000") == 3000
+    bad(values.parse_sample_cap, "9", "below the 10 classes")
+    bad(values.parse_sample_cap, "0", "below the 10 classes")
+    assert values.parse_sample_cap("70000") == 70000
+    bad(values.parse_sample_cap, "70001", "use at most 70000")
+    bad(values.parse_sample_cap, "1000000000000", "use at most 70000")
+    bad(values.parse_sample_cap, "1e12", "not an integer; use a whole number from 10 to 70000")
 
 
 def test_parse_epochs():
-    assert cfg.parse_epochs("1") == 1 and cfg.parse_epochs("10000") == 10000
-    bad(cfg.parse_epochs, "10001", "more than the limit of 10,000")
-    bad(cfg.parse_epochs, "99999999999999999999", "more than the limit of 10,000")
-    bad(cfg.parse_epochs, "0", "1 or more")
+    assert values.parse_epochs("1") == 1 and values.parse_epochs("10000") == 10000
+    bad(values.parse_epochs, "10001", "more than the limit of 10,000")
+    bad(values.parse_epochs, "99999999999999999999", "more than the limit of 10,000")
+    bad(values.parse_epochs, "0", "1 or more")
 
 
 def test_parse_report_dir(tmp_path):
-    assert cfg.parse_report_dir(str(tmp_path / "new" / "deeper")) == tmp_path / "new" / "deeper"
-    assert cfg.parse_report_dir(str(tmp_path)) == tmp_path
-    bad(cfg.parse_report_dir, "", "report dir '' is empty")
-    bad(cfg.parse_report_dir, "  ", "is empty; pass a folder")
+    assert values.parse_report_dir(str(tmp_path / "new" / "deeper")) == tmp_path / "new" / "deeper"
+    assert values.parse_report_dir(str(tmp_path)) == tmp_path
+    bad(values.parse_report_dir, "", "report dir '' is empty")
+    bad(values.parse_report_dir, "  ", "is empty; pass a folder")
     afile = tmp_path / "afile"
     afile.write_text("x")
-    bad(cfg.parse_report_dir, str(afile), "is a file, not a folder")
-    bad(cfg.parse_report_dir, str(afile / "sub"), f"cannot be created: {str(afile)!r} is a file")
+    bad(values.parse_report_dir, str(afile), "is a file, not a folder")
+    bad(values.parse_report_dir, str(afile / "sub"), f"cannot be created: {str(afile)!r} is a file")
 
 
 def test_parse_flag():
     for text in ("1", "true", "Yes", "ON"):
-        assert cfg.parse_flag(text) is True
+        assert values.parse_flag(text) is True
     for text in ("0", "false", "no", "Off"):
-        assert cfg.parse_flag(text) is False
-    bad(cfg.parse_flag, "maybe", "not a yes/no value")
+        assert values.parse_flag(text) is False
+    bad(values.parse_flag, "maybe", "not a yes/no value")
 
 
 def test_parse_seed():
-    assert cfg.parse_seed("0") == 0 and cfg.parse_seed("4294967295") == 2**32 - 1
-    bad(cfg.parse_seed, "-1", "seed")
-    bad(cfg.parse_seed, "4294967296", "2**32")
-    bad(cfg.parse_seed, "x", "not an integer")
+    assert values.parse_seed("0") == 0 and values.parse_seed("4294967295") == 2**32 - 1
+    bad(values.parse_seed, "-1", "seed")
+    bad(values.parse_seed, "4294967296", "2**32")
+    bad(values.parse_seed, "x", "not an integer")
 
 
 def test_parse_weights(tmp_path):
-    assert cfg.parse_weights("imagenet") == "imagenet" and cfg.parse_weights("none") == "none"
+    assert values.parse_weights("imagenet") == "imagenet" and values.parse_weights("none") == "none"
     from helpers import write_resnet50_weights
 
     path = write_resnet50_weights(tmp_path / "resnet50_notop.h5")
-    assert cfg.parse_weights(str(path)) == str(path)
+    assert values.parse_weights(str(path)) == str(path)
     empty = tmp_path / "empty.h5"
     empty.write_bytes(b"")
-    bad(cfg.parse_weights, str(empty), "cannot be read as HDF5")
+    bad(values.parse_weights, str(empty), "cannot be read as HDF5")
     missing = str(tmp_path / "missing.h5")
-    bad(cfg.parse_weights, missing, "neither 'imagenet', 'none'")
-    bad(cfg.parse_weights, str(tmp_path), "existing weights file")  # a folder is not a file
-    bad(cfg.parse_weights, "ImageNet")
+    bad(values.parse_weights, missing, "neither 'imagenet', 'none'")
+    bad(values.parse_weights, str(tmp_path), "existing weights file")  # a folder is not a file
+    bad(values.parse_weights, "ImageNet")
 
 
 def test_parse_data_dir(tmp_path):
-    assert cfg.parse_data_dir(str(tmp_path)) == (None, tmp_path)
-    assert cfg.parse_data_dir(f"cifar10={tmp_path}") == ("cifar10", tmp_path)
-    assert cfg.parse_data_dir(f"fashion_mnist={tmp_path}") == ("fashion_mnist", tmp_path)
+    assert values.parse_data_dir(str(tmp_path)) == (None, tmp_path)
+    assert values.parse_data_dir(f"cifar10={tmp_path}") == ("cifar10", tmp_path)
+    assert values.parse_data_dir(f"fashion_mnist={tmp_path}") == ("fashion_mnist", tmp_path)
     eq = tmp_path / "a=b"  # an "=" inside a path is not a NAME=PATH separator
     eq.mkdir()
-    assert cfg.parse_data_dir(str(eq)) == (None, eq)
+    assert values.parse_data_dir(str(eq)) == (None, eq)
     missing = str(tmp_path / "missing")
-    bad(cfg.parse_data_dir, missing, "does not exist")
-    bad(cfg.parse_data_dir, f"cifar10={missing}", "does not exist", names=missing)
-    bad(cfg.parse_data_dir, f"mnist={tmp_path}", "unknown data set 'mnist'", "cifar10",
+    bad(values.parse_data_dir, missing, "does not exist")
+    bad(values.parse_data_dir, f"cifar10={missing}", "does not exist", names=missing)
+    bad(values.parse_data_dir, f"mnist={tmp_path}", "unknown data set 'mnist'", "cifar10",
         "fashion_mnist")
     path_file = tmp_path / "file.txt"
     path_file.write_text("x")
-    bad(cfg.parse_data_dir, f"cifar10={path_file}", "not a folder", names=str(path_file))
+    bad(values.parse_data_dir, f"cifar10={path_file}", "not a folder", names=str(path_file))
 
 
 def test_parse_imbalance():
     for name in ("text", "table2", "table4", "table6"):
-        assert cfg.parse_imbalance(name) == name
-    bad(cfg.parse_imbalance, "table5", "text, table4, table6, table2")
+        assert values.parse_imbalance(name) == name
+    bad(values.parse_imbalance, "table5", "text, table4, table6, table2")
 
 
 def test_parse_classes():
-    assert cfg.parse_classes("0,1,2") == (0, 1, 2)
-    assert cfg.parse_classes("9") == (9,)
-    assert cfg.parse_classes("3, 4,") == (3, 4)
-    bad(cfg.parse_classes, "0,12", "[0, 10)")
-    bad(cfg.parse_classes, "-1", "[0, 10)")
-    bad(cfg.parse_classes, "a,b", "comma-separated integers")
-    bad(cfg.parse_classes, "1,1", "distinct")
-    bad(cfg.parse_classes, "", "distinct")
-    bad(cfg.parse_classes, ",", "distinct")
+    assert values.parse_classes("0,1,2") == (0, 1, 2)
+    assert values.parse_classes("9") == (9,)
+    assert values.parse_classes("3, 4,") == (3, 4)
+    bad(values.parse_classes, "0,12", "[0, 10)")
+    bad(values.parse_classes, "-1", "[0, 10)")
+    bad(values.parse_classes, "a,b", "comma-separated integers")
+    bad(values.parse_classes, "1,1", "distinct")
+    bad(values.parse_classes, "", "distinct")
+    bad(values.parse_classes, ",", "distinct")
 
 
 def test_parse_fraction():
-    assert cfg.parse_fraction("0.1") == 0.1 and cfg.parse_fraction("0.999") == 0.999
+    assert values.parse_fraction("0.1") == 0.1 and values.parse_fraction("0.999") == 0.999
     for value in ("0", "1", "1.5", "-0.2", "nan", "inf"):
-        bad(cfg.parse_fraction, value, "strictly between 0 and 1")
-    bad(cfg.parse_fraction, "half", "not a number")
+        bad(values.parse_fraction, value, "strictly between 0 and 1")
+    bad(values.parse_fraction, "half", "not a number")
 
 
 def test_parse_on_off():
-    assert cfg.parse_on_off("on") is True and cfg.parse_on_off("off") is False
+    assert values.parse_on_off("on") is True and values.parse_on_off("off") is False
     for value in ("yes", "ON", "1", ""):
-        bad(cfg.parse_on_off, value, "'on' or 'off'")
+        bad(values.parse_on_off, value, "'on' or 'off'")
 
 
 def test_parse_data_source():
-    assert cfg.parse_data_source("auto") == "auto"
-    assert cfg.parse_data_source("synthetic") == "synthetic"
-    bad(cfg.parse_data_source, "keras", "auto or synthetic")
+    assert values.parse_data_source("auto") == "auto"
+    assert values.parse_data_source("synthetic") == "synthetic"
+    bad(values.parse_data_source, "keras", "auto or synthetic")
 
 
 def test_parse_backbone():
-    parse = getattr(cfg, "parse_backbone", None)
-    if parse is None:
-        pytest.skip("config has no parse_backbone")
+    parse = values.parse_backbone
     assert parse("resnet50") == "resnet50" and parse("tiny") == "tiny"
     bad(parse, "resnet18", "resnet50 or tiny")
 
 
 def test_parse_comparison_and_delta():
-    assert cfg.parse_comparison("study") == "study"
-    assert cfg.parse_comparison("controlled") == "controlled"
-    bad(cfg.parse_comparison, "paired", "study, controlled")
-    assert cfg.parse_delta("0.01") == 0.01
+    assert values.parse_comparison("study") == "study"
+    assert values.parse_comparison("controlled") == "controlled"
+    bad(values.parse_comparison, "paired", "study, controlled")
+    assert values.parse_delta("0.01") == 0.01
     for value in ("0", "1", "-0.1", "nan"):
-        bad(cfg.parse_delta, value, "strictly between 0 and 1")
-    bad(cfg.parse_delta, "one", "not a number")
+        bad(values.parse_delta, value, "strictly between 0 and 1")
+    bad(values.parse_delta, "one", "not a number")
 
 
 def test_parse_path():
-    assert cfg.parse_path("reports") == Path("reports")
-    bad(cfg.parse_path, "", "empty path")
-    bad(cfg.parse_path, "  ", "empty path")
+    assert values.parse_path("reports") == Path("reports")
+    bad(values.parse_path, "", "empty path")
+    bad(values.parse_path, "  ", "empty path")
 
 
 @pytest.mark.parametrize("mode,scale,expected", [
@@ -198,7 +197,7 @@ def test_augment_resolves_per_scale_and_case(mode, scale, expected):
         "table7-cifar10-imbalanced-split_orig-reg_none"]).augment)
     assert got == expected
     assert run.for_case(CIFAR_BAL).as_dict()["augment"] is expected[0]
-    bad(cfg.parse_augment, "maybe", "auto, on, off")
+    bad(values.parse_augment, "maybe", "auto, on, off")
 
 
 def test_reduced_scale_keeps_the_frozen_base_cases_epochs():
@@ -214,8 +213,8 @@ def test_reduced_scale_keeps_the_frozen_base_cases_epochs():
 
 def test_parse_bn_recalibrate():
     for mode in ("auto", "on", "off"):
-        assert cfg.parse_bn_recalibrate(mode) == mode
-    bad(cfg.parse_bn_recalibrate, "yes", "auto, on, off")
+        assert values.parse_bn_recalibrate(mode) == mode
+    bad(values.parse_bn_recalibrate, "yes", "auto, on, off")
 
 
 @pytest.mark.parametrize("mode,scale,expected", [
@@ -230,13 +229,13 @@ def test_bn_recalibrate_resolves_per_scale(mode, scale, expected):
 
 
 def test_parse_beta_and_tau():
-    assert cfg.parse_beta("0.9999") == 0.9999 and cfg.parse_beta("0") == 0.0
-    bad(cfg.parse_beta, "1", "must lie in [0, 1)")
-    bad(cfg.parse_beta, "x", "is not a number")
-    assert cfg.parse_tau("1") == 1.0 and cfg.parse_tau("0") == 0.0
-    bad(cfg.parse_tau, "-1", "finite number >= 0")
-    bad(cfg.parse_tau, "inf", "finite number >= 0")
-    bad(cfg.parse_tau, "nan", "finite number >= 0")
+    assert values.parse_beta("0.9999") == 0.9999 and values.parse_beta("0") == 0.0
+    bad(values.parse_beta, "1", "must lie in [0, 1)")
+    bad(values.parse_beta, "x", "is not a number")
+    assert values.parse_tau("1") == 1.0 and values.parse_tau("0") == 0.0
+    bad(values.parse_tau, "-1", "finite number >= 0")
+    bad(values.parse_tau, "inf", "finite number >= 0")
+    bad(values.parse_tau, "nan", "finite number >= 0")
 
 
 def test_every_validator_is_tested():

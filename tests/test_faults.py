@@ -6,7 +6,6 @@ only the case concerned; never a traceback, never INTERNALERROR, never silent ac
 from __future__ import annotations
 
 import errno
-import gzip
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import (CONFTEST, EXPERIMENTS, FAST, fashion_arrays, idx_bytes, write_cifar_batches,
+from helpers import (CONFTEST, EXPERIMENTS, FAST, fashion_arrays, write_cifar_batches,
                      write_idx_folder, write_image_folders, write_resnet50_weights)
 from resnet_harness.__main__ import main
 from resnet_harness.training.data.sources import DataError, load_local

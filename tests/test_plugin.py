@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import CONFTEST, EXPERIMENTS, FAST
+from helpers import CONFTEST, FAST
 
 
 

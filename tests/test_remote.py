@@ -135,7 +135,7 @@ def test_the_readmes_many_machines_recipe_runs_as_written(loopback_ssh, tmp_path
     rows = [json.loads((run_dir / "cases" / f"{case}.json").read_text())
             for case in frame["case_id"]]
     assert {row["provenance"]["worker"] for row in rows} == {"gw0", "gw1"}
-    assert (run_dir / "report.html").is_file() and f"report: " in output
+    assert (run_dir / "report.html").is_file() and "report: " in output
     # nothing copied to the other host (no rsync of pytest or the project), no scratch left
     assert sorted(p.name for p in remote.iterdir() if p.name != "__pycache__") == [
         "conftest.py", "experiments", "pytest.ini", "reports"]

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import EXPERIMENTS, FAST
-from resnet_harness.analysis import stats
+from helpers import FAST
 from resnet_harness.training import metrics
 from resnet_harness.analysis.baseline import save_baseline
 

@@ -19,6 +19,7 @@ from resnet_harness.analysis import comparisons
 from resnet_harness.analysis import stats
 from resnet_harness.training import metrics
 from resnet_harness.training import config as cfg
+from resnet_harness.training import values
 from resnet_harness.studies.paper import CASES, CLAIMS
 from resnet_harness.study import find_case, split_seed
 
@@ -64,13 +65,13 @@ def _result(results, case_a, case_b, measure="accuracy"):
 
 # -- --seeds and the case ids -----------------------------------------------------------------
 def test_parse_seeds_lists_ranges_and_errors():
-    assert cfg.parse_seeds("0,1,2,3,4") == (0, 1, 2, 3, 4)
-    assert cfg.parse_seeds("0-4") == (0, 1, 2, 3, 4)
-    assert cfg.parse_seeds("0-2,7") == (0, 1, 2, 7)
+    assert values.parse_seeds("0,1,2,3,4") == (0, 1, 2, 3, 4)
+    assert values.parse_seeds("0-4") == (0, 1, 2, 3, 4)
+    assert values.parse_seeds("0-2,7") == (0, 1, 2, 7)
     for bad, text in (("3-1", "not a seed or a range"), ("a", "not a seed"), ("1,1", "twice"),
                       ("", "not a seed"), ("-1", "not a seed")):
         with pytest.raises(argparse.ArgumentTypeError, match=text):
-            cfg.parse_seeds(bad)
+            values.parse_seeds(bad)
 
 
 def test_seeded_cases_have_the_seed_in_id_and_config():

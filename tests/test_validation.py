@@ -14,17 +14,17 @@ import pytest
 from helpers import CONFTEST, EXPERIMENTS, FAST, decode_id, id_raw
 from resnet_harness.studies import longtail
 from resnet_harness.studies.paper import get_case
-from resnet_harness.training import config as cfg
+from resnet_harness.training import values
 from resnet_harness.training.config import RunConfig
 from resnet_harness.training.data import make_variant
 
 
 @pytest.mark.parametrize("parse, text, message", [
-    (cfg.parse_validation_split, "0", "strictly between 0 and 1"),
-    (cfg.parse_validation_split, "1", "strictly between 0 and 1"),
-    (cfg.parse_validation_split, "tenth", "strictly between 0 and 1"),
-    (cfg.parse_patience, "0", ">= 1"),
-    (cfg.parse_patience, "2.5", ">= 1"),
+    (values.parse_validation_split, "0", "strictly between 0 and 1"),
+    (values.parse_validation_split, "1", "strictly between 0 and 1"),
+    (values.parse_validation_split, "tenth", "strictly between 0 and 1"),
+    (values.parse_patience, "0", ">= 1"),
+    (values.parse_patience, "2.5", ">= 1"),
 ])
 def test_bad_values_are_one_line_errors(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):

@@ -15,7 +15,7 @@ import pytest
 
 from resnet_harness import study
 from resnet_harness.analysis import claims, comparisons, sequential, stats
-from resnet_harness.studies.paper import CLAIMS, case_id
+from resnet_harness.studies.paper import case_id
 
 study.load_builtin()
 BAL, IMB = case_id("table7", "fashion_mnist"), case_id("table7", "fashion_mnist", "imbalanced")

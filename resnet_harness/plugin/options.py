@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from resnet_harness.training import config as cfg
+from resnet_harness.training import values
 from resnet_harness.analysis.baseline import parse_tolerance
 from resnet_harness.plugin.progress import parse_progress
 from resnet_harness.plugin.resume import parse_policy
@@ -50,66 +51,66 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("--scale", cfg.parse_scale,
+    Option("--scale", values.parse_scale,
            "smoke (default: random init, a few hundred images, 1 epoch), reduced or paper"),
-    Option("--epochs", cfg.parse_epochs, "override the epochs of every case"),
-    Option("--max-train-samples", cfg.parse_sample_cap, "cap the training set (stratified subset)"),
-    Option("--max-test-samples", cfg.parse_sample_cap, "cap the test set (stratified subset)"),
-    Option("--seed", cfg.parse_seed, "seed of every random choice (default 0)"),
-    Option("--seeds", cfg.parse_seeds,
+    Option("--epochs", values.parse_epochs, "override the epochs of every case"),
+    Option("--max-train-samples", values.parse_sample_cap, "cap the training set (stratified subset)"),
+    Option("--max-test-samples", values.parse_sample_cap, "cap the test set (stratified subset)"),
+    Option("--seed", values.parse_seed, "seed of every random choice (default 0)"),
+    Option("--seeds", values.parse_seeds,
            "run every case once per seed, the seed in its id (-seed3): 0,1,2,3,4 or 0-4 (at "
            "most 1000); auto[:MAX]: rounds of 3 seeds until every claim touched is decided "
            "(O'Brien-Fleming alpha spending, MAX 12 by default)"),
-    Option("--comparison", cfg.parse_comparison,
+    Option("--comparison", values.parse_comparison,
            "study (default: each arm as the paper ran it) or controlled (Table 7's imbalanced "
            "arm with its balanced arm's head, epochs and augmentation)"),
-    Option("--equivalence-delta", cfg.parse_delta,
+    Option("--equivalence-delta", values.parse_delta,
            "margin within which two arms count as equivalent in comparisons (default 0.01)"),
-    Option("--weights", cfg.parse_weights,
+    Option("--weights", values.parse_weights,
            "imagenet, none (random init), PATH of a ResNet50 notop weights file, or "
            "BACKBONE=PATH: a notop weights file for that backbone's cases only"),
-    Option("--data-source", cfg.parse_data_source,
+    Option("--data-source", values.parse_data_source,
            "auto (default: --data-dir, Debian's Fashion-MNIST, then Keras) or synthetic"),
-    Option("--data-dir", cfg.parse_data_dir,
+    Option("--data-dir", values.parse_data_dir,
            "local data: a folder with cifar10/ and fashion_mnist/ subfolders, or NAME=PATH per "
            "data set (repeatable; the environment separates entries with ':')",
            kind="list", separator=os.pathsep),
-    Option("--imbalance", cfg.parse_imbalance,
+    Option("--imbalance", values.parse_imbalance,
            "reading of the paper's imbalance recipe: text (default, 10%% removed), table2, "
            "table4, table6"),
-    Option("--imbalance-classes", cfg.parse_classes,
+    Option("--imbalance-classes", values.parse_classes,
            "classes reduced in imbalanced variants (default 0,1,2)"),
-    Option("--imbalance-fraction", cfg.parse_fraction,
+    Option("--imbalance-fraction", values.parse_fraction,
            "share of each reduced class removed, overriding --imbalance"),
-    Option("--hflip", cfg.parse_on_off,
+    Option("--hflip", values.parse_on_off,
            "horizontal flip in augmentation: on (default, text and Table 5) or off (Table 3)"),
-    Option("--backbone", cfg.parse_backbone,
+    Option("--backbone", values.parse_backbone,
            "resnet50 (default, the study), tiny (a two-layer stand-in to test the harness) or "
            "another registered one (resnet32, mobilenetv2, densenet121, vgg16, efficientnetb0)"
            ": every case trains it; the default leaves a case's own backbone"),
-    Option("--xla", cfg.parse_on_off,
+    Option("--xla", values.parse_on_off,
            "compile the train step with XLA: off (default, as the study) or on"),
-    Option("--mixed-precision", cfg.parse_on_off,
+    Option("--mixed-precision", values.parse_on_off,
            "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
-    Option("--cb-beta", cfg.parse_beta,
+    Option("--cb-beta", values.parse_beta,
            "long-tail study: beta of the effective-number class weights (default 0.9999)"),
-    Option("--la-tau", cfg.parse_tau,
+    Option("--la-tau", values.parse_tau,
            "long-tail study: tau of the logit-adjusted loss and post-hoc adjustment (default 1)"),
-    Option("--bn-recalibrate", cfg.parse_bn_recalibrate,
+    Option("--bn-recalibrate", values.parse_bn_recalibrate,
            "re-estimate BatchNorm statistics on training batches before evaluating: auto "
            "(default: on at smoke and reduced scale, off at paper scale), on or off"),
-    Option("--augment", cfg.parse_augment,
+    Option("--augment", values.parse_augment,
            "the paper's rotation/shift/flip augmentation: auto (default: off at reduced scale, "
            "else as the case says), on or off"),
-    Option("--validation-split", cfg.parse_validation_split,
+    Option("--validation-split", values.parse_validation_split,
            "hold out this share of each case's training set (stratified, seeded, after the "
            "imbalance recipe) as a validation set; off by default (the paper had none)"),
-    Option("--early-stopping", cfg.parse_patience,
+    Option("--early-stopping", values.parse_patience,
            "stop training after PATIENCE epochs without a lower validation loss and keep the "
            "best epoch's weights; needs --validation-split"),
-    Option("--deterministic", cfg.parse_flag, "turn on TensorFlow op determinism (slower)",
+    Option("--deterministic", values.parse_flag, "turn on TensorFlow op determinism (slower)",
            kind="flag"),
-    Option("--report-dir", cfg.parse_report_dir,
+    Option("--report-dir", values.parse_report_dir,
            "where run folders and reports go (default reports/)"),
     Option("--progress", parse_progress,
            "live progress of the session and the training case: auto (default: in place on a "
@@ -118,21 +119,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("--mlflow", parse_tracking_uri,
            "log the session into this MLflow tracking URI (e.g. sqlite:///mlruns.db): one "
            "parent run, one nested run per case; needs pip install -e \".[mlflow]\""),
-    Option("--baseline", cfg.parse_path,
+    Option("--baseline", values.parse_path,
            "compare every case with this results.csv or run folder; a regression beyond "
            "tolerance fails the case"),
     Option("--tolerance", parse_tolerance,
            "baseline tolerance: absolute for scores (accuracy=0.02, scores=0.1 for all of "
            "them), relative for train_time_s/test_time_s/peak_rss_mb (0.5 = 50%% slower); "
            "repeatable (whitespace-separated in the environment and ini)", kind="list"),
-    Option("--resume", cfg.parse_path,
+    Option("--resume", values.parse_path,
            "write into this run folder and skip cases whose row passed there with the identity "
            "this session would give it (settings, data, code, libraries, environment)"),
     Option("--resume-mismatch", parse_policy,
            "what --resume does with a folder or rows made another way: refuse (default, "
            "naming each difference), rerun (set them aside in superseded/ and run again) or "
            "keep (rows of other code, libraries or environment only)"),
-    Option("--slurm", cfg.parse_flag,
+    Option("--slurm", values.parse_flag,
            "submit the selected cases to SLURM as one job array through submitit (one case "
            "per task) instead of running them here; see the --slurm-* options", kind="flag"),
     Option("--slurm-partition", str, "SLURM partition of the tasks (default: the cluster's)"),
@@ -144,7 +145,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--slurm-mem", slurm.parse_count, "memory per task in GB (default: the cluster's)"),
     Option("--slurm-parallelism", slurm.parse_count,
            "at most this many tasks at once (default: as many as SLURM gives)"),
-    Option("--slurm-wait", cfg.parse_on_off,
+    Option("--slurm-wait", values.parse_on_off,
            "on (default): wait, show progress, build the report; off: return once submitted "
            "(python -m resnet_harness attach RUN_FOLDER waits later)"),
     Option("--slurm-option", slurm.parse_extra,

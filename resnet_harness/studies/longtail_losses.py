@@ -20,7 +20,7 @@ deferred re-weighting callback (Keras has no schedule for class weights).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
