@@ -9,7 +9,7 @@ import pytest
 from helpers import bn_backbone, find_case
 from resnet_harness.training import diagnostics as diag
 from resnet_harness.training.calibration import (batchnorm_layers, calibration_indices,
-                                        recalibrate_batchnorm)
+                                                recalibrate_batchnorm, recalibrated_validation)
 from resnet_harness.training.config import RunConfig
 from resnet_harness.training.model import Head
 from resnet_harness.training.model import ModelCache, build_model
@@ -247,3 +247,32 @@ def test_history_last_and_accuracy():
     assert diag.history_last(History(), "val_loss") is None
     assert diag.accuracy(np.array([0, 1]), np.array([[0.9, 0.1], [0.8, 0.2]])) == 0.5
     assert diag.accuracy(np.array([]), np.zeros((0, 2))) is None
+
+
+def test_validation_sees_the_re_estimated_statistics_that_the_test_will_use():
+    # Inputs far from BatchNorm's initial moving mean (0): after a few steps the moving
+    # statistics still lag, so Keras' own validation pass normalises with the wrong mean.
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(256, 4)) + 50).astype(np.float32)
+    y = (x[:, 0] > 50).astype(np.int64)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(),
+                                keras.layers.Dense(2, activation="softmax")])
+        net.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy",
+                    metrics=["accuracy"])
+        return net
+
+    theirs = model().fit(data, epochs=2, validation_data=data, verbose=0, shuffle=False).history
+    ours_model = model()
+    ours = ours_model.fit(data, epochs=2, verbose=0, shuffle=False,
+                          callbacks=[recalibrated_validation(data, data)]).history
+    assert set(ours) == set(theirs) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-5)  # training is unchanged
+    # The last epoch's figure is the model's as fit left it, statistics re-estimated.
+    after = ours_model.evaluate(data, verbose=0, return_dict=True)
+    assert ours["val_loss"][-1] == pytest.approx(after["loss"], rel=1e-5)
+    assert max(ours["val_loss"]) < min(theirs["val_loss"]) / 5
+    assert ours["val_accuracy"][-1] > 0.8 > max(theirs["val_accuracy"])

@@ -148,3 +148,24 @@ def recalibrate_batchnorm(model, dataset) -> Recalibration:
            [tf.constant(s / batches, tf.float32) for s in sums_var])
     return Recalibration(len(layers), len(frozen), batches, images, time.perf_counter() - start,
                          first_batch_s)
+
+
+def recalibrated_validation(calibration, validation):
+    """A Keras callback for ``fit``: at each epoch's end, re-estimate BatchNorm statistics on
+    ``calibration`` (:func:`recalibrate_batchnorm`) and write the model's loss and metrics on
+    ``validation`` into the epoch's logs as ``val_<name>``, where ``fit(validation_data=...)``
+    puts them: EarlyStopping, the history and the progress line read them from there.
+
+    Training itself is unchanged (a training step uses each batch's own statistics); the moving
+    statistics carry on from the re-estimated ones.
+    """
+    import keras
+
+    class RecalibratedValidation(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            recalibrate_batchnorm(self.model, calibration)
+            scores = self.model.evaluate(validation, verbose=0, return_dict=True)
+            if logs is not None:
+                logs.update({f"val_{name}": float(value) for name, value in scores.items()})
+
+    return RecalibratedValidation()
