@@ -156,7 +156,9 @@ def recalibrated_validation(calibration, validation):
     ``validation`` into the epoch's logs as ``val_<name>``, where ``fit(validation_data=...)``
     puts them: EarlyStopping, the history and the progress line read them from there.
 
-    Training itself is unchanged (a training step uses each batch's own statistics); the moving
+    A training step uses each batch's own statistics, so the updates are those of a run
+    validated by Keras, except that the re-estimation pass (training mode) advances dropout's
+    random stream: with dropout in the head the run differs as another draw would. The moving
     statistics carry on from the re-estimated ones.
     """
     import keras
