@@ -157,7 +157,7 @@ class Case:
     # patience when early_stopping is set) whatever --validation-split/--early-stopping say, so
     # that arms with and without early stopping run in one session. None: the session's.
     validation_split: float | None = None
-    early_stopping: int | None = None  # patience in epochs on validation loss
+    early_stopping: int | None = None  # patience in epochs (on --early-stopping-monitor)
     bounds: Bounds = Bounds()
     tolerances: tuple[tuple[str, float], ...] = ()  # per-case baseline tolerances
     note: str = ""

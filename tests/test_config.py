@@ -241,13 +241,13 @@ def test_parse_beta_and_tau():
 def test_every_validator_is_tested():
     # parse_seeds: tests/test_stats.py; parse_validation_split, parse_patience:
     # tests/test_validation.py
-    tested = {"parse_validation_split", "parse_patience", "parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
+    tested = {"parse_validation_split", "parse_patience", "parse_monitor", "parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
               "parse_positive_int", "parse_seed", "parse_weights",
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
               "parse_flag", "parse_path", "parse_bn_recalibrate", "parse_epochs",
               "parse_report_dir", "parse_beta", "parse_tau", "parse_augment"}
-    assert {name for name in dir(cfg) if name.startswith("parse_")} <= tested
+    assert {name for name in dir(values) if name.startswith("parse_")} <= tested
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,8 +106,12 @@ OPTIONS: tuple[Option, ...] = (
            "hold out this share of each case's training set (stratified, seeded, after the "
            "imbalance recipe) as a validation set; off by default (the paper had none)"),
     Option("--early-stopping", values.parse_patience,
-           "stop training after PATIENCE epochs without a lower validation loss and keep the "
+           "stop training after PATIENCE epochs without a better validation figure "
+           "(--early-stopping-monitor; lower validation loss by default) and keep the "
            "best epoch's weights; needs --validation-split"),
+    Option("--early-stopping-monitor", values.parse_monitor,
+           "what early stopping watches: val_loss (default) or val_accuracy; also the "
+           "quantity a study's own early-stopping cases watch"),
     Option("--deterministic", values.parse_flag, "turn on TensorFlow op determinism (slower)",
            kind="flag"),
     Option("--report-dir", values.parse_report_dir,

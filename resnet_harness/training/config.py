@@ -151,7 +151,8 @@ class CaseConfig:
     cb_beta: float = 0.9999  # long-tail study: effective-number beta (Cui et al. 2019)
     la_tau: float = 1.0  # long-tail study: logit-adjustment temperature (Menon et al. 2021)
     validation_split: float | None = None  # share of the training set held out for validation
-    early_stopping: int | None = None  # patience in epochs on validation loss
+    early_stopping: int | None = None  # patience in epochs on early_stopping_monitor
+    early_stopping_monitor: str = "val_loss"  # or "val_accuracy" (values.MONITORS)
 
     @property
     def hooks(self):
@@ -174,6 +175,9 @@ class CaseConfig:
             # Only when used, so that rows made without a validation set keep their identity.
             **({"validation_split": self.validation_split,
                 "early_stopping": self.early_stopping} if self.validation_split else {}),
+            # Likewise only when it differs from the default (rows made before it keep theirs).
+            **({"early_stopping_monitor": self.early_stopping_monitor}
+               if self.early_stopping and self.early_stopping_monitor != "val_loss" else {}),
         }
 
 
@@ -209,6 +213,7 @@ class RunConfig:
     la_tau: float = 1.0
     validation_split: float | None = None
     early_stopping: int | None = None
+    early_stopping_monitor: str = "val_loss"
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied.
@@ -216,7 +221,8 @@ class RunConfig:
         A seeded case (``--seeds``) runs with its own seed instead of ``--seed``. Under
         ``--comparison controlled`` Table 7's imbalanced arm takes its balanced arm's head,
         epochs and augmentation, so the two arms differ in their data only. A case that sets
-        its own ``validation_split`` keeps its validation protocol; ``--weights BACKBONE=PATH``
+        its own ``validation_split`` keeps its validation protocol (share and patience; the
+        quantity early stopping watches is ``--early-stopping-monitor``'s); ``--weights BACKBONE=PATH``
         reaches only the cases that train that backbone.
         """
         scale = SCALES[self.scale]
@@ -253,6 +259,7 @@ class RunConfig:
             la_tau=self.la_tau,
             validation_split=case.validation_split if own else self.validation_split,
             early_stopping=case.early_stopping if own else self.early_stopping,
+            early_stopping_monitor=self.early_stopping_monitor,
             bn_recalibrate=resolve_bn_recalibrate(self.bn_recalibrate, self.scale),
         )
 

@@ -125,17 +125,20 @@ def fit_history(history, clock) -> dict[str, list]:
     return out
 
 
-def validation_fields(history, variant: Variant, early_stopping: bool) -> dict[str, Any]:
-    """The validation set's class counts, and under early stopping the best epoch (1-based, the
-    weights kept) and the epochs actually run."""
+def validation_fields(history, variant: Variant, early_stopping: bool,
+                      monitor: str = "val_loss") -> dict[str, Any]:
+    """The validation set's class counts, and under early stopping the best epoch by
+    ``monitor`` (1-based, the weights kept; the first of equal bests, as Keras keeps it) and
+    the epochs actually run."""
     if variant.y_val is None:
         return {}
     out: dict[str, Any] = {"validation_counts": variant.validation_counts}
-    losses = (getattr(history, "history", None) or {}).get("val_loss") or []
-    finite = [(v, i) for i, v in enumerate(losses) if np.isfinite(v)]
+    values = (getattr(history, "history", None) or {}).get(monitor) or []
+    finite = [(v if monitor == "val_loss" else -v, i)
+              for i, v in enumerate(values) if np.isfinite(v)]
     if finite:
         out["best_epoch"] = min(finite)[1] + 1
-    out["stopped_early"] = early_stopping and len(losses) < history.params.get("epochs", 0)
+    out["stopped_early"] = early_stopping and len(values) < history.params.get("epochs", 0)
     return out
 
 
@@ -186,9 +189,11 @@ def validation_inputs(cfg: CaseConfig, variant: Variant) -> tuple[dict[str, Any]
         callbacks.append(recalibrated_validation(calibration, data))
         fit_kwargs = {}
     if cfg.early_stopping:
-        # After the validation callback: it reads the val_loss that callback wrote.
+        # After the validation callback: it reads the val_* that callback wrote.
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=cfg.early_stopping, restore_best_weights=True))
+            monitor=cfg.early_stopping_monitor, patience=cfg.early_stopping,
+            mode="min" if cfg.early_stopping_monitor == "val_loss" else "max",
+            restore_best_weights=True))
     return fit_kwargs, callbacks
 
 
@@ -267,7 +272,8 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
         "gpu_added_mb": (peak_gpu - gpu_before) if peak_gpu is not None else None,
         "model_reused": reused,
         "history": fit_history(history, clock),
-        **validation_fields(history, variant, bool(cfg.early_stopping)),
+        **validation_fields(history, variant, bool(cfg.early_stopping),
+                           cfg.early_stopping_monitor),
         "train_samples": n_train, "test_samples": len(variant.y_test),
         "train_counts": variant.train_counts, "test_counts": variant.test_counts,
         "counts_before_imbalance": variant.counts_before_imbalance,

@@ -292,7 +292,8 @@ def parse_validation_split(value: str) -> float:
 
 
 def parse_patience(value: str) -> int:
-    """Epochs without a better validation loss before training stops (early stopping)."""
+    """Epochs without a better validation figure (``--early-stopping-monitor``) before training
+    stops (early stopping)."""
     try:
         patience = int(str(value).strip())
     except ValueError:
@@ -301,6 +302,18 @@ def parse_patience(value: str) -> int:
         raise argparse.ArgumentTypeError(
             f"early-stopping patience {value!r} must be a whole number of epochs >= 1, e.g. 5")
     return patience
+
+
+MONITORS = {"val_loss": "lower validation loss", "val_accuracy": "higher validation accuracy"}
+
+
+def parse_monitor(value: str) -> str:
+    """What early stopping watches: ``val_loss`` (default) or ``val_accuracy``."""
+    if value not in MONITORS:
+        raise argparse.ArgumentTypeError(
+            f"early-stopping monitor {value!r} is not one of {', '.join(MONITORS)}: "
+            "e.g. --early-stopping-monitor val_accuracy")
+    return value
 
 
 def parse_on_off(value: str) -> bool:
