@@ -194,6 +194,19 @@ def test_a_case_keeps_its_validation_protocol_whatever_the_session_says():
                                                          early_stopping=2),))
 
 
+def test_the_session_chooses_what_the_early_stopping_arm_watches():
+    stop, hold = (arch.CASES_BY_ID[table7_id("cifar10", "balanced", p)]
+                  for p in ("earlystop", "holdout"))
+    run = RunConfig(early_stopping_monitor="val_accuracy")
+    stopping, holding = run.for_case(stop).as_dict(), run.for_case(hold).as_dict()
+    assert stopping["early_stopping_monitor"] == "val_accuracy"
+    assert "early_stopping_monitor" not in holding  # nothing to watch: its rows stay reusable
+    # the arms differ in their stopping rule, monitor included, and nothing else
+    assert comparisons.confounds({"config": holding}, {"config": stopping}, "early_stopping") == []
+    assert comparisons.confounds({"config": holding}, {"config": stopping}, "backbone") == [
+        "early_stopping: none -> 3", "early_stopping_monitor: none -> val_accuracy"]
+
+
 def test_the_exp100_variant_keeps_the_long_tail_profile():
     y = np.repeat(np.arange(10), 200)
     idx = np.arange(len(y))

@@ -280,7 +280,8 @@ def _comparisons() -> tuple[Comparison, ...]:
 
 
 COMPARISONS = _comparisons()
-FACTOR_FIELDS = {"backbone": ("backbone",), "early_stopping": ("early_stopping",),
+FACTOR_FIELDS = {"backbone": ("backbone",),
+                 "early_stopping": ("early_stopping", "early_stopping_monitor"),
                  "variant": ("imbalance", "architecture.variant")}
 
 
