@@ -29,6 +29,15 @@ def _dataset(x: np.ndarray, y: np.ndarray, cfg: CaseConfig, index: np.ndarray):
                         seed=cfg.seed)
 
 
+def calibration_set(variant, cfg: CaseConfig):
+    """The training batches BatchNorm statistics are re-estimated on, before testing and (under
+    a validation set) at every epoch's end: one definition, so that validation sees the
+    statistics the test will use."""
+    index = calibration_indices(len(variant.y_train), cfg.case.batch_size, DEFAULT_BATCHES,
+                                cfg.seed)
+    return _dataset(variant.x_train, variant.y_train, cfg, index)
+
+
 def evaluate(model, variant, cfg: CaseConfig, test, history) -> tuple[dict[str, Any],
                                                                     dict[str, np.ndarray]]:
     """``(row fields, arrays)`` of a trained model on ``variant``'s test set ``test``.
@@ -50,10 +59,7 @@ def evaluate(model, variant, cfg: CaseConfig, test, history) -> tuple[dict[str, 
     inference_trained = diag.accuracy(y_sample, predict(model, sample_set))
     proba, inference, recalibration = proba_trained, inference_trained, None
     if cfg.bn_recalibrate:
-        index = calibration_indices(len(variant.y_train), cfg.case.batch_size, DEFAULT_BATCHES,
-                                    cfg.seed)
-        info = recalibrate_batchnorm(model, _dataset(variant.x_train, variant.y_train, cfg,
-                                                     index))
+        info = recalibrate_batchnorm(model, calibration_set(variant, cfg))
         recalibration = info.as_dict()
         if info.layers:
             t0 = time.perf_counter()

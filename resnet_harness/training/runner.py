@@ -14,12 +14,11 @@ from typing import Any
 import numpy as np
 
 from resnet_harness.training import provenance, rows
-from resnet_harness.training.calibration import (DEFAULT_BATCHES, calibration_indices,
-                                                recalibrated_validation)
+from resnet_harness.training.calibration import recalibrated_validation
 from resnet_harness.training.config import CaseConfig
 from resnet_harness.training.data import Variant, make_variant
 from resnet_harness.training.data.pipeline import make_dataset
-from resnet_harness.training.evaluation import evaluate
+from resnet_harness.training.evaluation import calibration_set, evaluate
 from resnet_harness.training.model import BACKBONES, ModelCache, seed_everything
 from resnet_harness.training.metrics import INTERVAL_METHOD, run_intervals
 
@@ -182,11 +181,7 @@ def validation_inputs(cfg: CaseConfig, variant: Variant) -> tuple[dict[str, Any]
                         training=False, seed=cfg.seed)
     callbacks, fit_kwargs = [], {"validation_data": data}
     if cfg.bn_recalibrate:
-        index = calibration_indices(len(variant.y_train), cfg.case.batch_size, DEFAULT_BATCHES,
-                                    cfg.seed)
-        calibration = make_dataset(variant.x_train[index], variant.y_train[index],
-                                   batch_size=cfg.case.batch_size, training=False, seed=cfg.seed)
-        callbacks.append(recalibrated_validation(calibration, data))
+        callbacks.append(recalibrated_validation(calibration_set(variant, cfg), data))
         fit_kwargs = {}
     if cfg.early_stopping:
         # After the validation callback: it reads the val_* that callback wrote.
