@@ -19,7 +19,7 @@ from resnet_harness.training.metrics import compute_metrics
 from resnet_harness.analysis import table
 from resnet_harness.report import build_report
 from resnet_harness.report.extras import pytest_html_extras
-from resnet_harness.storage.rundir import RunFolder
+from resnet_harness.storage.rundir import RunFolder, predictions_digest
 from resnet_harness.report.summary import summary_lines
 
 CFG = RunConfig(data_source="synthetic").for_case(CASES[0])
@@ -114,6 +114,21 @@ def test_rows_round_trip_through_the_folder(tmp_path):
     error = rows.error_row(CFG, "DataError: no data", "trace")
     folder.write_row(error)
     assert folder.row(CFG.case.id)["status"] == "error"
+
+
+def test_a_row_written_with_predictions_carries_their_digest(tmp_path):
+    folder = RunFolder(tmp_path / "run").create({})
+    arrays = {"y_true": np.arange(10) % 10, "y_pred": np.arange(10) % 10,
+              "proba": np.eye(10, dtype=np.float32)}
+    folder.write_row(passed_row(), arrays)
+    (stored,) = folder.rows()
+    assert stored["predictions_digest"] == predictions_digest(arrays)
+    with np.load(tmp_path / "run" / stored["predictions_file"]) as saved:
+        assert predictions_digest({k: saved[k] for k in saved.files}) == stored["predictions_digest"]
+    changed = dict(arrays, y_pred=np.r_[1, arrays["y_pred"][1:]])
+    assert predictions_digest(changed) != predictions_digest(arrays)
+    assert predictions_digest(dict(arrays, proba=arrays["proba"].astype(np.float64))) != \
+        predictions_digest(arrays)
 
 
 def test_writing_a_malformed_row_is_refused(tmp_path):

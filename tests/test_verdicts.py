@@ -56,6 +56,44 @@ def test_identical_seeds_do_not_give_certainty():
     assert result.se == pytest.approx(math.sqrt(2 * (0.02 / 1.959963984540054) ** 2 / 2))
 
 
+def test_runs_with_the_same_predictions_are_one_figure_not_two_samples():
+    """Early stopping that kept the last epoch: each seed's two arms predicted bit for bit the
+    same, so their difference is 0 with no test-set uncertainty; counted as two independent
+    samples the same rows were 'inconclusive' at 3 seeds."""
+    def rows(digests):
+        return [dict(_row(case, s, 0.5 + 0.01 * s),
+                     **({"predictions_digest": f"d{s}"} if digests else {}))
+                for case in (BAL, IMB) for s in (0, 1, 2)]
+
+    same = _result(comparisons.compare(rows(True)), "accuracy")
+    assert (same.mean, same.low, same.high, same.se) == (0.0, 0.0, 0.0, 0.0)
+    assert same.verdict == "equivalent" and "identical predictions in 3 of 3 seeds" in same.note
+    unknown = _result(comparisons.compare(rows(False)), "accuracy")  # rows made before digests
+    assert unknown.verdict == "inconclusive" and unknown.low < 0 < unknown.high
+    # the same digest with another figure (another partner's classes) is not the same figure
+    assert comparisons._test_set_variance(
+        "accuracy", ((rows(True)[0], None), (dict(rows(True)[0], metrics={"accuracy": 0.6}),
+                                             None)), (-1, 1))[1] is False
+
+
+def test_a_difference_cancels_only_the_runs_that_did_not_change():
+    """(b - b_minus) - (a - a_minus) with b == a: their test-set variances cancel, the other
+    two runs' remain."""
+    def run(case, acc, digest):
+        return dict(_row(case, 0, acc, interval=0.0196), predictions_digest=digest)
+
+    a, a_minus, b, b_minus = (run(IMB, 0.45, "same"), run(BAL, 0.5, "x"),
+                              run(IMB, 0.45, "same"), run(BAL, 0.52, "y"))
+    partners = ((a, a_minus), (a_minus, a), (b, b_minus), (b_minus, b))
+    within, cancelled = comparisons._test_set_variance("accuracy", partners, (-1, 1, 1, -1))
+    one = comparisons.sampling_variance(a_minus, "accuracy")
+    assert cancelled and within == pytest.approx(2 * one)
+    b_changed = dict(b, predictions_digest="other")
+    partners = ((a, a_minus), (a_minus, a), (b_changed, b_minus), (b_minus, b_changed))
+    assert comparisons._test_set_variance("accuracy", partners, (-1, 1, 1, -1)) == (
+        pytest.approx(4 * one), False)
+
+
 def test_a_degenerate_arm_is_never_equivalent_and_never_supports_a_claim():
     rows = ([_row(BAL, s, 0.0, interval=0.0, single_class=True) for s in (0, 1, 2)]
             + [_row(IMB, s, 0.0, interval=0.0, single_class=True, reduced=(0, 1, 2))

@@ -292,6 +292,7 @@ class _Raw:
     fields: list[str] = field(default_factory=list)
     within: list[float] = field(default_factory=list)  # test-set variance of each difference
     degenerate: list[str] = field(default_factory=list)  # arms that predicted one class
+    identical: int = 0  # seeds in which arms with the same predictions cancelled
     skipped: list[str] = field(default_factory=list)  # seeds left out as not comparable
 
 
@@ -353,10 +354,12 @@ def _pair(raw: _Raw, seed: int, *rows: dict[str, Any]) -> None:
         # Each figure's partner is the other row of its arm: reduced_recall then reads the
         # classes that the imbalanced one of the two reduced.
         partners = ((a, a_minus), (a_minus, a), (b, b_minus), (b_minus, b))
+        signs = (-1, 1, 1, -1)  # vb - va = b - b_minus - a + a_minus
     else:
         a, b = rows
         va, vb = value(a, raw.measure, b), value(b, raw.measure, a)
         partners = ((a, b), (b, a))
+        signs = (-1, 1)
     if math.isnan(va) or math.isnan(vb):
         return
     if resource:
@@ -374,14 +377,34 @@ def _pair(raw: _Raw, seed: int, *rows: dict[str, Any]) -> None:
             raw.fields.append(key)
         raw.within.append(0.0)
     else:
-        raw.within.append(sum(sampling_variance(row, raw.measure, partner)
-                              for row, partner in partners))
+        within, cancelled = _test_set_variance(raw.measure, partners, signs)
+        raw.within.append(within)
+        raw.identical += cancelled
     for arm, row in zip(comp.arms, rows):
         if is_degenerate(row) and arm not in raw.degenerate:
             raw.degenerate.append(arm)
     raw.seeds.append(seed)
     raw.a.append(va)
     raw.b.append(vb)
+
+
+def _test_set_variance(measure: str, partners, signs) -> tuple[float, bool]:
+    """The variance that sampling the test set adds to one seed's difference ``sum(sign *
+    figure)``, and whether figures cancelled. Figures of different runs are taken as
+    independent samples (conservative: the runs share their test images); two rows with the
+    same ``predictions_digest`` and the same figure are one figure, so their signs add up
+    first: an arm whose predictions did not change at all (early stopping that kept the last
+    epoch) adds no test-set variance, where counting it twice would claim an uncertainty the
+    runs do not have."""
+    groups: dict[Any, list[float]] = {}
+    for index, ((row, partner), sign) in enumerate(zip(partners, signs)):
+        digest = row.get("predictions_digest")
+        key = ((digest, value(row, measure, partner)) if isinstance(digest, str) and digest
+               else index)
+        entry = groups.setdefault(key, [0, sampling_variance(row, measure, partner)])
+        entry[0] += sign
+    within = sum(coefficient * coefficient * variance for coefficient, variance in groups.values())
+    return within, len(groups) < len(signs)
 
 
 def _difference(row: dict[str, Any], minus: dict[str, Any], measure: str,
@@ -414,6 +437,9 @@ def _result(raw: _Raw, pair, p_holm: float, size: int, delta: float, alpha: floa
                      "reused one: run the arms one per process to compare them)")
     if degenerate:
         notes.append("degenerate: " + ", ".join(raw.degenerate) + " predicted a single class")
+    if raw.identical:
+        notes.append(f"identical predictions in {raw.identical} of {len(raw.seeds)} seeds "
+                     "(those runs' test-set sampling cancels)")
     scale = _ratio if measure.resource else (lambda v: v)
     return Result(
         raw.comparison, raw.measure, pair.n, scale(pair.mean), scale(pair.low),

@@ -213,6 +213,7 @@ class RunFolder:
             np.savez_compressed(buffer, **arrays)
             atomic_write_bytes(self.cases_dir / f"{case_id}.npz", buffer.getvalue())
             row["predictions_file"] = f"cases/{case_id}.npz"
+            row["predictions_digest"] = predictions_digest(arrays)
         path = self.cases_dir / f"{case_id}.json"
         atomic_write_json(path, validate_row(row, str(path)))
         return path
@@ -371,6 +372,21 @@ def _against_row(path: Path, counts: list[int]) -> str | None:
 
 
 PREDICTION_ARRAYS = ("y_true", "proba", "y_pred")
+
+
+def predictions_digest(arrays: dict[str, np.ndarray]) -> str:
+    """A digest of a run's test labels and reported predictions (``PREDICTION_ARRAYS``), kept in
+    its row so that two runs whose predictions are bit for bit the same are known to be, even
+    where the predictions files are not kept: their scores are then one figure, not two
+    samples of the test set (``analysis.comparisons``)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in PREDICTION_ARRAYS:
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:32]
 # Parts of a row that hold a mapping; anything else there (a string, a list) would break every
 # reader, so such a file is shown as corrupt. Full validation belongs to the row schema.
 _MAPPING_KEYS = ("metrics", "config", "paper", "provenance", "bounds", "baseline")

@@ -177,6 +177,7 @@ RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "
                "identity")
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
 OPTIONAL_KEYS = ("traceback", "predictions_file", "predictions_error", "schema",
+                 "predictions_digest",  # rundir.predictions_digest: rows made before it lack it
                  # added when read: the folder a row came from, and the row that replaced it
                  "run_dir", "replaced_by", "replaced_because")
 _TOP_LEVEL_FIELDS = tuple(f.name for f in FIELDS if f.source == "row")
