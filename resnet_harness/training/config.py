@@ -221,9 +221,9 @@ class RunConfig:
         A seeded case (``--seeds``) runs with its own seed instead of ``--seed``. Under
         ``--comparison controlled`` Table 7's imbalanced arm takes its balanced arm's head,
         epochs and augmentation, so the two arms differ in their data only. A case that sets
-        its own ``validation_split`` keeps its validation protocol (share and patience; the
-        quantity early stopping watches is ``--early-stopping-monitor``'s); ``--weights BACKBONE=PATH``
-        reaches only the cases that train that backbone.
+        its own ``validation_split`` keeps its validation protocol (share and patience; what
+        early stopping watches is ``--early-stopping-monitor``'s); ``--weights
+        BACKBONE=PATH`` reaches only the cases that train that backbone.
         """
         scale = SCALES[self.scale]
         recipe = "study"
