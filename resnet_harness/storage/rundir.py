@@ -387,6 +387,8 @@ def predictions_digest(arrays: dict[str, np.ndarray]) -> str:
         digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()[:32]
+
+
 # Parts of a row that hold a mapping; anything else there (a string, a list) would break every
 # reader, so such a file is shown as corrupt. Full validation belongs to the row schema.
 _MAPPING_KEYS = ("metrics", "config", "paper", "provenance", "bounds", "baseline")

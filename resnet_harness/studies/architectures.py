@@ -447,9 +447,9 @@ def _cost_tables(by_case, results) -> str:
 
 
 def _monitor(row) -> str:
-    config = row.get("config") or {}
-    return {"val_loss": "validation loss", "val_accuracy": "validation accuracy"}.get(
-        config.get("early_stopping_monitor", "val_loss"), "validation loss")
+    # "val_accuracy" -> "validation accuracy"; rows keep the monitor only when not val_loss
+    monitor = (row.get("config") or {}).get("early_stopping_monitor", "val_loss")
+    return str(monitor).replace("val_", "validation ", 1)
 
 
 def _early_stopping_table(by_case, acc, results) -> str:

@@ -304,7 +304,7 @@ def parse_patience(value: str) -> int:
     return patience
 
 
-MONITORS = {"val_loss": "lower validation loss", "val_accuracy": "higher validation accuracy"}
+MONITORS = ("val_loss", "val_accuracy")  # what Keras' EarlyStopping can watch here
 
 
 def parse_monitor(value: str) -> str:
