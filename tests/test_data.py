@@ -719,3 +719,67 @@ def _probe_lock(path, queue):
         queue.put("free")
     except Timeout:
         queue.put("held")
+
+
+# -- common random numbers: arms of one seed see their shared images in one order ---------------
+def _epoch_ids(cfg, variant, epochs=2):
+    from resnet_harness.training.data.pipeline import steps_per_epoch
+
+    data = make_dataset(variant.x_train, variant.y_train, batch_size=8, training=True,
+                        seed=cfg.seed, order_keys=variant.train_index, epochs=epochs)
+    steps = steps_per_epoch(data)
+    images = [x.numpy() for x, _ in data]
+    assert len(images) == steps * epochs  # every epoch's batches, none straddling two epochs
+    epochs_of = [np.concatenate(images[e * steps:(e + 1) * steps]) for e in range(epochs)]
+    if variant.x_train.shape[1:] != (32, 32, 3):
+        return epochs_of  # resized: compare the images themselves
+    return [decode_id(np.rint(x * 255).astype(np.uint8)) for x in epochs_of]
+
+
+def test_arms_on_one_training_set_see_the_same_batches():
+    plain = find_case("table10", "fashion_mnist")
+    dropout = find_case("table10", "fashion_mnist", regularization="dropout0.3")
+    raw = id_raw("fashion_mnist")
+    orders = []
+    for case in (plain, dropout):
+        cfg = RunConfig(data_source="synthetic").for_case(get_case(case.id))
+        orders.append(_epoch_ids(cfg, make_variant(raw, cfg)))
+    for a, b in zip(*orders):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(orders[0][0], orders[0][1])  # each epoch its own order
+
+
+def test_training_batches_hold_every_image_once_per_epoch():
+    raw = id_raw("cifar10")
+    cfg = RunConfig(data_source="synthetic").for_case(get_case(T7_CIFAR_BAL.id))
+    variant = make_variant(raw, cfg)
+    for ids in _epoch_ids(cfg, variant, epochs=3):
+        assert sorted(ids.tolist()) == variant.train_index.tolist()
+
+
+def test_imbalanced_arm_sees_the_balanced_order_without_its_removed_images():
+    raw = id_raw("cifar10")
+    run = RunConfig(data_source="synthetic", comparison="controlled")
+    balanced, imbalanced = (run.for_case(get_case(c.id)) for c in (T7_CIFAR_BAL, T7_CIFAR_IMB))
+    left, right = (_epoch_ids(cfg, make_variant(raw, cfg)) for cfg in (balanced, imbalanced))
+    for full, reduced in zip(left, right):
+        kept = set(reduced.tolist())
+        assert len(kept) < len(full)
+        assert [i for i in full if i in kept] == reduced.tolist()
+    # Another seed, another order.
+    other = _epoch_ids(RunConfig(data_source="synthetic", seed=1).for_case(
+        get_case(T7_CIFAR_BAL.id)), make_variant(raw, balanced))
+    assert other[0].tolist() != left[0].tolist()
+
+
+def test_common_order_is_a_permutation_per_epoch_and_depends_only_on_the_keys():
+    from resnet_harness.training.data.pipeline import common_order
+
+    keys = np.array([5, 90, 3, 41, 7, 12])
+    orders = common_order(keys, seed=3, epochs=4)
+    assert all(sorted(o) == list(range(6)) for o in orders)
+    sub = common_order(keys[[0, 2, 5]], seed=3, epochs=4)
+    for full, part in zip(orders, sub):
+        order = [keys[i] for i in full if keys[i] in (5, 3, 12)]
+        assert order == [keys[[0, 2, 5]][i] for i in part]
+    assert not np.array_equal(common_order(keys, 4, 4), orders)

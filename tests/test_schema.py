@@ -19,6 +19,7 @@ from resnet_harness.training.metrics import compute_metrics
 from resnet_harness.analysis import table
 from resnet_harness.report import build_report
 from resnet_harness.report.extras import pytest_html_extras
+from resnet_harness.storage import outcomes
 from resnet_harness.storage.rundir import RunFolder, predictions_digest
 from resnet_harness.report.summary import summary_lines
 
@@ -118,17 +119,36 @@ def test_rows_round_trip_through_the_folder(tmp_path):
 
 def test_a_row_written_with_predictions_carries_their_digest(tmp_path):
     folder = RunFolder(tmp_path / "run").create({})
-    arrays = {"y_true": np.arange(10) % 10, "y_pred": np.arange(10) % 10,
-              "proba": np.eye(10, dtype=np.float32)}
+    labels = np.repeat(np.arange(10), 8)  # the row's test_counts: 8 per class
+    arrays = {"y_true": labels, "y_pred": labels % 3,
+              "proba": np.eye(10, dtype=np.float32)[labels % 3]}
     folder.write_row(passed_row(), arrays)
     (stored,) = folder.rows()
     assert stored["predictions_digest"] == predictions_digest(arrays)
+    # Each image's label and prediction travel with the row, and what detection of a
+    # degenerate run needs.
+    y_true, y_pred = outcomes.decode(stored["test_outcomes"])
+    np.testing.assert_array_equal(y_true, labels)
+    np.testing.assert_array_equal(y_pred, labels % 3)
+    assert stored["predicted_classes"] == 3
     with np.load(tmp_path / "run" / stored["predictions_file"]) as saved:
         assert predictions_digest({k: saved[k] for k in saved.files}) == stored["predictions_digest"]
     changed = dict(arrays, y_pred=np.r_[1, arrays["y_pred"][1:]])
     assert predictions_digest(changed) != predictions_digest(arrays)
     assert predictions_digest(dict(arrays, proba=arrays["proba"].astype(np.float64))) != \
         predictions_digest(arrays)
+
+
+def test_outcomes_that_disagree_with_the_row_are_refused(tmp_path):
+    row = passed_row()
+    labels = np.repeat(np.arange(10), 8)
+    good = outcomes.encode(labels, labels)
+    assert schema.validate_row(dict(row, test_outcomes=good))
+    swapped = outcomes.encode(np.repeat(np.arange(10), 7), np.zeros(70, int))
+    for bad, words in ((swapped, "do not match test_counts"), ("z1:!!!", "cannot be decoded"),
+                       ("plain", "must start with")):
+        with pytest.raises(schema.RowError, match=words):
+            schema.validate_row(dict(row, test_outcomes=bad), "x.json")
 
 
 def test_writing_a_malformed_row_is_refused(tmp_path):

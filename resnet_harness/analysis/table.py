@@ -35,7 +35,8 @@ _TEXT_COLUMNS = ("case_id", "study", "table", "dataset", "balance", "regularizat
                  "bounds_violations", "baseline_regressions", "baseline_improvements",
                  "finished_at", "run_dir", "bn_recalibrated", "warnings", "model_reused",
                  "baseline_status", "identity", "data_source", "data_fingerprint", "git_commit",
-                 "config", "versions", "environment")
+                 "config", "versions", "environment", "predictions_digest", "test_set",
+                 "test_outcomes")
 # Objects stored as JSON text in one column each: with them a results.csv row has the whole
 # identity of its result (storage/identity.py), so a baseline is matched like a stored row.
 JSON_COLUMNS = ("config", "versions", "environment")
@@ -121,11 +122,26 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat["identity"] = keys.get("identity")
     flat["data_source"] = row.get("data_source")
     flat["data_fingerprint"] = row.get("data_fingerprint")
+    flat["predicted_classes"] = predicted_classes(row)
+    flat["predictions_digest"] = row.get("predictions_digest")
+    flat["test_set"] = row.get("test_set")
+    flat["test_outcomes"] = row.get("test_outcomes")
     flat["git_commit"] = provenance.get("git_commit")
     for column, value in (("config", config), ("versions", provenance.get("versions")),
                           ("environment", provenance.get("environment"))):
         flat[column] = json.dumps(value, sort_keys=True, default=str) if value else None
     return flat
+
+
+def predicted_classes(row: dict[str, Any]) -> int | None:
+    """How many classes a row's model predicted: stored, else from its confusion matrix."""
+    stored = _number(row.get("predicted_classes"))
+    if stored is not None:
+        return int(stored)
+    matrix = (row.get("metrics") or {}).get("confusion_matrix")
+    if isinstance(matrix, list) and matrix and isinstance(matrix[0], list):
+        return sum(1 for k in range(len(matrix[0])) if any(r[k] for r in matrix))
+    return None
 
 
 def baseline_status(row: dict[str, Any]) -> str | None:
@@ -176,7 +192,8 @@ def rows_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
                                str(reused).strip().lower() in ("true", "1", "1.0"))
         row["config"] = {k: get(k) for k in ("epochs", "weights", "recipe") if get(k) is not None}
         row.update(json_cells(line))
-        row.update({k: get(k) for k in ("data_source", "data_fingerprint", "git_commit")
+        row.update({k: get(k) for k in ("data_source", "data_fingerprint", "git_commit",
+                                        "predictions_digest", "test_set", "test_outcomes")
                     if get(k) is not None})
         rows.append(row)
     return rows

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from resnet_harness.storage import identity
+from resnet_harness.storage import identity, outcomes
 from resnet_harness.storage.atomic import atomic_write_bytes, atomic_write_json
 from resnet_harness.storage.schema import SCHEMA_VERSION, RowError, corrupt_row, validate_row
 
@@ -214,6 +214,11 @@ class RunFolder:
             atomic_write_bytes(self.cases_dir / f"{case_id}.npz", buffer.getvalue())
             row["predictions_file"] = f"cases/{case_id}.npz"
             row["predictions_digest"] = predictions_digest(arrays)
+            if "y_true" in arrays and "y_pred" in arrays:
+                row["test_outcomes"] = outcomes.encode(arrays["y_true"], arrays["y_pred"])
+                row["predicted_classes"] = outcomes.predicted_classes(
+                    arrays["y_pred"], len(row.get("test_counts") or []) or 1 + int(
+                        np.max(arrays["y_pred"], initial=0)))
         path = self.cases_dir / f"{case_id}.json"
         atomic_write_json(path, validate_row(row, str(path)))
         return path

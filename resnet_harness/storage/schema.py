@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+import numpy as np
+
 SCHEMA_VERSION = 2  # 1: rows before the registry; same keys, read as they are
 
 
@@ -133,6 +135,10 @@ FIELDS: tuple[Field, ...] = (
     Field("test_samples", "count", None, "d"),
     Field("train_inference_samples", "count", None, "d",
           doc="size of the training sample of the inference-mode diagnostic"),
+    Field("as_trained_test_samples", "count", None, "d",
+          doc="test images the *_as_trained scores are computed on"),
+    Field("predicted_classes", "count", None, "d",
+          doc="classes the reported model predicted at least once (1: degenerate)"),
 )
 FIELDS += tuple(_as_trained(f) for f in FIELDS if f.kind == "score")
 # The per-run 95% bootstrap intervals (stats.run_intervals) as flat columns of results.csv, so a
@@ -178,6 +184,9 @@ RESULT_KEYS = ("metrics", "metrics_as_trained", "train_counts", "test_counts", "
 VERDICT_KEYS = ("status", "error", "bounds", "baseline")
 OPTIONAL_KEYS = ("traceback", "predictions_file", "predictions_error", "schema",
                  "predictions_digest",  # rundir.predictions_digest: rows made before it lack it
+                 # each test image's label and predicted class, and the test set's name
+                 # (storage/outcomes.py): what pairs two runs image by image
+                 "test_outcomes", "test_set",
                  # added when read: the folder a row came from, and the row that replaced it
                  "run_dir", "replaced_by", "replaced_because")
 _TOP_LEVEL_FIELDS = tuple(f.name for f in FIELDS if f.source == "row")
@@ -297,7 +306,27 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
                            "edited or damaged: delete it or run the case again")
     _check_counts(row, source)
     _check_history(row.get("history"), source)
+    _check_outcomes(row, source)
     return row
+
+
+def _check_outcomes(row: Mapping[str, Any], source: str) -> None:
+    text = row.get("test_outcomes")
+    if text is None:
+        return
+    from resnet_harness.storage import outcomes
+
+    try:
+        y_true, y_pred = outcomes.decode(text)
+    except outcomes.OutcomeError as exc:
+        raise RowError(f"{source}: {exc}; the file was edited or damaged: delete it or run the "
+                       "case again") from None
+    counts = row.get("test_counts")
+    if isinstance(counts, list) and (len(y_true) != sum(counts) or np.bincount(
+            y_true, minlength=len(counts)).tolist() != list(counts)):
+        raise RowError(f"{source}: test_outcomes hold {len(y_true)} test labels that do not "
+                       "match test_counts; the file was edited or damaged: delete it or run "
+                       "the case again")
 
 
 def _check_history(history: Any, source: str) -> None:

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from resnet_harness.storage.outcomes import test_set_digest
 from resnet_harness.training import provenance, rows
 from resnet_harness.training.calibration import recalibrated_validation
 from resnet_harness.training.config import CaseConfig
 from resnet_harness.training.data import Variant, make_variant
-from resnet_harness.training.data.pipeline import make_dataset
+from resnet_harness.training.data.pipeline import INFERENCE_BATCH, make_dataset, steps_per_epoch
 from resnet_harness.training.evaluation import calibration_set, evaluate
 from resnet_harness.training.model import BACKBONES, ModelCache, seed_everything
 from resnet_harness.training.metrics import INTERVAL_METHOD, run_intervals
@@ -156,8 +157,9 @@ def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
                          training=True, seed=cfg.seed, augment=cfg.augment, hflip=cfg.hflip,
                          class_balanced=hooks.class_balanced(),
                          augmentation_kind=hooks.augmentation(cfg),
-                         class_weights=hooks.sampling_weights(variant.train_counts))
-    test = make_dataset(variant.x_test, variant.y_test, batch_size=case.batch_size,
+                         class_weights=hooks.sampling_weights(variant.train_counts),
+                         order_keys=variant.train_index, epochs=cfg.epochs)
+    test = make_dataset(variant.x_test, variant.y_test, batch_size=INFERENCE_BATCH,
                         training=False, seed=cfg.seed)
     return variant, train, test
 
@@ -242,6 +244,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
     clock = _StepClock()
     t0 = time.perf_counter()
     history = model.fit(train, epochs=cfg.epochs, verbose=0, shuffle=False,
+                        steps_per_epoch=steps_per_epoch(train),
                         callbacks=[clock, *callbacks, *fit_extras.pop("callbacks", []),
                                    *stopping], **validation, **fit_extras)
     train_time = time.perf_counter() - t0
@@ -275,6 +278,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
         "reduced_classes": list(variant.reduced_classes),
         "removal_fraction": variant.removal_fraction,
         "data_source": variant.source, "data_fingerprint": raw.fingerprint,
+        "test_set": test_set_digest(variant.test_index, raw.fingerprint),
         "provenance": rows.provenance_record(started),
         **cfg.hooks.row_fields(cfg, variant.train_counts, fields["metrics"]),
     })
@@ -335,6 +339,7 @@ def run_posthoc(cfg: CaseConfig, raw, folder) -> CaseOutcome:
         "reduced_classes": list(variant.reduced_classes),
         "removal_fraction": variant.removal_fraction, "data_source": variant.source,
         "data_fingerprint": raw.fingerprint, "provenance": rows.provenance_record(started),
+        "test_set": test_set_digest(variant.test_index, raw.fingerprint),
         **hooks.row_fields(cfg, variant.train_counts, metrics)})
     arrays = {"y_true": variant.y_test.astype(np.int64), "proba": proba,
               "y_pred": proba.argmax(axis=1)}

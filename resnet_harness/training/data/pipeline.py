@@ -9,6 +9,9 @@ import numpy as np
 INPUT_SHAPE = (32, 32, 3)
 ROTATION_DEGREES = 20  # Tables 3 and 5: rotation_range=20
 SHIFT_FRACTION = 0.2  # Tables 3 and 5: width/height shift range 0.2
+# Batch of every inference pass (test set, diagnostics, validation). Inference-mode outputs do
+# not depend on the batch; larger batches use the CPU better (bench/inference_speed.py).
+INFERENCE_BATCH = 256
 
 
 def augmentation(seed: int, hflip: bool = True):
@@ -55,14 +58,48 @@ def class_balanced_indices(y: np.ndarray, seed: int, weights=None):
         rerandomize_each_iteration=True).take(len(y))
 
 
+def _mix(values: np.ndarray) -> np.ndarray:
+    # splitmix64's finaliser: a fixed, well-mixed 64-bit hash of each value.
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def common_order(keys: np.ndarray, seed: int, epochs: int) -> np.ndarray:
+    """Each epoch's order of the images named ``keys`` (their indices into the data set):
+    ``(epochs, len(keys))`` positions.
+
+    Each image gets a priority that depends only on the seed, the epoch and its own index, and
+    the epoch visits the images by priority. Two training sets of one seed therefore see the
+    images they share in the same relative order (common random numbers): Table 10's arms, which
+    train on the same images, get the same batches; Table 7's imbalanced arm sees the balanced
+    arm's order with its removed images left out.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    out = np.empty((epochs, len(keys)), dtype=np.int64)
+    for epoch in range(epochs):
+        base = _mix(np.array([seed * 1_000_003 + epoch], dtype=np.int64))[0]
+        priority = _mix(keys.astype(np.uint64) ^ base)
+        out[epoch] = np.argsort(priority, kind="stable")
+    return out
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int,
                  augment: bool = False, hflip: bool = True, class_balanced: bool = False,
-                 augmentation_kind: str = "paper", class_weights=None):
+                 augmentation_kind: str = "paper", class_weights=None,
+                 order_keys: np.ndarray | None = None, epochs: int | None = None):
     """A batched ``tf.data.Dataset`` of ``(float32 images in [0, 1], int64 labels)``.
 
     ``class_balanced`` (training only): batches drawn by :func:`class_balanced_indices`, with
     ``class_weights`` as the classes' probabilities when given. ``augmentation_kind``: "paper"
     (:func:`augmentation`) or "crop_flip" (:func:`crop_flip`).
+
+    ``order_keys`` and ``epochs`` (training, not class-balanced): the images' indices into the
+    data set; the dataset then holds all ``epochs`` epochs in :func:`common_order` and must be
+    fitted with ``steps_per_epoch=`` :func:`steps_per_epoch` of it (an epoch's batches never
+    mix two epochs). Without them each epoch is a fresh ``shuffle`` of the images.
 
     Shuffling works on indices and each batch is gathered from the NumPy array itself, so neither
     a shuffle buffer nor a tensor copy holds a second copy of the images.
@@ -95,18 +132,35 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
         return batch, tf.gather(labels, index)
 
     dataset = tf.data.Dataset.range(len(x))
+    steps = None
     if training and class_balanced:
         dataset = class_balanced_indices(y, seed, class_weights)
+    elif training and order_keys is not None and epochs:
+        if len(order_keys) != len(x):
+            raise ValueError(f"{len(order_keys)} order keys for {len(x)} images")
+        orders = tf.data.Dataset.from_tensor_slices(common_order(order_keys, seed, epochs))
+        dataset = orders.flat_map(
+            lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        steps = -(-len(x) // batch_size)
     elif training:
         dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     # Plain Python control flow only: skipping AutoGraph's conversion saves ~0.2 s per data set.
     load = tf.autograph.experimental.do_not_convert(load)
-    dataset = dataset.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE,
-                                            deterministic=True)
+    if steps is None:
+        dataset = dataset.batch(batch_size)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     # tf.data's autotuning model is off, so AUTOTUNE above means TensorFlow's defaults (as many
     # parallel calls as cores). With it on, destroying an iterator at the end of ``fit`` or
     # ``predict`` waited for the tuner's next wake-up, which come at 5.1 s, 10.2 s, ... after the
     # start: 11 of the 21 smoke cases lost 0.4-5 s each, 35 s in all (measured, TF 2.21).
     options = tf.data.Options()
     options.autotune.enabled = False
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+    dataset._harness_steps_per_epoch = steps  # noqa: SLF001 - read by steps_per_epoch()
+    return dataset
+
+
+def steps_per_epoch(dataset) -> int | None:
+    """The ``steps_per_epoch`` that ``fit`` needs for a dataset of :func:`make_dataset` that
+    holds all its epochs (None: one pass of the dataset is one epoch)."""
+    return getattr(dataset, "_harness_steps_per_epoch", None)

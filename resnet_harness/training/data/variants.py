@@ -37,6 +37,10 @@ class Variant:
     source: str
     x_val: np.ndarray | None = None  # --validation-split: held out of the training set
     y_val: np.ndarray | None = None
+    # Indices of the training and test images into the data set (train, then test, as if
+    # concatenated): what two variants have in common (common random numbers, paired tests).
+    train_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
 
     @property
     def validation_counts(self) -> list[int] | None:
@@ -120,7 +124,8 @@ def _split_indices(raw: RawData, cfg: CaseConfig) -> tuple[np.ndarray, np.ndarra
     if case.split is not None:
         y_pool = np.concatenate([raw.y_train, raw.y_test])
         pool = stratified_subset(
-            y_pool, pool_cap(case.split, cfg.max_train_samples, cfg.max_test_samples), seed)
+            y_pool, cfg.max_pool_samples
+            or pool_cap(case.split, cfg.max_train_samples, cfg.max_test_samples), seed)
         first, second = stratified_split(y_pool[pool], int(round(case.split * len(pool))), seed)
         train_idx, test_idx = pool[first], pool[second]
     else:
@@ -240,7 +245,9 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     return Variant(take(train_idx), y_train, take(test_idx), take(test_idx, labels=True),
                    before, tuple(classes), fraction, raw.source,
                    x_val=None if val_idx is None else take(val_idx),
-                   y_val=None if val_idx is None else take(val_idx, labels=True))
+                   y_val=None if val_idx is None else take(val_idx, labels=True),
+                   train_index=np.asarray(train_idx, np.int64),
+                   test_index=np.asarray(test_idx, np.int64))
 
 
 def _is_all(index: np.ndarray, n: int) -> bool:
