@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from resnet_harness import study
+from resnet_harness.analysis import pairing
 from resnet_harness.analysis.stats import (Summary, detectable, holm, paired_difference,
                                           seed_summary, seeds_needed)
 from resnet_harness.storage import schema
@@ -116,7 +117,7 @@ class Result:
     measure: str
     n: int  # seeds with rows for both arms
     mean: float  # treatment - baseline (relative for time and memory)
-    low: float
+    low: float  # the interval at the level of its verdict (``alpha``: Holm's, a look's)
     high: float
     p_value: float
     p_holm: float
@@ -128,7 +129,7 @@ class Result:
     treatment_mean: float = math.nan
     fields: tuple[str, ...] = ()  # row fields behind a time or memory figure
     family_size: int = 0  # tests Holm's correction ran over (this one's family)
-    alpha: float = ALPHA
+    alpha: float = ALPHA  # the nominal two-sided level its test and interval used
     delta: float = math.nan
     se: float = math.nan  # standard error of the mean difference (log ratio for resources)
     floored: bool = False  # the test-set sampling floor set the standard error
@@ -136,6 +137,16 @@ class Result:
     detectable: float = math.nan  # smallest difference these seeds detect (80%, adjusted alpha)
     seeds_at_observed: float = math.nan  # seeds to decide at the observed difference
     seeds_at_delta: float = math.nan  # seeds to detect a difference of delta
+    df: float = math.nan  # degrees of freedom of the t behind the interval and the p-value
+    se_shared: float = 0.0  # the part of se that a test set shared by all seeds adds
+    ci95_low: float = math.nan  # the unadjusted 95% interval, for reading beside the paper
+    ci95_high: float = math.nan
+    differing: int = 0  # seeds in which the arms' predictions differ
+    test_sets: str = ""  # shared | per seed | unpaired: how test-set noise entered se
+    seed_cost_s: float = math.nan  # measured train + evaluation seconds of one seed's arms
+    family_alpha: float = ALPHA  # the family-wise error rate Holm keeps
+    cost_at_observed_s: float = math.nan  # seconds more to decide at the observed difference
+    cost_at_delta_s: float = math.nan  # seconds more to detect a difference of delta
 
     def as_dict(self) -> dict[str, Any]:
         """A flat record (``comparisons.csv``)."""
@@ -149,11 +160,18 @@ class Result:
                 "difference": self.mean, "ci_low": self.low, "ci_high": self.high,
                 "relative": MEASURES[self.measure].resource, "p_value": self.p_value,
                 "p_holm": self.p_holm, "family_size": self.family_size, "alpha": self.alpha,
+                "family_alpha": self.family_alpha,
+                "ci95_low": self.ci95_low, "ci95_high": self.ci95_high,
                 "delta": self.delta, "verdict": self.verdict, "direction": self.direction,
-                "se": self.se, "se_floored_by_test_set": self.floored,
+                "se": self.se, "df": self.df, "se_shared_test_set": self.se_shared,
+                "se_floored_by_test_set": self.floored, "test_sets": self.test_sets,
+                "seeds_differing": self.differing,
                 "detectable_difference": self.detectable,
                 "seeds_needed_at_observed": self.seeds_at_observed,
-                "seeds_needed_at_delta": self.seeds_at_delta, "note": self.note,
+                "seeds_needed_at_delta": self.seeds_at_delta,
+                "seed_cost_s": self.seed_cost_s,
+                "cost_to_decide_at_observed_s": self.cost_at_observed_s,
+                "cost_to_decide_at_delta_s": self.cost_at_delta_s, "note": self.note,
                 "fields": " ".join(self.fields), "confounds": "; ".join(self.confounds)}
 
 
@@ -260,17 +278,22 @@ def _show(v: Any) -> str:
 
 
 # -- verdicts ------------------------------------------------------------------------------------
-def _direction(n: int, low: float, high: float, mean: float, p_holm: float,
+def _direction(n: int, low: float, high: float, mean: float, p_value: float, level: float,
                delta: float, resource: bool = False, degenerate: bool = False,
-               comparable: bool = True, alpha: float = ALPHA) -> str:
+               comparable: bool = True, differing: int = 2) -> str:
     if n == 0:
         return "not run" if comparable else "not comparable"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "inconclusive"  # no interval: one seed, or no spread and no floor
     # Resources: log ratios, so the margin is log(1 -/+ delta) around 0.
     lo_margin, hi_margin = ((math.log1p(-delta), math.log1p(delta)) if resource
                             else (-delta, delta))
-    if n >= 2 and lo_margin < low and high < hi_margin and not degenerate:
+    # Equivalence is a claim about how much the arms can differ: it needs two seeds in which
+    # they did differ, or identical runs would vouch for any arm that changes nothing often.
+    if (n >= 2 and differing >= 2 and lo_margin < low and high < hi_margin
+            and not degenerate):
         return "equivalent"
-    if not math.isnan(p_holm) and p_holm < alpha:
+    if not math.isnan(p_value) and p_value <= level:
         return "higher" if mean > 0 else "lower"
     return "inconclusive"
 
@@ -294,15 +317,25 @@ class _Raw:
     degenerate: list[str] = field(default_factory=list)  # arms that predicted one class
     identical: int = 0  # seeds in which arms with the same predictions cancelled
     skipped: list[str] = field(default_factory=list)  # seeds left out as not comparable
+    differing: int = 0  # seeds whose arms' predictions (or, unknown, figures) differ
+    replicates: list = field(default_factory=list)  # per seed: resampled differences or None
+    floors: list[float] = field(default_factory=list)  # per seed: the least test-set variance
+    test_sets: list = field(default_factory=list)  # per seed: the test set's name or None
+    paired: int = 0  # seeds whose test-set variance came from pairing images
+    costs: list[float] = field(default_factory=list)  # per seed: train + evaluation seconds
 
 
 def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
             comparisons: Sequence[Comparison] | None = None, alpha: float = ALPHA,
-            plan: bool = True) -> list[Result]:
+            plan: bool = True, nominal=None, decided: dict | None = None) -> list[Result]:
     """Every figure of every comparison, from the result rows (pairs matched by seed).
 
-    ``comparisons``: by default those with an arm among ``rows``' cases; ``alpha``: the level
-    of the tests and of the intervals (``1 - alpha``): a sequential design's look spends less."""
+    ``comparisons``: by default those with an arm among ``rows``' cases; ``alpha``: the
+    family-wise error rate. Holm's procedure within each family tests a comparison at
+    ``nominal(alpha / k)`` (k: the family's comparisons not yet rejected; ``nominal`` is the
+    identity without a design, a sequential look's boundary with one), and its interval is at
+    that level: the interval and the verdict always agree. ``decided``: results of earlier
+    looks by key, kept as they are (rejections count as rejected for Holm)."""
     rows = list(rows)
     if comparisons is None:
         comparisons = comparisons_for(rows)
@@ -326,19 +359,54 @@ def compare(rows: Iterable[dict[str, Any]], delta: float = 0.01,
             for seed in seeds:
                 _pair(raw, seed, *(table[arm, seed] for arm in comp.arms))
             raws.append(raw)
-    paired = [_paired(raw, 1 - alpha) for raw in raws]
+    paired = [_paired(raw) for raw in raws]
     families: dict[tuple[str, bool], list[int]] = {}
     for index, raw in enumerate(raws):
         families.setdefault((raw.comparison.family, MEASURES[raw.measure].resource),
                             []).append(index)
-    adjusted, sizes = [math.nan] * len(raws), [0] * len(raws)
+    adjusted, sizes, levels = [math.nan] * len(raws), [0] * len(raws), [alpha] * len(raws)
+    decided = decided or {}
     for members in families.values():
         size = sum(1 for i in members if not math.isnan(paired[i].p_value))
         for index, p in zip(members, holm([paired[i].p_value for i in members])):
             adjusted[index], sizes[index] = p, size
-    results = [_result(raw, pair, p_holm, size, delta, alpha)
-               for raw, pair, p_holm, size in zip(raws, paired, adjusted, sizes)]
+        chosen = _holm_levels([paired[i].p_value for i in members], alpha, nominal or
+                              (lambda a: a), [_key(raws[i]) in decided and decided[
+                                  _key(raws[i])].verdict in ("better", "worse")
+                                  for i in members])
+        for index, level in zip(members, chosen):
+            levels[index] = level
+    results = [decided.get(_key(raw)) or _result(raw, pair, p_holm, size, delta, level, alpha)
+               for raw, pair, p_holm, size, level in zip(raws, paired, adjusted, sizes, levels)]
     return [planned(r) for r in results] if plan else results
+
+
+def _key(raw: "_Raw") -> tuple[str, ...]:
+    return (*raw.comparison.key, raw.measure)
+
+
+def _holm_levels(p_values: Sequence[float], alpha: float, nominal,
+                 rejected_before: Sequence[bool]) -> list[float]:
+    """The nominal level each member of a family is tested at under Holm's step-down: with r
+    members rejected (earlier looks' included), every member still open is tested at
+    ``nominal(alpha / (m - r))``, and each rejection raises the level of the rest. A rejected
+    member keeps the level that rejected it; an open one the last level reached. Rejecting
+    all that pass a level at once is the step-down itself: a rejection only raises the others'
+    level."""
+    m = sum(1 for p in p_values if not math.isnan(p))
+    rejected = sum(bool(r) for r in rejected_before)
+    levels = [math.nan] * len(p_values)
+    open_ = [i for i, p in enumerate(p_values) if not math.isnan(p) and not rejected_before[i]]
+    while m and open_:
+        level = nominal(alpha / max(1, m - rejected))
+        newly = [i for i in open_ if p_values[i] <= level]
+        for i in open_:
+            levels[i] = level
+        if not newly or m - rejected <= 1:
+            break
+        rejected += len(newly)
+        open_ = [i for i in open_ if i not in newly]
+    return [alpha if math.isnan(v) else v for v in levels]
 
 
 def _pair(raw: _Raw, seed: int, *rows: dict[str, Any]) -> None:
@@ -376,13 +444,30 @@ def _pair(raw: _Raw, seed: int, *rows: dict[str, Any]) -> None:
         if key and key not in raw.fields:
             raw.fields.append(key)
         raw.within.append(0.0)
+        raw.replicates.append(None)
+        raw.floors.append(0.0)
+        raw.test_sets.append(None)
+        raw.differing += 1
     else:
-        within, cancelled = _test_set_variance(raw.measure, partners, signs)
+        terms = [(row, partner, sign) for (row, partner), sign in zip(partners, signs)]
+        values = pairing.replicates(raw.measure, terms)
+        floor = max(pairing.floor(raw.measure, row, partner) for row, partner, _ in terms)
+        if values is not None:
+            within = max(pairing.finite_variance(values), floor)
+            raw.paired += 1
+            cancelled = _same_predictions(rows)
+        else:  # rows without test_outcomes, or not on one test set: the conservative sum
+            within, cancelled = _test_set_variance(raw.measure, partners, signs)
         raw.within.append(within)
+        raw.replicates.append(values)
+        raw.floors.append(floor)
+        raw.test_sets.append(rows[0].get("test_set") if values is not None else None)
         raw.identical += cancelled
+        raw.differing += not cancelled and (not _same_predictions(rows) or vb != va)
     for arm, row in zip(comp.arms, rows):
         if is_degenerate(row) and arm not in raw.degenerate:
             raw.degenerate.append(arm)
+    raw.costs.append(seed_cost(rows))
     raw.seeds.append(seed)
     raw.a.append(va)
     raw.b.append(vb)
@@ -417,18 +502,66 @@ def _difference(row: dict[str, Any], minus: dict[str, Any], measure: str,
     return va - vm
 
 
-def _paired(raw: _Raw, level: float):
+def _paired(raw: _Raw):
     if MEASURES[raw.measure].resource:  # log ratios: log(b / a), reported as b / a - 1
-        return paired_difference(np.log(raw.a), np.log(raw.b), level)
-    return paired_difference(raw.a, raw.b, level, within=raw.within)
+        return paired_difference(np.log(raw.a), np.log(raw.b))
+    within, shared = raw.within, 0.0
+    if shared_test_set(raw):
+        within, shared = _shared_terms(raw)
+    return paired_difference(raw.a, raw.b, within=within, shared=shared)
 
 
-def _result(raw: _Raw, pair, p_holm: float, size: int, delta: float, alpha: float) -> Result:
+def shared_test_set(raw: _Raw) -> bool:
+    """Whether every seed of ``raw`` was scored on one test set (paper scale, and the reduced
+    scale's whole test set), each with resampled differences to take its offset from."""
+    return (len(raw.seeds) >= 2 and len(set(raw.test_sets)) == 1
+            and raw.test_sets[0] is not None and all(r is not None for r in raw.replicates))
+
+
+def _shared_terms(raw: _Raw) -> tuple[list[float], float]:
+    """Per-seed floors and the shared offset's variance when every seed has one test set.
+
+    The per-image difference of seed s is mu + a_i + e_si: a_i the image's own effect,
+    common to all seeds, e_si the seed's. Resampling the images once for all seeds gives
+    V = Var*(mean over seeds) = (s_a^2 + s_e^2 / n) / N and W = mean over seeds of Var*(seed)
+    = (s_a^2 + s_e^2) / N, so s_e^2 / N = (W - V) n / (n - 1) is the test-set noise that each
+    seed adds independently (a floor under the seeds' spread) and s_a^2 / N = V - that / n is
+    the offset all seeds share, which stays whatever the number of seeds."""
+    n = len(raw.seeds)
+    draws = np.vstack(raw.replicates)
+    common = float(np.var(draws.mean(axis=0), ddof=1))
+    each = float(np.mean(np.var(draws, axis=1, ddof=1)))
+    independent = max((each - common) * n / (n - 1), float(np.mean(raw.floors)))
+    return [independent] * n, max(0.0, common - independent / n)
+
+
+def seed_cost(rows: Sequence[dict[str, Any]]) -> float:
+    """What one seed of these rows cost as measured: their training plus evaluation seconds
+    (NaN when a row did not record them)."""
+    total = 0.0
+    for row in rows:
+        train, test = row.get("train_time_s"), row.get("evaluation_s", row.get("test_time_s"))
+        if not (_finite(train) and _finite(test)):
+            return math.nan
+        total += float(train) + float(test)
+    return total
+
+
+def _same_predictions(rows: Sequence[dict[str, Any]]) -> bool:
+    digests = {row.get("predictions_digest") for row in rows}
+    outcomes = {row.get("test_outcomes") for row in rows}
+    return (len(digests) == 1 and isinstance(next(iter(digests)), str)) or (
+        len(outcomes) == 1 and isinstance(next(iter(outcomes)), str))
+
+
+def _result(raw: _Raw, pair, p_holm: float, size: int, delta: float, level: float,
+            alpha: float = ALPHA) -> Result:
     measure = MEASURES[raw.measure]
     comparable = bool(raw.seeds) or not raw.skipped
     degenerate = bool(raw.degenerate)
-    direction = _direction(pair.n, pair.low, pair.high, pair.mean, p_holm, delta,
-                           measure.resource, degenerate, comparable, alpha)
+    low, high = pair.interval(1 - level) if pair.n >= 2 else (math.nan, math.nan)
+    direction = _direction(pair.n, low, high, pair.mean, pair.p_value, level, delta,
+                           measure.resource, degenerate, comparable, raw.differing)
     notes = []
     if raw.skipped:
         kinds = sorted(set(s.partition(": ")[2] for s in raw.skipped))
@@ -440,13 +573,40 @@ def _result(raw: _Raw, pair, p_holm: float, size: int, delta: float, alpha: floa
     if raw.identical:
         notes.append(f"identical predictions in {raw.identical} of {len(raw.seeds)} seeds "
                      "(those runs' test-set sampling cancels)")
+    if pair.n >= 2 and pair.se == 0:
+        notes.append("no interval: every seed gave the same difference and nothing bounds "
+                     "its uncertainty (no test-set figures), which is not certainty")
+    elif (pair.n >= 2 and raw.differing < 2 and math.isfinite(low)
+          and not measure.resource and -delta < low and high < delta):
+        notes.append(f"not equivalent: the arms differ in {raw.differing} of {pair.n} seeds, "
+                     "equivalence needs two that differ")
     scale = _ratio if measure.resource else (lambda v: v)
+    lo95, hi95 = pair.interval(0.95) if pair.n >= 2 else (math.nan, math.nan)
     return Result(
-        raw.comparison, raw.measure, pair.n, scale(pair.mean), scale(pair.low),
-        scale(pair.high), pair.p_value, p_holm, _verdict(direction, measure), direction,
+        raw.comparison, raw.measure, pair.n, scale(pair.mean), scale(low),
+        scale(high), pair.p_value, p_holm, _verdict(direction, measure), direction,
         tuple(raw.confounds), tuple(raw.seeds), seed_summary(raw.a).mean,
-        seed_summary(raw.b).mean, tuple(raw.fields), size, alpha, delta, pair.se,
-        pair.floored, "; ".join(notes))
+        seed_summary(raw.b).mean, tuple(raw.fields), size, level, delta, pair.se,
+        pair.floored, "; ".join(notes), df=pair.df,
+        se_shared=math.sqrt(pair.shared) if pair.shared > 0 else 0.0,
+        ci95_low=scale(lo95), ci95_high=scale(hi95), differing=raw.differing,
+        test_sets=_design(raw), seed_cost_s=_mean_finite(raw.costs), family_alpha=alpha)
+
+
+def _design(raw: _Raw) -> str:
+    """How the test-set noise of ``raw`` was taken into account (``comparisons.csv``)."""
+    if MEASURES[raw.measure].resource or not raw.seeds:
+        return ""
+    if shared_test_set(raw):
+        return "shared"
+    if raw.paired == len(raw.seeds):
+        return "per seed"
+    return "unpaired" if not raw.paired else f"paired in {raw.paired} of {len(raw.seeds)}"
+
+
+def _mean_finite(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def _ratio(log_ratio: float) -> float:
@@ -458,17 +618,29 @@ def planned(result: Result) -> Result:
     """``result`` with, when inconclusive, the smallest difference its seeds could detect and
     the seeds that would decide it at the observed difference and at delta (80% power at
     Holm's strictest level for its family, ``ALPHA / family size``)."""
-    sd = result.se * math.sqrt(result.n) if result.n >= 2 else math.nan
+    seed_variance = result.se ** 2 - result.se_shared ** 2
+    sd = math.sqrt(seed_variance * result.n) if result.n >= 2 and seed_variance > 0 else math.nan
     if result.verdict != "inconclusive" or not (math.isfinite(sd) and sd > 0):
         return result
+    shared = result.se_shared ** 2 / sd ** 2
     resource = MEASURES[result.measure].resource
     scale = _ratio if resource else (lambda v: v)
     observed = math.log1p(result.mean) if resource else result.mean
     margin = math.log1p(result.delta) if resource else result.delta
-    alpha = ALPHA / max(result.family_size, 1)
-    return replace(result, detectable=scale(detectable(result.n, sd, alpha)),
-                   seeds_at_observed=seeds_needed(observed / sd, alpha),
-                   seeds_at_delta=seeds_needed(margin / sd, alpha))
+    alpha = result.family_alpha / max(result.family_size, 1)
+    at_observed = seeds_needed(observed / sd, alpha, shared=shared)
+    at_delta = seeds_needed(margin / sd, alpha, shared=shared)
+    return replace(result, detectable=scale(detectable(result.n, sd, alpha, shared=shared)),
+                   seeds_at_observed=at_observed, seeds_at_delta=at_delta,
+                   cost_at_observed_s=more_cost(at_observed, result),
+                   cost_at_delta_s=more_cost(at_delta, result))
+
+
+def more_cost(seeds: float, result: Result) -> float:
+    """Seconds the seeds beyond ``result.n`` would take at its measured cost per seed."""
+    if not math.isfinite(result.seed_cost_s):
+        return math.nan
+    return max(0.0, seeds - result.n) * result.seed_cost_s if math.isfinite(seeds) else math.inf
 
 
 # -- test-set sampling and degenerate runs --------------------------------------------------------
@@ -504,12 +676,21 @@ def sampling_variance(row: dict[str, Any], measure: str,
     return v * (1 - v) / n if 0 <= v <= 1 else 0.0
 
 
-def is_degenerate(row: dict[str, Any]) -> bool:
-    """Whether a run's model predicted one class for every test image (its confusion matrix
-    has a single non-empty column): its scores say nothing about what it learned."""
+def predicted_classes(row: dict[str, Any]) -> int | None:
+    """How many classes a row's model predicted: stored (``results.csv`` has it too), else
+    from its confusion matrix or its test outcomes; None when the row cannot tell."""
+    stored = schema.as_number(row.get("predicted_classes"))
+    if stored is not None:
+        return int(stored)
     matrix = (row.get("metrics") or {}).get("confusion_matrix")
-    if not isinstance(matrix, list) or not matrix:
-        return False
-    columns = [sum(r[k] for r in matrix) for k in range(len(matrix[0]))]
-    return sum(1 for c in columns if c) == 1
+    if isinstance(matrix, list) and matrix and isinstance(matrix[0], list):
+        return sum(1 for k in range(len(matrix[0])) if any(r[k] for r in matrix))
+    pair = pairing.decoded(row)
+    return None if pair is None else int(len(np.unique(pair[1])))
 
+
+def is_degenerate(row: dict[str, Any]) -> bool:
+    """Whether a run's model predicted one class for every test image: its scores say nothing
+    about what it learned. Read from ``predicted_classes`` (a row or a ``results.csv`` line)
+    or the confusion matrix, so the run folder and its CSV agree."""
+    return predicted_classes(row) == 1

@@ -6,8 +6,8 @@ Per run: :func:`resnet_harness.training.metrics.run_intervals` (computed when th
 Over seeds (:func:`seed_summary`, :func:`paired_difference`): mean, sample standard deviation and
 a Student t interval (``scipy.stats.t``), and a paired t-test on the per-seed differences whose
 standard error never falls below what test-set sampling alone gives. How many seeds a question
-needs (:func:`power`, :func:`seeds_needed`, :func:`detectable`): the noncentral t
-(``scipy.stats.nct``). With 5
+needs (:func:`power`, :func:`seeds_needed`, :func:`detectable`): the noncentral t, integrated
+over the chi distribution (exact at every n >= 2). With 5
 seeds an exact sign or Wilcoxon test cannot reach p < 0.05 (its smallest two-sided p is
 2^(1-n) = 0.0625), so it could never call anything "better"; the t-test can, assuming the
 per-seed differences are roughly normal, which they are for averages over thousands of images.
@@ -16,11 +16,13 @@ per-seed differences are roughly normal, which they are for averages over thousa
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from scipy import stats as sps
+from scipy.integrate import quad
 from scipy.optimize import brentq
 
 LEVEL = 0.95
@@ -61,7 +63,9 @@ def seed_summary(values: Sequence[float], level: float = LEVEL) -> Summary:
 @dataclass(frozen=True)
 class Paired:
     """The mean of per-seed differences ``b - a``, its t interval, a paired t-test p-value, the
-    standard error behind both and whether the test-set floor set it (``floored``)."""
+    standard error behind both, whether the test-set floor set it (``floored``), the degrees of
+    freedom of its t distribution and the part of its variance that a shared test set adds
+    (``shared``: 0 when every seed has its own test images)."""
 
     n: int
     mean: float
@@ -70,18 +74,34 @@ class Paired:
     p_value: float
     se: float = math.nan
     floored: bool = False
+    df: float = math.nan
+    shared: float = 0.0
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """The t interval of the mean difference at ``level`` (e.g. a look's adjusted one)."""
+        if not (self.se > 0 and self.df > 0):
+            return math.nan, math.nan
+        half = float(sps.t.ppf(0.5 + level / 2, self.df)) * self.se
+        return self.mean - half, self.mean + half
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], level: float = LEVEL,
-                      within: Sequence[float] | None = None) -> Paired:
+                      within: Sequence[float] | None = None, shared: float = 0.0) -> Paired:
     """Paired comparison of ``b`` against ``a`` (the same seeds in the same order).
 
-    ``within``: per seed, the variance that each run's test-set sampling adds to its difference
-    (the two runs' bootstrap variances summed). The seeds' spread already holds it, but with few
-    seeds that spread can come out far too small (two seeds that moved by exactly the same
-    amount have none), so the standard error is never below what test-set sampling alone gives:
-    ``se^2 = max(s^2, mean(within)) / n``. Without ``within``, differences that are all equal
-    have no spread and the interval is that one value.
+    ``within``: per seed, the variance that sampling the test set adds to its difference
+    independently of the other seeds (``analysis.pairing``). The seeds' spread already holds
+    it, but with few seeds that spread can come out far too small (two seeds that moved by
+    exactly the same amount have none), so the seeds' variance is never taken below its mean.
+    ``shared``: the variance of the test-set offset common to every seed (one test set shared
+    by all seeds), which more seeds never average away. Then
+
+        se^2 = max(s^2, mean(within)) / n + shared
+
+    with Welch-Satterthwaite's degrees of freedom ``(n - 1) * (se^2 / seed term)^2`` (the
+    shared term is estimated from thousands of images: its own degrees of freedom are taken
+    as infinite). A standard error of 0 (no spread, no floor) gives no interval and p NaN:
+    nothing is known about the difference's uncertainty, which is not certainty.
     """
     diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
     summary = seed_summary(diffs, level)
@@ -91,63 +111,109 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = LEV
     spread = summary.std ** 2
     floor = float(np.nanmean(within)) if within is not None and len(within) else 0.0
     floor = floor if math.isfinite(floor) else 0.0
-    variance = max(spread, floor)
+    shared = shared if math.isfinite(shared) and shared > 0 else 0.0
+    seed_term = max(spread, floor) / n
+    variance = seed_term + shared
     if variance <= (1e-12 * max(1.0, abs(summary.mean))) ** 2:  # no spread, no floor
-        return Paired(n, summary.mean, summary.mean, summary.mean,
-                      1.0 if abs(summary.mean) <= 1e-12 else 0.0, 0.0)
-    se = math.sqrt(variance / n)
-    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * se
-    # The paired t-test (scipy.stats.ttest_1samp on the differences when the floor does not
-    # bite), written out so that the same standard error gives the interval and the p-value.
-    p_value = float(2 * sps.t.sf(abs(summary.mean) / se, n - 1))
+        return Paired(n, summary.mean, math.nan, math.nan, math.nan, 0.0, False, n - 1.0)
+    se = math.sqrt(variance)
+    df = (n - 1) * (variance / seed_term) ** 2 if seed_term > 0 else math.inf
+    df = min(df, 1e6)
+    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
+    # The paired t-test (scipy.stats.ttest_1samp on the differences when neither the floor nor
+    # a shared test set adds to the seeds' spread), written out so that the same standard
+    # error gives the interval and the p-value.
+    p_value = float(2 * sps.t.sf(abs(summary.mean) / se, df))
     return Paired(n, summary.mean, summary.mean - half, summary.mean + half, p_value, se,
-                  floor > spread)
+                  floor > spread, df, shared)
 
 
-def power(n: int, effect: float, alpha: float) -> float:
+def power(n: int, effect: float, alpha: float, df: float | None = None) -> float:
     """Power of a two-sided one-sample (paired) t-test with ``n`` seeds at level ``alpha`` for a
-    true mean difference of ``effect`` standard deviations (noncentral t)."""
-    if n < 2:
+    true mean difference of ``effect`` standard deviations: ``P(|T| > c)`` for the noncentral
+    t with noncentrality ``effect * sqrt(n)`` and ``df`` (default ``n - 1``) degrees of
+    freedom, integrated exactly over the chi distribution of the standard error:
+
+        power = E_V[ Phi(-c sqrt(V/df) - lam) + Phi(-c sqrt(V/df) + lam) ],  V ~ chi2(df)
+
+    ``scipy.stats.nct`` (fast) where it answers; it returns NaN far out at 2-4 degrees of
+    freedom, where the integral is computed instead (both checked against statsmodels and
+    simulation in tests/test_verdicts.py).
+    """
+    if n < 2 or not 0 < alpha < 1:
         return 0.0
-    df, crit = n - 1, float(sps.t.ppf(1 - alpha / 2, n - 1))
+    df = float(n - 1 if df is None else df)
+    crit = float(sps.t.ppf(1 - alpha / 2, df))
     shift = abs(effect) * math.sqrt(n)
-    if shift - crit > 8:  # certain; scipy's noncentral t returns NaN that far out
+    if not math.isfinite(shift):
         return 1.0
-    value = float(sps.nct.sf(crit, df, shift) + sps.nct.cdf(-crit, df, shift))
-    return float(shift > crit) if math.isnan(value) else value
+    if df > 1e5:  # the t is normal
+        return float(sps.norm.cdf(-crit - shift) + sps.norm.sf(crit - shift))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = float(sps.nct.sf(crit, df, shift) + sps.nct.cdf(-crit, df, shift))
+    if math.isfinite(fast) and -1e-9 <= fast <= 1 + 1e-9:
+        return min(1.0, max(0.0, fast))  # where scipy's nct answers, it agrees to 1e-4
+
+    def integrand(v: float) -> float:
+        scaled = crit * math.sqrt(v / df)
+        return (sps.norm.cdf(-scaled - shift) + sps.norm.sf(scaled - shift)) * \
+            sps.chi2.pdf(v, df)
+
+    # Split the chi-square at its quantiles so quad sees where the mass is.
+    edges = [0.0, *sps.chi2.ppf([1e-9, 0.01, 0.25, 0.5, 0.75, 0.99, 1 - 1e-12], df), math.inf]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quad's accuracy warnings, for tails of mass < 1e-9
+        total = sum(quad(integrand, lo, hi, limit=200, epsabs=1e-12)[0]
+                    for lo, hi in zip(edges, edges[1:]) if hi > lo)
+    return float(min(1.0, max(0.0, total)))
 
 
 MAX_SEEDS_PLANNED = 10_000  # "would need more than this": say so rather than search on
 
 
-def seeds_needed(effect: float, alpha: float, target: float = 0.8) -> float:
-    """The fewest seeds with ``power >= target`` for ``effect`` standard deviations; ``inf``
-    when the effect is 0 or more than :data:`MAX_SEEDS_PLANNED` seeds would be needed."""
+def _power_at(n: int, effect: float, alpha: float, shared: float) -> float:
+    # A shared test set's variance (``shared``, in units of one seed's variance) does not
+    # shrink with n: the effect shrinks instead, and Welch's degrees of freedom grow.
+    if not shared:
+        return power(n, effect, alpha)
+    inflation = 1 + n * shared
+    return power(n, effect / math.sqrt(inflation), alpha, df=(n - 1) * inflation ** 2)
+
+
+def seeds_needed(effect: float, alpha: float, target: float = 0.8, shared: float = 0.0) -> float:
+    """The fewest seeds with ``power >= target`` for ``effect`` standard deviations of one
+    seed's difference; ``inf`` when the effect is 0 or more than :data:`MAX_SEEDS_PLANNED`
+    seeds would be needed. ``shared``: the variance of a test-set offset common to all seeds,
+    in units of one seed's variance (no number of seeds removes it)."""
     if not math.isfinite(effect) or abs(effect) < 1e-12:
         return math.inf
-    if power(MAX_SEEDS_PLANNED, effect, alpha) < target:
+    if _power_at(MAX_SEEDS_PLANNED, effect, alpha, shared) < target:
         return math.inf
     low, high = 2, MAX_SEEDS_PLANNED  # power grows with n: bisect
     while low < high:
         mid = (low + high) // 2
-        if power(mid, effect, alpha) >= target:
+        if _power_at(mid, effect, alpha, shared) >= target:
             high = mid
         else:
             low = mid + 1
     return float(low)
 
 
-def detectable(n: int, sd: float, alpha: float, target: float = 0.8) -> float:
+def detectable(n: int, sd: float, alpha: float, target: float = 0.8,
+               shared: float = 0.0) -> float:
     """The smallest true difference that ``n`` seeds detect with power ``target`` at level
-    ``alpha``, given the per-seed standard deviation ``sd`` of the differences."""
+    ``alpha``, given the per-seed standard deviation ``sd`` of the differences (and a shared
+    test set's variance ``shared`` in units of ``sd**2``)."""
     if n < 2 or not math.isfinite(sd) or sd <= 0:
         return math.nan
     high = 1.0
-    while power(n, high, alpha) < target:
+    while _power_at(n, high, alpha, shared) < target:
         high *= 2
         if high > 1e6:
             return math.inf
-    return float(brentq(lambda d: power(n, d, alpha) - target, 0.0, high, xtol=1e-6)) * sd
+    return float(brentq(lambda d: _power_at(n, d, alpha, shared) - target, 0.0, high,
+                        xtol=1e-6)) * sd
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from resnet_harness import study
+from resnet_harness.analysis.comparisons import predicted_classes
 from resnet_harness.training.data.sources import NUM_CLASSES
 from resnet_harness.storage import schema
 from resnet_harness.storage.schema import FIELDS, PAPER_KEYS, PAPER_METRIC
@@ -122,7 +123,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat["identity"] = keys.get("identity")
     flat["data_source"] = row.get("data_source")
     flat["data_fingerprint"] = row.get("data_fingerprint")
-    flat["predicted_classes"] = predicted_classes(row)
+    flat["predicted_classes"] = predicted_classes(row)  # older rows: from their matrix
     flat["predictions_digest"] = row.get("predictions_digest")
     flat["test_set"] = row.get("test_set")
     flat["test_outcomes"] = row.get("test_outcomes")
@@ -131,17 +132,6 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
                           ("environment", provenance.get("environment"))):
         flat[column] = json.dumps(value, sort_keys=True, default=str) if value else None
     return flat
-
-
-def predicted_classes(row: dict[str, Any]) -> int | None:
-    """How many classes a row's model predicted: stored, else from its confusion matrix."""
-    stored = _number(row.get("predicted_classes"))
-    if stored is not None:
-        return int(stored)
-    matrix = (row.get("metrics") or {}).get("confusion_matrix")
-    if isinstance(matrix, list) and matrix and isinstance(matrix[0], list):
-        return sum(1 for k in range(len(matrix[0])) if any(r[k] for r in matrix))
-    return None
 
 
 def baseline_status(row: dict[str, Any]) -> str | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,6 +52,9 @@ class Field:
     doc: str = ""
     key: str | None = None  # its key inside ``source`` when that is not the name
     index: int | None = None  # the item of a stored list (an interval's low or high end)
+    # A group score's classes, from its row (e.g. the long-tail study's tail: the 3 classes
+    # with the fewest training images): its test-set noise is that of those classes' images.
+    classes: Callable[[Mapping[str, Any]], Sequence[int]] | None = None
 
     @property
     def in_metrics(self) -> bool:

@@ -454,12 +454,18 @@ def group_metrics(y_true: np.ndarray, y_pred: np.ndarray,
 
 # Classes ranked by training count: 3 largest / 4 / 3 smallest. No baseline tolerance: a group is
 # 3-4 classes of the test set, too few images to guard.
+def _members(name: str):
+    def classes(row: Mapping[str, Any]) -> list[int]:
+        return groups(row["train_counts"])[name]
+    return classes
+
+
 FIELDS = (
-    Field("head_accuracy", "group_score", "higher", ".3f",
+    Field("head_accuracy", "group_score", "higher", ".3f", classes=_members("head"),
           doc="long-tail study: mean recall of the 3 classes with the most training images"),
-    Field("middle_accuracy", "group_score", "higher", ".3f",
+    Field("middle_accuracy", "group_score", "higher", ".3f", classes=_members("middle"),
           doc="long-tail study: mean recall of the 4 middle classes by training count"),
-    Field("tail_accuracy", "group_score", "higher", ".3f",
+    Field("tail_accuracy", "group_score", "higher", ".3f", classes=_members("tail"),
           doc="long-tail study: mean recall of the 3 classes with the fewest training images"),
 )
 
