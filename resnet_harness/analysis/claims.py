@@ -119,31 +119,64 @@ def _num(v: float, spec: str) -> str:
 
 
 def describe(result: Result) -> str:
-    """``+0.0312 [+0.0120, +0.0504] p=0.004 (Holm 0.012, 5 seeds)``; relative for resources."""
+    """``+0.0312 [+0.0120, +0.0504] (98.8%) p=0.004 (Holm 0.012 of 4, 5 seeds)``; relative
+    for resources. The interval is at the level the verdict used (Holm's, a look's)."""
     spec = "+.1%" if MEASURES[result.measure].resource else "+.4f"
     if result.n == 0:
         return "not run"
     text = f"{_num(result.mean, spec)}"
-    if result.n >= 2:
+    if result.n >= 2 and math.isfinite(result.low):
         text += (f" [{_num(result.low, spec)}, {_num(result.high, spec)}]"
-                 f" p={_num(result.p_value, '.3g')} (Holm {_num(result.p_holm, '.3g')} of "
-                 f"{result.family_size}")
+                 f" ({level_text(result.alpha)}) p={_num(result.p_value, '.3g')}"
+                 f" (Holm {_num(result.p_holm, '.3g')} of {result.family_size}")
     else:
         text += " (no interval"
     text += f", {result.n} seed{'s' if result.n != 1 else ''})"
     return text + seeds_advice(result)
 
 
+def level_text(alpha: float) -> str:
+    """A confidence level ``1 - alpha`` as a percentage with the digits it needs."""
+    level = 100 * (1 - alpha)
+    for digits in range(1, 6):
+        if round(level, digits) < 100 and abs(round(level, digits) - level) < 0.05 * 100 * alpha:
+            return f"{level:.{digits}f}".rstrip("0").rstrip(".") + "%"
+    return f"{level:.5f}%"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a reader wants them: "40 min", "2.1 h", "3.5 days"."""
+    if not math.isfinite(seconds):
+        return "unbounded"
+    if seconds < 90 * 60:
+        return f"{max(1, round(seconds / 60))} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def seeds_advice(result: Result) -> str:
-    """`` needs ~N seeds ...`` for an inconclusive comparison ("" otherwise)."""
+    """``; seeds to decide: N at the observed difference (about 2.1 h more) ...`` for an
+    inconclusive comparison ("" otherwise): seeds, and what they cost at this run's measured
+    train + evaluation time per seed."""
     if result.verdict != "inconclusive" or math.isnan(result.seeds_at_delta):
         return ""
-    spec = "+.1%" if MEASURES[result.measure].resource else ".4f"
-    def seeds(n: float) -> str:
-        return f">{MAX_SEEDS_PLANNED:,}" if math.isinf(n) else f"{n:.0f}"
-    return (f"; detectable with these seeds: {_num(result.detectable, spec)}; seeds to decide: "
-            f"{seeds(result.seeds_at_observed)} at the observed difference, "
-            f"{seeds(result.seeds_at_delta)} at delta")
+    resource = MEASURES[result.measure].resource
+    spec = "+.1%" if resource else ".4f"
+
+    def seeds(n: float, cost: float) -> str:
+        text = f">{MAX_SEEDS_PLANNED:,}" if math.isinf(n) else f"{n:.0f}"
+        if math.isfinite(cost) and math.isfinite(n):
+            text += f" (about {duration(cost)} more)"
+        return text
+    detect = result.detectable
+    shown = ("more than the figure's whole range" if not resource and detect > 1
+             else _num(detect, spec))
+    return (f"; detectable with these seeds: {shown}; seeds to decide: "
+            f"{seeds(result.seeds_at_observed, result.cost_at_observed_s)} at the observed "
+            f"difference, {seeds(result.seeds_at_delta, result.cost_at_delta_s)} at delta"
+            + (f" ({duration(result.seed_cost_s)} a seed)" if math.isfinite(result.seed_cost_s)
+               else ""))
 
 
 def _evidence(check: Check, result: Result | None, outcome: str) -> str:

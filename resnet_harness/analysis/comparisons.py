@@ -649,8 +649,9 @@ def sampling_variance(row: dict[str, Any], measure: str,
     """The variance that sampling the test set adds to one run's figure.
 
     From the row's own 95% bootstrap interval where it has one (accuracy, balanced accuracy,
-    macro F1); a binomial ``p(1-p)/n`` over the test images concerned for the other
-    proportions (the reduced classes' recall, a group's accuracy, per-class averages); for ROC
+    macro F1); Agresti and Coull's binomial ``p~(1-p~)/(n + z^2)`` over the test images
+    concerned for the other proportions (the reduced classes' recall, a group's accuracy over
+    the group's own images, per-class averages), never 0; for ROC
     AUC Hanley & McNeil's (1982) variance per one-vs-rest class, averaged over classes. 0 where
     nothing is known (the comparison then rests on the seeds' spread alone).
     """
@@ -670,10 +671,16 @@ def sampling_variance(row: dict[str, Any], measure: str,
         per_class = (v * (1 - v) + (pos - 1) * (q1 - v * v) + (neg - 1) * (q2 - v * v)) / (
             pos * neg)
         return max(per_class, 0.0) / classes
-    if measure == "reduced_recall":
-        reduced = row.get("reduced_classes") or (partner or {}).get("reduced_classes") or []
-        n = sum(counts[k] for k in reduced if k < len(counts)) or n
-    return v * (1 - v) / n if 0 <= v <= 1 else 0.0
+    classes = pairing.measured_classes(measure, row, partner)  # reduced classes, a group's
+    if classes is not None and counts:
+        n = sum(counts[k] for k in classes if k < len(counts)) or n
+    if not 0 <= v <= 1:
+        return 0.0
+    # Agresti-Coull: z^2/2 successes and failures added, so a figure of 0 or 1 (every image
+    # wrong, or right) still has a variance, as its interval says it must.
+    z2 = 1.959963984540054 ** 2
+    adjusted = (v * n + z2 / 2) / (n + z2)
+    return adjusted * (1 - adjusted) / (n + z2)
 
 
 def predicted_classes(row: dict[str, Any]) -> int | None:

@@ -195,3 +195,39 @@ def design_of(runs: Sequence[dict[str, Any]]) -> Design | None:
             _, _, maximum = value.partition(":")
             return Design(int(maximum)) if maximum.isdigit() else Design()
     return None
+
+
+def simulate(design: Design, effect: float, family: int = 1, sims: int = 20_000,
+             seed: int = 0) -> dict[str, float]:
+    """Operating characteristics of ``design`` by simulation: ``family`` comparisons whose
+    per-seed differences are N(``effect``, 1) each, tested at every look with this module's
+    boundary and Holm's levels (``comparisons._holm_levels``), as :func:`looked` tests rows.
+
+    Returns the share of studies with any comparison called better/worse (the family-wise
+    error when ``effect`` is 0), the share with every comparison decided (power), the mean
+    seeds run (a study stops when all its comparisons are decided) and the seeds a fixed
+    design needs for the same power (one comparison, level ``alpha / family``)."""
+    from resnet_harness.analysis.comparisons import _holm_levels
+    from resnet_harness.analysis.stats import power
+
+    rng = np.random.default_rng(seed)
+    diffs = rng.normal(effect, 1.0, (sims, family, design.max_seeds))
+    rejected = np.zeros((sims, family), dtype=bool)
+    stop = np.full(sims, design.max_seeds)
+    for look in design.looks:
+        x = diffs[:, :, :look]
+        t = x.mean(-1) / (x.std(-1, ddof=1) / np.sqrt(look))
+        p = 2 * sps.t.sf(np.abs(t), look - 1)
+        for i in np.flatnonzero(~rejected.all(axis=1)):
+            levels = _holm_levels(list(p[i]), design.alpha,
+                                  lambda a, look=look: design.nominal(look, a),
+                                  list(rejected[i]))
+            rejected[i] |= p[i] <= np.array(levels)
+            if rejected[i].all():
+                stop[i] = min(stop[i], look)
+    decided = float(rejected.all(axis=1).mean())
+    fixed = next((n for n in range(2, 1000)
+                  if power(n, effect, design.alpha / family) >= decided), math.inf) \
+        if effect else math.nan
+    return {"any_rejected": float(rejected.any(axis=1).mean()), "power": decided,
+            "mean_seeds": float(stop.mean()), "fixed_seeds_same_power": fixed}

@@ -214,16 +214,18 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
 
 
 def _forest(results, delta: float, title: str, relative: bool) -> str:
-    """One family's forest plot: each comparison's difference and interval, the ±δ band, the
-    verdict's colour and, beside an inconclusive one, the seeds that would decide it."""
+    """One family's forest plot: each comparison's difference and interval at its verdict's
+    level, the ±δ band, the verdict's colour and, under an inconclusive one, the seeds that
+    would decide it."""
     entries = []
     for r in results:
         note = ""
         if r.verdict == "inconclusive" and r.seeds_at_delta == r.seeds_at_delta:
             at_delta = ">10k" if math.isinf(r.seeds_at_delta) else f"{r.seeds_at_delta:.0f}"
             note = f"n={r.n}; {at_delta} seeds at δ"
-        label = f"{r.comparison.name}: {claims.MEASURES[r.measure].label}"
-        entries.append((label[:60], r.mean, r.low, r.high, r.verdict, note))
+        entries.append(plots.ForestEntry(
+            r.comparison.name, claims.MEASURES[r.measure].label, r.mean, r.low, r.high,
+            r.verdict, claims.level_text(r.alpha) if math.isfinite(r.low) else "", note))
     return _img(plots.forest_png(entries, delta, title, percent=relative), f"forest plot {title}")
 
 

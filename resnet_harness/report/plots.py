@@ -8,6 +8,8 @@ pytest workers and next to whatever backend the caller chose, and nothing needs 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
+from typing import Sequence
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -171,36 +173,76 @@ VERDICT_COLORS = {"better": "#17632a", "worse": "#a4261b", "equivalent": "#55555
                   "inconclusive": "#c58a00"}
 
 
-def forest_png(entries: list[tuple[str, float, float, float, str, str]], delta: float,
-               title: str, percent: bool = False) -> bytes | None:
-    """A forest plot: one line per comparison, its mean difference and 95% interval, coloured
-    by verdict, the ``±delta`` equivalence band shaded, and ``note`` (seeds needed) beside it.
+@dataclass(frozen=True)
+class ForestEntry:
+    """One comparison's figure in a forest plot: its arms, the figure compared, the mean
+    difference and the interval at ``level`` (the level its verdict was tested at), the
+    verdict and a short note (seeds that would decide it)."""
 
-    ``entries``: ``(label, mean, low, high, verdict, note)``; ``percent``: relative figures.
+    comparison: str
+    measure: str
+    mean: float
+    low: float
+    high: float
+    verdict: str
+    level: str = ""
+    note: str = ""
+
+
+def forest_png(entries: Sequence[ForestEntry], delta: float, title: str,
+               percent: bool = False, wrap: int = 34) -> bytes | None:
+    """A family's forest plot that a statistician reads without the tables: one panel per
+    figure compared (accuracy, macro F1, ...), one row per comparison, labels whole (wrapped,
+    never cut); each interval is drawn at the level its verdict used (Holm's step, a sequential
+    look's boundary: written beside it), coloured by verdict, with the ``±delta`` equivalence
+    band shaded and a legend of both. The figure is sized to fit a page (at most ~10 in tall).
     """
-    entries = [e for e in entries if e[1] == e[1]]  # drop NaN means (not run)
+    import textwrap
+
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    entries = [e for e in entries if e.mean == e.mean]  # drop NaN means (not run)
     if not entries:
         return None
-    fig = Figure(figsize=(7.2, 0.9 + 0.32 * len(entries)), layout="constrained")
-    ax = fig.add_subplot()
+    rows = list(dict.fromkeys(e.comparison for e in entries))
+    measures = list(dict.fromkeys(e.measure for e in entries))
+    labels = ["\n".join(textwrap.wrap(name, wrap)) or name for name in rows]
+    lines = max(1, max(label.count("\n") + 1 for label in labels))
+    per_row = min(0.22 + 0.13 * lines, 9.0 / len(rows))
+    width = min(11.0, 2.4 + 2.3 * len(measures))
+    fig = Figure(figsize=(width, 1.5 + per_row * len(rows)), layout="constrained")
+    axes = fig.subplots(1, len(measures), sharey=True, squeeze=False)[0]
     scale = 100.0 if percent else 1.0
-    ax.axvspan(-delta * scale, delta * scale, color="#e6e6e6", zorder=0)
-    ax.axvline(0, color="#888888", linewidth=0.8)
-    for row, (label, mean, low, high, verdict, note) in enumerate(entries):
-        color = VERDICT_COLORS.get(verdict, "#333333")
-        if low == low and high == high:
-            ax.plot([low * scale, high * scale], [row, row], color=color, linewidth=2)
-        ax.plot([mean * scale], [row], "o", color=color, markersize=4)
-        if note:
-            ax.annotate(note, (1.0, row), xycoords=("axes fraction", "data"), xytext=(4, 0),
-                        textcoords="offset points", fontsize=6.5, va="center", color=color)
-    ax.set_yticks(range(len(entries)), [e[0] for e in entries], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("difference, %" if percent else "difference (treatment - baseline)",
-                  fontsize=8)
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.grid(axis="x", alpha=0.3)
+    small = max(5.0, min(7.0, 72 * per_row / 3))
+    for ax, measure in zip(axes, measures):
+        ax.axvspan(-delta * scale, delta * scale, color="#e6e6e6", zorder=0)
+        ax.axvline(0, color="#888888", linewidth=0.8)
+        for e in (e for e in entries if e.measure == measure):
+            row, color = rows.index(e.comparison), VERDICT_COLORS.get(e.verdict, "#333333")
+            if e.low == e.low and e.high == e.high:
+                ax.plot([e.low * scale, e.high * scale], [row, row], color=color, linewidth=2)
+            ax.plot([e.mean * scale], [row], "o", color=color, markersize=4)
+            text = "  ".join(t for t in (e.level, e.note) if t)
+            if text:
+                ax.annotate(text, (e.mean * scale, row), xytext=(0, -small - 1),
+                            textcoords="offset points", fontsize=small - 0.5, ha="center",
+                            va="center", color=color)
+        ax.set_title(measure, fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_ylim(len(rows) - 0.4, -0.6)
+        ax.set_xlabel("treatment - baseline, %" if percent else "treatment - baseline",
+                      fontsize=7)
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=small)
+    handles = [Line2D([0], [0], color=VERDICT_COLORS[v], linewidth=2, marker="o", markersize=4,
+                      label=v) for v in VERDICT_COLORS if any(e.verdict == v for e in entries)]
+    handles.append(Patch(color="#e6e6e6", label=f"equivalence band \u00b1\u03b4 = "
+                         f"{delta * scale:g}{'%' if percent else ''}"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7,
+               frameon=False)
+    fig.suptitle(f"{title}\nintervals at the level each verdict was tested at (Holm within "
+                 "the family; a sequential look's boundary), written under each", fontsize=8)
     return _png(fig)
 
 
