@@ -241,7 +241,8 @@ def test_parse_beta_and_tau():
 def test_every_validator_is_tested():
     # parse_seeds: tests/test_stats.py; parse_validation_split, parse_patience:
     # tests/test_validation.py
-    tested = {"parse_validation_split", "parse_patience", "parse_monitor", "parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
+    tested = {"parse_validation_split", "parse_patience", "parse_monitor", "parse_batch_order",
+              "parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
               "parse_positive_int", "parse_seed", "parse_weights",
               "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
@@ -269,8 +270,13 @@ def test_for_case_smoke():
 def test_for_case_reduced():
     c = RunConfig(scale="reduced").for_case(CIFAR_BAL)
     assert (c.epochs, c.weights, c.max_train_samples, c.max_test_samples) == (3, "none", 2000,
-                                                                              1000)
+                                                                              10000)
     assert c.augment is False  # the scale turns the paper's augmentation off (config.SCALES)
+    # A split case keeps the pool of 3,000 images it had; caps given by hand size it instead.
+    assert c.max_pool_samples == 3000 and c.as_dict()["max_pool_samples"] == 3000
+    assert RunConfig(scale="reduced", max_test_samples=500).for_case(
+        CIFAR_BAL).max_pool_samples is None
+    assert "max_pool_samples" not in RunConfig(scale="smoke").for_case(CIFAR_BAL).as_dict()
 
 
 def test_for_case_paper():

@@ -61,7 +61,8 @@ def test_every_option_has_the_same_precedence(option, tmp_path):
            "slurm_parallelism": ["1", "2", "3"], "slurm_wait": ["on", "off", "on"],
            "slurm_option": ["account=a", "qos=b", "x=y"],
            "validation_split": ["0.1", "0.2", "0.3"], "early_stopping": ["1", "2", "3"],
-           "early_stopping_monitor": ["val_accuracy", "val_loss", "val_accuracy"]}[
+           "early_stopping_monitor": ["val_accuracy", "val_loss", "val_accuracy"],
+           "batch_order": ["shuffle", "common", "shuffle"]}[
                option.dest]
     cli_raw, env_raw, ini_raw = raw
 

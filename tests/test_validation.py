@@ -28,6 +28,7 @@ from resnet_harness.training.runner import validation_fields, validation_inputs
     (values.parse_patience, "2.5", ">= 1"),
     (values.parse_monitor, "val_f1", "not one of val_loss, val_accuracy"),
     (values.parse_monitor, "loss", "e.g. --early-stopping-monitor val_accuracy"),
+    (values.parse_batch_order, "random", "not one of common, shuffle"),
 ])
 def test_bad_values_are_one_line_errors(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):

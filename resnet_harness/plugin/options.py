@@ -112,6 +112,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--early-stopping-monitor", values.parse_monitor,
            "what early stopping watches: val_loss (default) or val_accuracy; also the "
            "quantity a study's own early-stopping cases watch"),
+    Option("--batch-order", values.parse_batch_order,
+           "the order training images are batched in: common (default: the images two cases "
+           "of one seed share come in the same order, common random numbers for paired "
+           "comparisons) or shuffle (a fresh tf.data shuffle of each case's own set)"),
     Option("--deterministic", values.parse_flag, "turn on TensorFlow op determinism (slower)",
            kind="flag"),
     Option("--report-dir", values.parse_report_dir,

@@ -162,6 +162,7 @@ class CaseConfig:
     validation_split: float | None = None  # share of the training set held out for validation
     early_stopping: int | None = None  # patience in epochs on early_stopping_monitor
     early_stopping_monitor: str = "val_loss"  # or "val_accuracy" (values.MONITORS)
+    batch_order: str = "common"  # or "shuffle" (values.BATCH_ORDERS)
 
     @property
     def hooks(self):
@@ -189,6 +190,7 @@ class CaseConfig:
             # Likewise only when it differs from the default (rows made before it keep theirs).
             **({"early_stopping_monitor": self.early_stopping_monitor}
                if self.early_stopping and self.early_stopping_monitor != "val_loss" else {}),
+            **({"batch_order": self.batch_order} if self.batch_order != "common" else {}),
         }
 
 
@@ -225,6 +227,7 @@ class RunConfig:
     validation_split: float | None = None
     early_stopping: int | None = None
     early_stopping_monitor: str = "val_loss"
+    batch_order: str = "common"
 
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied.
@@ -274,6 +277,7 @@ class RunConfig:
             validation_split=case.validation_split if own else self.validation_split,
             early_stopping=case.early_stopping if own else self.early_stopping,
             early_stopping_monitor=self.early_stopping_monitor,
+            batch_order=self.batch_order,
             bn_recalibrate=resolve_bn_recalibrate(self.bn_recalibrate, self.scale),
         )
 

@@ -158,7 +158,8 @@ def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
                          class_balanced=hooks.class_balanced(),
                          augmentation_kind=hooks.augmentation(cfg),
                          class_weights=hooks.sampling_weights(variant.train_counts),
-                         order_keys=variant.train_index, epochs=cfg.epochs)
+                         order_keys=(variant.train_index if cfg.batch_order == "common"
+                                     else None), epochs=cfg.epochs)
     test = make_dataset(variant.x_test, variant.y_test, batch_size=INFERENCE_BATCH,
                         training=False, seed=cfg.seed)
     return variant, train, test

@@ -316,6 +316,18 @@ def parse_monitor(value: str) -> str:
     return value
 
 
+BATCH_ORDERS = ("common", "shuffle")  # training.data.pipeline.common_order, or tf.data's shuffle
+
+
+def parse_batch_order(value: str) -> str:
+    """How training images are ordered into batches: ``common`` (default) or ``shuffle``."""
+    if value not in BATCH_ORDERS:
+        raise argparse.ArgumentTypeError(
+            f"batch order {value!r} is not one of {', '.join(BATCH_ORDERS)}: e.g. "
+            "--batch-order shuffle")
+    return value
+
+
 def parse_on_off(value: str) -> bool:
     """``on`` or ``off``."""
     if value not in ("on", "off"):
