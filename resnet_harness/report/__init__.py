@@ -163,11 +163,9 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     return {"csv": csv_path, "html": html_path}
 
 
-def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
-                  delta: float | None = None, sequential: int | None = None) -> dict[str, Path]:
-    """``claims.csv``, ``comparisons.csv``, ``seeds.csv`` and ``claims.html`` in ``out_dir`` from
-    the rows of ``paths``: run folders, ``results.csv`` files, or a baseline file. ``delta``:
-    the equivalence margin (default: the runs' ``--equivalence-delta``, else 0.01)."""
+def load_rows(paths: Sequence[Path | str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The finished rows of run folders and ``results.csv`` files alike, their studies loaded,
+    and the folders' ``run.json`` records."""
     import pandas as pd
 
     study.load_builtin()
@@ -181,6 +179,15 @@ def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
         else:
             rows += [study.complete_row(r) for r in table.rows_from_table(pd.read_csv(path))]
     study.load(rows)
+    return rows, runs
+
+
+def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
+                  delta: float | None = None, sequential: int | None = None) -> dict[str, Path]:
+    """``claims.csv``, ``comparisons.csv``, ``seeds.csv`` and ``claims.html`` in ``out_dir`` from
+    the rows of ``paths``: run folders, ``results.csv`` files, or a baseline file. ``delta``:
+    the equivalence margin (default: the runs' ``--equivalence-delta``, else 0.01)."""
+    rows, runs = load_rows(paths)
     delta = claims.delta_of(runs) if delta is None else delta
     out = RunFolder(out_dir)
     out.path.mkdir(parents=True, exist_ok=True)

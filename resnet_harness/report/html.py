@@ -223,8 +223,11 @@ def _forest(results, delta: float, title: str, relative: bool) -> str:
         if r.verdict == "inconclusive" and r.seeds_at_delta == r.seeds_at_delta:
             at_delta = ">10k" if math.isinf(r.seeds_at_delta) else f"{r.seeds_at_delta:.0f}"
             note = f"n={r.n}; {at_delta} seeds at δ"
+        # A score's difference lies in [-1, 1]: a wider interval (a strict early look) is drawn
+        # as the whole range, not as a line that squeezes every other one to a dot.
+        low, high = (r.low, r.high) if relative else (max(r.low, -1.0), min(r.high, 1.0))
         entries.append(plots.ForestEntry(
-            r.comparison.name, claims.MEASURES[r.measure].label, r.mean, r.low, r.high,
+            r.comparison.name, claims.MEASURES[r.measure].label, r.mean, low, high,
             r.verdict, claims.level_text(r.alpha) if math.isfinite(r.low) else "", note))
     return _img(plots.forest_png(entries, delta, title, percent=relative), f"forest plot {title}")
 

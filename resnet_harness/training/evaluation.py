@@ -29,10 +29,10 @@ AS_TRAINED_TEST_SAMPLES = 1000
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, cfg: CaseConfig, index: np.ndarray,
-             batch_size: int = INFERENCE_BATCH):
+             batch_size: int | None = None):
     # The test set's preprocessing: no shuffle, no augmentation.
-    return make_dataset(x[index], y[index], batch_size=batch_size, training=False,
-                        seed=cfg.seed)
+    return make_dataset(x[index], y[index], batch_size=batch_size or INFERENCE_BATCH,
+                        training=False, seed=cfg.seed)
 
 
 def calibration_set(variant, cfg: CaseConfig):
