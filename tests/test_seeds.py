@@ -83,6 +83,9 @@ def test_seeds_with_xdist_resume_baseline_and_claims(study):
     checked = study.runpytest_subprocess(*FAST, "--seeds", "1", "-k", "table7 and cifar",
                                          "--baseline", str(baseline), "--tolerance", "scores=1",
                                          "--tolerance", "train_time_s=100",
+                                         # a timing is no assertion: 0.05 s vs 0.14 s on a
+                                         # busy machine broke this test (issue 36)
+                                         "--tolerance", "steady_train_time_s=100",
                                          "--tolerance", "test_time_s=100",
                                          "--tolerance", "peak_rss_mb=10")
     checked.assert_outcomes(passed=2)
