@@ -214,6 +214,10 @@ def test_a_file_holding_another_cases_row_is_refused(tmp_path):
      "holds 5 predictions, its row 80 test images of 10 classes"),
     ({"y_true": np.zeros(80, int), "proba": np.full((80, 10), 0.1), "y_pred": np.zeros(80, int)},
      "has other test labels than its row's test_counts"),
+    # Another seed's file: same shape, same labels, other predictions (issue 34: swapped files
+    # were read as this row's).
+    ({"y_true": np.repeat(np.arange(10), 8), "proba": np.full((80, 10), 0.1),
+      "y_pred": np.ones(80, int)}, "not the one its row was written with"),
 ])
 def test_predictions_of_another_run_are_named(tmp_path, arrays, message):
     from resnet_harness.storage.rundir import predictions_problem

@@ -353,11 +353,11 @@ def predictions_problem(path: Path, row: dict[str, Any] | None = None) -> str | 
                 f"{', '.join(missing)}); run the case again to recreate it")
     counts = (row or {}).get("test_counts")
     if isinstance(counts, list) and counts:
-        return _against_row(path, counts)
+        return _against_row(path, counts, (row or {}).get("predictions_digest"))
     return None
 
 
-def _against_row(path: Path, counts: list[int]) -> str | None:
+def _against_row(path: Path, counts: list[int], digest: str | None = None) -> str | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             y_true, proba, y_pred = (data[k] for k in PREDICTION_ARRAYS)
@@ -373,6 +373,13 @@ def _against_row(path: Path, counts: list[int]) -> str | None:
     if y_true.min(initial=0) < 0 or found.tolist() != list(counts):
         return (f"predictions file {path} has other test labels than its row's test_counts; it "
                 "belongs to another run: run the case again to recreate it")
+    # Two seeds of one case share shape and class counts: only the digest tells their files
+    # apart (a swapped or copied file).
+    arrays = {"y_true": y_true, "proba": proba, "y_pred": y_pred}
+    if isinstance(digest, str) and digest and predictions_digest(arrays) != digest:
+        return (f"predictions file {path} is not the one its row was written with (its digest "
+                "differs from the row's predictions_digest); it was swapped or copied from "
+                "another run: run the case again to recreate it")
     return None
 
 
