@@ -71,9 +71,16 @@ def _claims(args: argparse.Namespace) -> int:
         elif not path.is_file():
             raise UsageError(f"{path} does not exist; pass run folders or results.csv files "
                              "(e.g. baselines/reduced.csv)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder; pass a folder path")
+    from resnet_harness.analysis.table import ResultsError
+
     try:
         written = claims_report(paths, Path(args.out), delta=args.delta,
                                 sequential=args.sequential)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from exc
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot make claims from {', '.join(map(str, paths))}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; pass "
@@ -81,6 +88,13 @@ def _claims(args: argparse.Namespace) -> int:
     for name, path in written.items():
         print(f"{name + ':':<12} {path}")
     return 0
+
+
+def _max_seeds(value: str) -> int:
+    from resnet_harness.training.values import parse_seeds
+
+    found = parse_seeds(f"auto:{value}")
+    return found.max_seeds
 
 
 def _delta(value: str) -> float:
@@ -142,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     claims.add_argument("--delta", type=_delta, default=None, metavar="D",
                         help="equivalence margin (default: the runs' --equivalence-delta, else "
                              "0.01)")
-    claims.add_argument("--sequential", type=int, default=None, metavar="MAX",
+    claims.add_argument("--sequential", type=_max_seeds, default=None, metavar="MAX",
                         help="analyse as the sequential design of --seeds auto:MAX (default: "
                              "the runs' own --seeds; needed for a results CSV of such a run)")
     claims.set_defaults(handler=_claims)

@@ -102,3 +102,32 @@ def test_labels_out_of_range_stop_the_run(pytester, tmp_path):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(["*fashion_mnist test labels from idx:* lie in [[]12, 12[]], "
                                  "outside [[]0, 10); the label file is corrupt*"])
+
+
+# -- `python -m resnet_harness claims` reads a results.csv as the --baseline reader does ---------
+GOOD_CSV = ("case_id,scale,seed,status,accuracy,train_time_s\n"
+            "table7-cifar10-balanced-split_orig-reg_none-seed0,reduced,0,passed,0.5,10\n")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("case_id,scale,seed,status,accuracy\n", "has a header but no rows"),
+    (GOOD_CSV.replace("0.5", "2.0"), "line 2 (table7-cifar10-balanced-split_orig-reg_none-seed0)"
+                                     ": accuracy is '2.0', not a share 0..1"),
+    (GOOD_CSV.replace("0.5", "abc"), "accuracy is 'abc', not a share 0..1"),
+    (GOOD_CSV.replace(",0,passed", ",x,passed"), "seed is 'x', not a whole number"),
+    (GOOD_CSV.replace(",10\n", ",-3\n"), "train_time_s is '-3', not a number >= 0"),
+    (GOOD_CSV + GOOD_CSV.splitlines()[1] + "\n", "seed 0 at scale reduced twice (lines 2 and 3)"),
+    (GOOD_CSV.replace("case_id,", "case,"), "lacks the columns case_id"),
+    (GOOD_CSV.replace(",0.5,", ",,"), "hold no measured row"),
+])
+def test_claims_refuse_a_results_csv_they_cannot_trust(tmp_path, text, message):
+    import subprocess
+    import sys
+
+    csv = tmp_path / "results.csv"
+    csv.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "resnet_harness", "claims", str(csv), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+    assert not (tmp_path / "out" / "claims.csv").exists()

@@ -100,23 +100,19 @@ def results_csv(path: Path) -> Path:
     return path
 
 
-def _read_results(csv: Path):
-    """A ``results.csv`` as a frame, checked to be one (readable, not empty, harness columns)."""
-    import pandas as pd
+def _read_results(csv: Path, usable: tuple[str, ...] = ("passed",)):
+    """A ``results.csv`` as a frame, checked to be one (``table.read_results``: readable,
+    harness columns, rows, figures in range, no case twice)."""
+    from resnet_harness.analysis.table import ResultsError, read_results  # pandas: lazily
 
     try:
-        frame = pd.read_csv(csv)
-    except pd.errors.EmptyDataError:
-        raise BaselineError(f"{csv} is empty; pass a results.csv written by resnet-harness "
-                            "(rebuild one with: python -m resnet_harness report RUN_DIR)") from None
-    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a results.csv"
-        raise BaselineError(f"{csv} is not a readable CSV ({type(exc).__name__}); "
-                            "pass a results.csv written by resnet-harness") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise BaselineError(f"{csv} lacks the columns {', '.join(missing)}; pass a "
-                            "results.csv written by resnet-harness")
-    return frame
+        return read_results(csv, usable, fix=_RECORD)
+    except ResultsError as exc:
+        raise BaselineError(str(exc)) from None
+
+
+_RECORD = ("fix the file or record a new baseline with: python -m resnet_harness save-baseline "
+           "RUN_DIR FILE")
 
 
 def baseline_key(case_id: str, scale: str, seed: Any = None) -> tuple[str, str, int]:
@@ -200,29 +196,6 @@ class Baseline:
         return Match(found, same_environment=not env, differences=tuple(env))
 
 
-def _check_values(csv: Path) -> None:
-    # A baseline figure that is not a finite number in range would switch its comparison off
-    # without a word: refuse the file, naming the first such cell. Read as text, so that "nan"
-    # written in a cell is told apart from a cell left empty (a figure not recorded).
-    import pandas as pd
-
-    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    passed = frame[frame["status"] == "passed"]
-    for column in [c for c in DEFAULT_TOLERANCES if c in frame.columns]:
-        field = FIELDS_BY_NAME[column]
-        for index, raw in passed[column].items():
-            if raw.strip() == "":
-                continue
-            number = as_number(raw)
-            if number is None or not math.isfinite(number) or number < 0 or (
-                    field.kind == "score" and number > 1):
-                raise BaselineError(
-                    f"{csv} line {index + 2} ({passed.at[index, 'case_id']}): {column} is "
-                    f"{raw!r}, not a {'share 0..1' if field.kind == 'score' else 'number >= 0'}"
-                    "; fix the file or record a new baseline with: python -m resnet_harness "
-                    "save-baseline RUN_DIR FILE")
-
-
 def _record(line: dict[str, Any]) -> dict[str, Any]:
     # A results.csv line as a row the identity can read: empty cells absent, JSON cells parsed.
     from resnet_harness.analysis.table import JSON_COLUMNS, json_cells  # pandas: load lazily
@@ -243,23 +216,11 @@ def load_baseline(path: Path | str) -> Baseline:
     twice or a figure that is not a finite number in range is a :class:`BaselineError`."""
     csv = results_csv(Path(path))
     frame = _read_results(csv)
-    if frame.empty:
-        raise BaselineError(f"{csv} has a header but no rows; record a baseline with: python -m "
-                            "resnet_harness save-baseline RUN_DIR FILE")
     passed = frame[frame["status"] == "passed"]
     if passed.empty:
         raise BaselineError(f"{csv} has no passed row ({len(frame)} rows); a baseline holds "
                             "passed cases: record one from a run that has some")
-    _check_values(csv)
-    rows = [_record(r) for r in passed.to_dict("records")]
-    seen: dict[tuple[str, str, int], int] = {}
-    for index, row in zip(passed.index, rows):
-        key = baseline_key(row["case_id"], row["scale"], row.get("seed"))
-        if key in seen:
-            raise BaselineError(f"{csv} holds {key[0]} seed {key[2]} at scale {key[1]} twice "
-                                f"(lines {seen[key] + 2} and {index + 2}); keep one of them")
-        seen[key] = index
-    return Baseline(rows, str(csv))
+    return Baseline([_record(r) for r in passed.to_dict("records")], str(csv))
 
 
 def measured_values(row: dict[str, Any]) -> dict[str, float]:

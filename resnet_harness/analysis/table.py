@@ -189,6 +189,69 @@ def rows_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+class ResultsError(ValueError):
+    """A ``results.csv`` that cannot be read as one; the message names the file, the line and
+    how to fix it."""
+
+
+REQUIRED_COLUMNS = ("case_id", "scale", "status")
+USABLE = ("passed", "failed")  # rows whose figures were measured
+REBUILD = "fix the file or rebuild it with: python -m resnet_harness report RUN_DIR"
+
+
+def read_results(csv: Path | str, usable: tuple[str, ...] = USABLE,
+                 fix: str = REBUILD) -> pd.DataFrame:
+    """``results.csv`` as a frame, checked before any figure of it is used: readable, the
+    harness's columns, at least one row, and in every row of a ``usable`` status a whole-number
+    seed, figures that are finite numbers in their range (a score 0..1, a time or count >= 0;
+    an empty cell is a figure not recorded) and no case measured twice at one scale and seed.
+    :class:`ResultsError` otherwise, naming the first bad line; ``fix`` is the advice it ends
+    with."""
+    csv = Path(csv)
+    try:
+        frame = pd.read_csv(csv)
+        text = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ResultsError(f"{csv} is empty; pass a results.csv written by resnet-harness "
+                           f"({fix})") from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a results.csv"
+        raise ResultsError(f"{csv} is not a readable CSV ({type(exc).__name__}); pass a "
+                           "results.csv written by resnet-harness") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ResultsError(f"{csv} lacks the columns {', '.join(missing)}; pass a "
+                           "results.csv written by resnet-harness")
+    if frame.empty:
+        raise ResultsError(f"{csv} has a header but no rows; {fix}")
+    rows = text[text["status"].isin(usable)]
+    for index, raw in (rows["seed"].items() if "seed" in rows else ()):
+        if raw.strip() and (schema.as_number(raw) is None or float(raw) != int(float(raw))):
+            raise ResultsError(f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): seed is "
+                               f"{raw!r}, not a whole number; {fix}")
+    checked = [f for f in FIELDS if f.name in rows.columns and f.kind in
+               ("score", "group_score", "interval", "time", "count", "memory", "rate")]
+    for field in checked:
+        for index, raw in rows[field.name].items():
+            if raw.strip() == "":
+                continue
+            number = schema.as_number(raw)
+            unit = field.kind in ("score", "group_score", "interval")
+            if number is None or not math.isfinite(number) or number < 0 or (unit and number > 1):
+                raise ResultsError(
+                    f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): {field.name} is "
+                    f"{raw!r}, not a {'share 0..1' if unit else 'number >= 0'}; {fix}")
+    seen: dict[tuple[str, str, str], int] = {}
+    for index, line in rows.iterrows():
+        base = study.split_seed(line["case_id"])[0]
+        seed = line.get("seed") or str(study.split_seed(line["case_id"])[1] or 0)
+        key = (base, line["scale"], str(int(float(seed))) if seed.strip() else "0")
+        if key in seen:
+            raise ResultsError(f"{csv} holds {key[0]} seed {key[2]} at scale {key[1]} twice "
+                               f"(lines {seen[key] + 2} and {index + 2}); keep one of them")
+        seen[key] = index
+    return frame
+
+
 def json_cells(line: dict[str, Any]) -> dict[str, Any]:
     """The :data:`JSON_COLUMNS` of a ``results.csv`` line, parsed; a damaged or empty cell is
     left out (that part of the row's identity is then unknown)."""

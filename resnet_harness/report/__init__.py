@@ -164,10 +164,9 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
 
 
 def load_rows(paths: Sequence[Path | str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The finished rows of run folders and ``results.csv`` files alike, their studies loaded,
-    and the folders' ``run.json`` records."""
-    import pandas as pd
-
+    """The finished rows of run folders and ``results.csv`` files alike (each CSV checked by
+    ``table.read_results``), their studies loaded, and the folders' ``run.json`` records;
+    ``table.ResultsError`` when they hold no measured row."""
     study.load_builtin()
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
@@ -177,8 +176,14 @@ def load_rows(paths: Sequence[Path | str]) -> tuple[list[dict[str, Any]], list[d
             rows += [r for r in found if r.get("status") not in table.PENDING]
             runs += infos
         else:
-            rows += [study.complete_row(r) for r in table.rows_from_table(pd.read_csv(path))]
+            rows += [study.complete_row(r) for r in table.rows_from_table(
+                table.read_results(path))]
     study.load(rows)
+    if not any(r.get("status") in table.USABLE and r.get("metrics") for r in rows):
+        raise table.ResultsError(
+            f"{', '.join(map(str, paths))} hold no measured row (no passed or failed case with "
+            "its figures); pass the run folders or results.csv files of a run that finished "
+            "cases")
     return rows, runs
 
 
