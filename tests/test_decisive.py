@@ -276,3 +276,25 @@ def test_the_boundary_has_more_power_than_the_union_bound_at_equal_seeds():
         union |= 2 * sps.t.sf(np.abs(t), look - 1) <= design.alpha_at(look)
     assert found["power"] > union.mean() + 0.02  # measured: ~0.86 against ~0.82
     assert found["mean_seeds"] < found["fixed_seeds_same_power"]
+
+
+def test_two_seeds_of_zero_recall_in_both_arms_support_nothing():
+    """The audit's case: a 2-seed results file whose reduced classes have recall 0 in both arms
+    (one arm predicting a single class) made "the reduced classes keep their recall"
+    supported."""
+    from resnet_harness.analysis import claims
+
+    rows = []
+    for s in range(2):
+        for case, classes in ((BAL, 10), (IMB, 1)):
+            rows.append({"case_id": f"{case}-seed{s}", "seed": s, "scale": "reduced",
+                         "status": "passed", "config": {}, "test_counts": [100] * 10,
+                         "reduced_classes": [0, 1, 2] if case == IMB else [],
+                         "predicted_classes": classes,
+                         "metrics": {"accuracy": 0.3, "per_class": {"recall": [0.0] * 10}}})
+    results = comparisons.compare(rows)
+    recall = accuracy_of(rows, "reduced_recall")
+    assert recall.verdict == "inconclusive" and recall.differing == 0 and recall.se > 0
+    verdicts = {c.claim.key: c.verdict for c in claims.evaluate(rows)[0]}
+    assert verdicts["reduced-classes-keep-recall"] != "supported"
+    assert any("degenerate" in r.note for r in results if r.n)

@@ -463,7 +463,11 @@ def _pair(raw: _Raw, seed: int, *rows: dict[str, Any]) -> None:
         raw.floors.append(floor)
         raw.test_sets.append(rows[0].get("test_set") if values is not None else None)
         raw.identical += cancelled
-        raw.differing += not cancelled and (not _same_predictions(rows) or vb != va)
+        # Whether the arms differ in this seed: by their predictions where the rows say, else
+        # by the figure (two recalls of 0 say the arms did not differ there).
+        known = all(isinstance(row.get("predictions_digest"), str)
+                    or isinstance(row.get("test_outcomes"), str) for row in rows)
+        raw.differing += (not _same_predictions(rows)) if known else vb != va
     for arm, row in zip(comp.arms, rows):
         if is_degenerate(row) and arm not in raw.degenerate:
             raw.degenerate.append(arm)
