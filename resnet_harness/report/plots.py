@@ -201,6 +201,7 @@ def forest_png(entries: Sequence[ForestEntry], delta: float, title: str,
 
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     entries = [e for e in entries if e.mean == e.mean]  # drop NaN means (not run)
     if not entries:
@@ -229,6 +230,7 @@ def forest_png(entries: Sequence[ForestEntry], delta: float, title: str,
                             textcoords="offset points", fontsize=small - 0.5, ha="center",
                             va="center", color=color)
         ax.set_title(measure, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
         ax.set_ylim(len(rows) - 0.4, -0.6)
@@ -241,8 +243,9 @@ def forest_png(entries: Sequence[ForestEntry], delta: float, title: str,
                          f"{delta * scale:g}{'%' if percent else ''}"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7,
                frameon=False)
-    fig.suptitle(f"{title}\nintervals at the level each verdict was tested at (Holm within "
-                 "the family; a sequential look's boundary), written under each", fontsize=8)
+    caption = ("intervals at the level each verdict was tested at (Holm within the family; a "
+               "sequential look's boundary), written under each")
+    fig.suptitle("\n".join([title, *textwrap.wrap(caption, int(width * 15))]), fontsize=8)
     return _png(fig)
 
 
