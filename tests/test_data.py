@@ -783,3 +783,28 @@ def test_common_order_is_a_permutation_per_epoch_and_depends_only_on_the_keys():
         order = [keys[i] for i in full if keys[i] in (5, 3, 12)]
         assert order == [keys[[0, 2, 5]][i] for i in part]
     assert not np.array_equal(common_order(keys, 4, 4), orders)
+
+
+@pytest.mark.parametrize("kind", ["paper", "crop_flip"])
+def test_augmentation_draws_per_image_not_per_batch(kind):
+    """A batch of 64 copies of one image must come out as many different images, as
+    torchvision's transforms make them (Keras 3's RandomCrop alone gave 2: the flip's two)."""
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8), 64, axis=0)
+    y = np.zeros(64, np.int64)
+    xs, _ = _collect(make_dataset(x, y, batch_size=64, training=True, seed=3, augment=True,
+                                  augmentation_kind=kind))
+    distinct = {b.tobytes() for b in np.round(xs[0], 5)}
+    assert len(distinct) >= 48  # crop offsets (81) x flips (2), or rotations and shifts
+
+
+def test_per_image_crop_keeps_each_window_whole():
+    from resnet_harness.training.data.pipeline import per_image_crop
+
+    x = np.arange(8 * 40 * 40 * 1, dtype=np.float32).reshape(8, 40, 40, 1)
+    out = np.asarray(per_image_crop(32, 32, seed=1)(x, training=True))
+    assert out.shape == (8, 32, 32, 1)
+    for image, window in zip(x, out):
+        top, left = divmod(int(window[0, 0, 0]) - int(image[0, 0, 0]), 40)
+        np.testing.assert_array_equal(window, image[top:top + 32, left:left + 32])
+    assert len({int(w[0, 0, 0]) for w in out}) > 1

@@ -31,11 +31,53 @@ def augmentation(seed: int, hflip: bool = True):
 
 def crop_flip(seed: int):
     """The CIFAR literature's augmentation (LDAM-DRW, ``RandomCrop(32, padding=4)`` then
-    ``RandomHorizontalFlip``): zero-pad 4 pixels, crop a random 32x32 window, flip."""
+    ``RandomHorizontalFlip``): zero-pad 4 pixels, crop a random 32x32 window of each image
+    (:func:`per_image_crop`), flip."""
     import keras
 
-    return [keras.layers.ZeroPadding2D(4), keras.layers.RandomCrop(32, 32, seed=seed),
+    return [keras.layers.ZeroPadding2D(4), per_image_crop(32, 32, seed),
             keras.layers.RandomFlip("horizontal", seed=seed + 2)]
+
+
+def per_image_crop(height: int, width: int, seed: int):
+    """``keras.layers.RandomCrop`` with an offset drawn for each image, as torchvision's
+    ``RandomCrop`` crops each image of a batch on its own. Keras 3's layer draws one offset per
+    batch: 128 copies of one image came out as 2 distinct images (the flip's two)."""
+    import keras
+
+    class PerImageCrop(keras.layers.RandomCrop):
+        def get_random_transformation(self, data, training=True, seed=None):
+            images = data["images"] if isinstance(data, dict) else data
+            shape = self.backend.shape(images)
+            if not training or len(images.shape) != 4 or shape[1] <= self.height \
+                    or shape[2] <= self.width:
+                return super().get_random_transformation(data, training, seed)
+            seed = seed if seed is not None else self._get_seed_generator(
+                self.backend._backend)
+            starts = []
+            for size, target in ((shape[1], self.height), (shape[2], self.width)):
+                starts.append(self.backend.cast(self.backend.random.uniform(
+                    (shape[0],), 0, maxval=float(size - target + 1), seed=seed), "int32"))
+            return tuple(starts)
+
+        def transform_images(self, images, transformation, training=True):
+            rows, cols = transformation
+            if not training or isinstance(rows, int) or len(rows.shape) != 1:
+                return super().transform_images(images, transformation, training)
+            ops = self.backend.numpy
+            images = self.backend.cast(images, self.compute_dtype)
+            batch, channels = self.backend.shape(images)[0], images.shape[3]
+            # Each image's own window: its rows, then its columns, gathered per image.
+            index = rows[:, None] + ops.arange(self.height, dtype="int32")[None, :]
+            index = ops.broadcast_to(index[:, :, None, None],
+                                     (batch, self.height, images.shape[2], channels))
+            images = ops.take_along_axis(images, index, axis=1)
+            index = cols[:, None] + ops.arange(self.width, dtype="int32")[None, :]
+            index = ops.broadcast_to(index[:, None, :, None],
+                                     (batch, self.height, self.width, channels))
+            return ops.take_along_axis(images, index, axis=2)
+
+    return PerImageCrop(height, width, seed=seed)
 
 
 def class_balanced_indices(y: np.ndarray, seed: int, weights=None):
