@@ -158,10 +158,11 @@ def test_drw_keeps_the_reference_beta_and_weights_normalise(monkeypatch):
     assert drw.__class__.__name__ == "DeferredReweighting"
     model_options = hooks.model_options(cfg)
     assert model_options == {"logits": True, "optimizer": "sgd", "momentum": 0.9,
-                             "weight_decay": 2e-4}
+                             "weight_decay": 2e-4, "head_init": "torch"}
     assert hooks.augmentation(cfg) == "crop_flip" and hooks.loss_name.endswith("softmax")
     cb = longtail.CASES_BY_ID["longtail-cifar10-exp100-cb_focal-lit"].hooks()
     assert cb.model_options(cfg)["output_bias"] == pytest.approx(-np.log(9))
+    assert cb.model_options(cfg)["decay_output_bias"] is False  # Cui et al. exclude it
     cb.before_fit(cfg, Model(), counts)
     assert Model.loss.kwargs["gamma"] == 1.0
     assert Model.loss.kwargs["alpha"] == pytest.approx(
@@ -174,3 +175,28 @@ def test_literature_cases_are_resnet32_with_the_published_schedule():
     assert {(c.dataset, c.backbone, c.epochs, c.batch_size, c.learning_rate, c.weights)
             for c in lit} == {("cifar10", "resnet32", 200, 128, 0.1, "none")}
     assert all(c.id.endswith("-lit") and "literature" in c.markers for c in lit)
+
+
+def test_the_literature_head_is_initialised_and_decayed_as_each_reference():
+    """LDAM-DRW: nn.Linear(64, 10) after _weights_init: kaiming_normal_ (untruncated, std
+    sqrt(2 / 64) = 0.1768) and PyTorch's uniform(+-1/8) bias; Cui et al.: bias -log(9), not
+    decayed. The standard deviation over 640 weights is known to ~3% (1 / sqrt(2 * 640))."""
+    from resnet_harness.training.model import BACKBONES, Head, build_model
+
+    def head(**options):
+        model = build_model(Head(), weights="none", seed=0, backbone=BACKBONES["resnet32"],
+                            logits=True, optimizer="sgd", weight_decay=2e-4, **options)
+        layer = model.get_layer("predictions")
+        return layer, np.asarray(layer.kernel), np.asarray(layer.bias)
+
+    layer, kernel, bias = head(head_init="torch")
+    assert kernel.shape == (64, 10)
+    assert np.std(kernel) == pytest.approx(np.sqrt(2 / 64), rel=0.1)
+    # untruncated: Keras' HeNormal (truncated at 2 sd, rescaled) never passes 2.27 sd
+    assert np.abs(kernel).max() > 2.35 * np.sqrt(2 / 64)
+    assert np.all(np.abs(bias) <= 1 / 8) and np.std(bias) > 0.02
+    assert layer.bias_regularizer is not None  # LDAM-DRW's SGD decays every parameter
+    layer, _, bias = head(head_init="torch", output_bias=-float(np.log(9)),
+                          decay_output_bias=False)
+    np.testing.assert_allclose(bias, -np.log(9), rtol=1e-6)
+    assert layer.bias_regularizer is None

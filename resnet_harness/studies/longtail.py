@@ -300,10 +300,15 @@ class LiteratureHooks(LongTailHooks):
         return losses.reference_loss(self.kind)
 
     def model_options(self, cfg) -> dict[str, Any]:
+        # LDAM-DRW's ResNet-32 head: nn.Linear after _weights_init (He-normal weights,
+        # PyTorch's uniform(+-1/sqrt(64)) bias).
         options = {"logits": True, "optimizer": "sgd", "momentum": losses.LITERATURE_MOMENTUM,
-                   "weight_decay": losses.LITERATURE_WEIGHT_DECAY}
-        if self.kind == "sigmoid":  # Cui et al.: every one-vs-rest output starts at prior 1/C
+                   "weight_decay": losses.LITERATURE_WEIGHT_DECAY, "head_init": "torch"}
+        if self.kind == "sigmoid":
+            # Cui et al.: every one-vs-rest output starts at prior 1/C, and the output bias is
+            # left out of weight decay.
             options["output_bias"] = -float(np.log(NUM_CLASSES - 1))
+            options["decay_output_bias"] = False
         return options
 
     def augmentation(self, cfg) -> str:

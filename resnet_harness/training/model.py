@@ -9,6 +9,7 @@ exactly what a fresh one would.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -142,7 +143,8 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
                 backbone: Callable = resnet50_backbone, jit_compile: bool = False,
                 mixed_precision: bool = False, loss="sparse_categorical_crossentropy",
                 logits: bool = False, optimizer: str = "adam", momentum: float = 0.9,
-                weight_decay: float = 0.0, output_bias: float | None = None):
+                weight_decay: float = 0.0, output_bias: float | None = None,
+                head_init: str = "keras", decay_output_bias: bool = True):
     """The backbone plus the head of ``head``, compiled with Adam and cross-entropy (``loss``:
     another Keras loss, by name or as an object: a study's ``Hooks.build_loss``).
 
@@ -151,7 +153,12 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
     ``"sgd"`` with ``momentum``, ``weight_decay`` as PyTorch's SGD applies it (an L2 gradient
     term on every weight: the backbone's own regularisers and the output bias here; the output
     kernel's through the head's L2 penalty) and ``output_bias`` (the output layer's initial
-    bias, e.g. -log(C - 1) for a sigmoid focal loss).
+    bias, e.g. -log(C - 1) for a sigmoid focal loss), ``head_init`` ``"torch"`` (the output
+    layer as LDAM-DRW's ``nn.Linear`` after its ``_weights_init``: He-normal weights,
+    ``kaiming_normal_``'s untruncated normal of variance 2 / fan_in, and PyTorch's default
+    uniform(±1/sqrt(fan_in)) bias; "keras": Glorot-uniform weights, zero bias) and
+    ``decay_output_bias`` (False: the output bias carries no weight decay, as in Cui et al.'s
+    code).
 
     Sparse categorical cross-entropy on integer labels equals the paper's categorical
     cross-entropy on one-hot labels without materialising them. ``jit_compile`` compiles the
@@ -177,8 +184,16 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
             x = keras.layers.Dense(head.dense_units, activation="relu", name="hidden")(x)
         x = VariableDropout(name="dropout")(x)
         extra = {}
-        if weight_decay:
+        if weight_decay and decay_output_bias:
             extra["bias_regularizer"] = keras.regularizers.L2(weight_decay / 2)
+        if head_init == "torch":
+            fan_in = int(x.shape[-1])
+            extra["kernel_initializer"] = keras.initializers.VarianceScaling(
+                2.0, "fan_in", "untruncated_normal")
+            extra["bias_initializer"] = keras.initializers.RandomUniform(
+                -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        elif head_init != "keras":
+            raise ModelError(f"unknown head initialisation {head_init!r}; use keras or torch")
         if output_bias is not None:
             extra["bias_initializer"] = keras.initializers.Constant(output_bias)
         outputs = PenalizedDense(NUM_CLASSES, activation=None if logits else "softmax",
