@@ -118,7 +118,8 @@ GOOD_CSV = ("case_id,scale,seed,status,accuracy,train_time_s\n"
     (GOOD_CSV.replace(",10\n", ",-3\n"), "train_time_s is '-3', not a number >= 0"),
     (GOOD_CSV + GOOD_CSV.splitlines()[1] + "\n", "seed 0 at scale reduced twice (lines 2 and 3)"),
     (GOOD_CSV.replace("case_id,", "case,"), "lacks the columns case_id"),
-    (GOOD_CSV.replace(",0.5,", ",,"), "hold no measured row"),
+    (GOOD_CSV.replace(",0.5,", ",,"), "accuracy is empty in a passed row"),
+    (GOOD_CSV.replace("passed", "error"), "hold no measured row"),
 ])
 def test_claims_refuse_a_results_csv_they_cannot_trust(tmp_path, text, message):
     import subprocess

@@ -40,7 +40,8 @@ def test_describe_names_metric_values_and_tolerance():
 
 @pytest.mark.parametrize("value, message", [
     ("accuracy", "must be METRIC=VALUE"), ("speed=1", "must be METRIC=VALUE"),
-    ("accuracy=x", "'x' is not a number"), ("accuracy=-1", "must be 0 or more")])
+    ("accuracy=x", "'x' is not a number"), ("accuracy=-1", "must be a finite number >= 0"),
+    ("accuracy=inf", "would switch the guard off"), ("scores=nan", "must be a finite number")])
 def test_parse_tolerance_rejects_bad_values(value, message):
     with pytest.raises(argparse.ArgumentTypeError, match=message):
         parse_tolerance(value)

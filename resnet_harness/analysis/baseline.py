@@ -60,8 +60,10 @@ def parse_tolerance(value: str) -> tuple[str, float]:
         tolerance = float(number)
     except ValueError:
         raise argparse.ArgumentTypeError(f"tolerance {value!r}: {number!r} is not a number") from None
-    if not tolerance >= 0:
-        raise argparse.ArgumentTypeError(f"tolerance {value!r} must be 0 or more")
+    if not tolerance >= 0 or not math.isfinite(tolerance):
+        raise argparse.ArgumentTypeError(
+            f"tolerance {value!r} must be a finite number >= 0 (infinity would switch the "
+            "guard off without a word: to compare nothing, leave --baseline out)")
     return name, tolerance
 
 

@@ -195,6 +195,9 @@ class ResultsError(ValueError):
 
 
 REQUIRED_COLUMNS = ("case_id", "scale", "status")
+# Scores every finished case measures (ROC AUC is undefined with fewer than two classes in the
+# test set): an empty cell of one is damage, and would switch its comparison or guard off.
+ALWAYS_MEASURED = ("accuracy", "balanced_accuracy", "f1_macro")
 USABLE = ("passed", "failed")  # rows whose figures were measured
 REBUILD = "fix the file or rebuild it with: python -m resnet_harness report RUN_DIR"
 
@@ -232,6 +235,10 @@ def read_results(csv: Path | str, usable: tuple[str, ...] = USABLE,
                ("score", "group_score", "interval", "time", "count", "memory", "rate")]
     for field in checked:
         for index, raw in rows[field.name].items():
+            if raw.strip() == "" and field.name in ALWAYS_MEASURED:
+                raise ResultsError(
+                    f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): {field.name} is "
+                    f"empty in a {rows.at[index, 'status']} row, which always measures it; {fix}")
             if raw.strip() == "":
                 continue
             number = schema.as_number(raw)
