@@ -281,16 +281,19 @@ def test_a_difference_comparison_pairs_four_rows_per_seed():
     assert verdicts["resnet50-loses-no-more-to-imbalanced"] == "contradicted"
 
 
-def _table7_rows(stop_shift: float) -> list[dict]:
+def _table7_rows(stop_shift: float, moved: bool = True) -> list[dict]:
     rows = []
     for dataset in ("cifar10", "fashion_mnist"):
         for seed in SEEDS:
             for protocol in arch.PROTOCOLS:
-                shift = stop_shift if protocol == "earlystop" else 0.0
+                # Early stopping moves each seed's imbalanced arm a little (it changed the model),
+                # or, with moved=False, not at all (it kept the last epoch every time).
+                wobble = (0.002, -0.001, 0.0015, -0.002)[seed % 4] if moved else 0.0
+                shift = stop_shift + wobble if protocol == "earlystop" else 0.0
                 rows.append(_row(table7_id(dataset, "balanced", protocol), seed,
                                  0.7 + JITTER[seed]))
                 rows.append(_row(table7_id(dataset, "imbalanced", protocol), seed,
-                                 0.75 + shift + JITTER[3 - seed]))
+                                 0.75 + shift + JITTER[3 - seed], auc=0.8 + shift / 10))
     return rows
 
 
@@ -300,6 +303,8 @@ def test_early_stopping_claim_needs_equivalent_imbalance_effects():
     # than the default 0.01 allows at 4 seeds.
     assert _verdicts(_table7_rows(0.0), delta=0.05)[key] == "supported"
     assert _verdicts(_table7_rows(0.10), delta=0.05)[key] == "contradicted"
+    # Arms that never differed vouch for nothing: equivalence needs two seeds that moved.
+    assert _verdicts(_table7_rows(0.0, moved=False), delta=0.05)[key] == "inconclusive"
     results = comparisons.compare(_table7_rows(0.0), 0.05)
     table7 = [r for r in results if r.comparison.family == "architectures-table7-earlystop"
               and r.measure == "accuracy"]
