@@ -164,8 +164,9 @@ def test_attach_and_receive_copy_row_and_predictions_once(tmp_path):
     from test_schema import passed_row
 
     worker = RunFolder(tmp_path / "worker").create()
+    labels = np.repeat(np.arange(10), 8)  # the row's test_counts: 8 per class
     worker.write_row(dict(passed_row(), case_id="c1"),
-                     {"proba": np.eye(3), "y_true": np.arange(3), "y_pred": np.arange(3)})
+                     {"proba": np.eye(10)[labels], "y_true": labels, "y_pred": labels})
 
     class Report:
         pass
@@ -180,7 +181,7 @@ def test_attach_and_receive_copy_row_and_predictions_once(tmp_path):
         assert (controller.cases_dir / name).read_bytes() == \
             (worker.cases_dir / name).read_bytes()
     assert controller.run_info() == {"scale": "smoke"}
-    assert controller.load_predictions("c1")["proba"].shape == (3, 3)
+    assert controller.load_predictions("c1")["proba"].shape == (80, 10)
     # the same bytes again (a local worker shares the folder): not rewritten
     stamp = (controller.cases_dir / "c1.json").stat().st_mtime_ns
     again = Report()
