@@ -4,6 +4,7 @@ wrong and how to fix it."""
 from __future__ import annotations
 
 
+import numpy as np
 import pytest
 
 from helpers import CONFTEST, EXPERIMENTS
@@ -109,8 +110,27 @@ GOOD_CSV = ("case_id,scale,seed,status,accuracy,train_time_s\n"
             "table7-cifar10-balanced-split_orig-reg_none-seed0,reduced,0,passed,0.5,10\n")
 
 
+def _outcomes_csv(accuracy: float | None = None, cell: str | None = None,
+                  config: str = "{}") -> str:
+    """A one-row results.csv that carries its test outcomes (80 images, 45 right)."""
+    from resnet_harness.storage import outcomes
+
+    labels = np.repeat(np.arange(10), 8)
+    predicted = np.where(np.arange(80) % 16 < 9, labels, (labels + 1) % 10)
+    right = float(np.mean(predicted == labels))
+    counts = ",".join(["8"] * 10)
+    return ("case_id,scale,seed,status,accuracy,test_outcomes,config,"
+            + ",".join(f"test_count_c{k}" for k in range(10)) + "\n"
+            + "table7-cifar10-balanced-split_orig-reg_none-seed0,reduced,0,passed,"
+            + f"{right if accuracy is None else accuracy},"
+            + f"{cell or outcomes.encode(labels, predicted)},{config},{counts}\n")
+
+
 @pytest.mark.parametrize("text, message", [
     ("case_id,scale,seed,status,accuracy\n", "has a header but no rows"),
+    (_outcomes_csv(accuracy=0.9), "accuracy is 0.9 but its test_outcomes give 0.5625"),
+    (_outcomes_csv(cell="z1:AAAA"), "test_outcomes cannot be decoded"),
+    (_outcomes_csv(config="{broken"), "config is not a JSON object"),
     (GOOD_CSV.replace("0.5", "2.0"), "line 2 (table7-cifar10-balanced-split_orig-reg_none-seed0)"
                                      ": accuracy is '2.0', not a share 0..1"),
     (GOOD_CSV.replace("0.5", "abc"), "accuracy is 'abc', not a share 0..1"),

@@ -161,12 +161,10 @@ def test_attach_and_receive_copy_row_and_predictions_once(tmp_path):
     from resnet_harness.plugin import homecoming
     from resnet_harness.storage.rundir import RunFolder
 
-    from test_schema import passed_row
+    from test_schema import passed_arrays, passed_row
 
     worker = RunFolder(tmp_path / "worker").create()
-    labels = np.repeat(np.arange(10), 8)  # the row's test_counts: 8 per class
-    worker.write_row(dict(passed_row(), case_id="c1"),
-                     {"proba": np.eye(10)[labels], "y_true": labels, "y_pred": labels})
+    worker.write_row(dict(passed_row(), case_id="c1"), passed_arrays())
 
     class Report:
         pass

@@ -26,12 +26,18 @@ from resnet_harness.report.summary import summary_lines
 CFG = RunConfig(data_source="synthetic").for_case(CASES[0])
 
 
-def passed_row(**extra) -> dict:
+def passed_arrays() -> dict:
+    """The predictions :func:`passed_row`'s scores were computed from (80 test images)."""
     rng = np.random.default_rng(0)
     y_true = np.repeat(np.arange(10), 8)
     proba = rng.dirichlet(np.ones(10), size=len(y_true))
+    return {"y_true": y_true, "proba": proba, "y_pred": proba.argmax(axis=1)}
+
+
+def passed_row(**extra) -> dict:
+    arrays = passed_arrays()
     measured = {
-        "metrics": compute_metrics(y_true, proba, 10), "train_time_s": 3.5, "test_time_s": 0.5,
+        "metrics": compute_metrics(arrays["y_true"], arrays["proba"], 10), "train_time_s": 3.5, "test_time_s": 0.5,
         "first_step_s": 1.0, "train_images_per_s": 50.0, "test_images_per_s": 160.0,
         "steady_train_time_s": 2.5, "rss_added_mb": 300.0, "peak_rss_mb": 900.0, "peak_gpu_mb": None, "train_samples": 80, "test_samples": 80,
         "train_counts": [8] * 10, "test_counts": [8] * 10, "counts_before_imbalance": [8] * 10,
@@ -122,7 +128,7 @@ def test_a_row_written_with_predictions_carries_their_digest(tmp_path):
     labels = np.repeat(np.arange(10), 8)  # the row's test_counts: 8 per class
     arrays = {"y_true": labels, "y_pred": labels % 3,
               "proba": np.eye(10, dtype=np.float32)[labels % 3]}
-    folder.write_row(passed_row(), arrays)
+    folder.write_row(passed_row(metrics=compute_metrics(labels, arrays["proba"], 10)), arrays)
     (stored,) = folder.rows()
     assert stored["predictions_digest"] == predictions_digest(arrays)
     # Each image's label and prediction travel with the row, and what detection of a
@@ -141,12 +147,14 @@ def test_a_row_written_with_predictions_carries_their_digest(tmp_path):
 
 def test_outcomes_that_disagree_with_the_row_are_refused(tmp_path):
     row = passed_row()
-    labels = np.repeat(np.arange(10), 8)
-    good = outcomes.encode(labels, labels)
+    arrays = passed_arrays()
+    good = outcomes.encode(arrays["y_true"], arrays["y_pred"])
     assert schema.validate_row(dict(row, test_outcomes=good))
     swapped = outcomes.encode(np.repeat(np.arange(10), 7), np.zeros(70, int))
+    other_run = outcomes.encode(arrays["y_true"], arrays["y_true"])  # right labels, 80/80
     for bad, words in ((swapped, "do not match test_counts"), ("z1:!!!", "cannot be decoded"),
-                       ("plain", "must start with")):
+                       ("plain", "must start with"),
+                       (other_run, "accuracy is .* but its test_outcomes give 1.0")):
         with pytest.raises(schema.RowError, match=words):
             schema.validate_row(dict(row, test_outcomes=bad), "x.json")
 
@@ -224,8 +232,7 @@ def test_predictions_of_another_run_are_named(tmp_path, arrays, message):
 
     folder = RunFolder(tmp_path / "run").create({})
     row = passed_row()
-    folder.write_row(row, {"y_true": np.repeat(np.arange(10), 8),
-                           "proba": np.full((80, 10), 0.1), "y_pred": np.zeros(80, int)})
+    folder.write_row(row, passed_arrays())
     stored = folder.row(row["case_id"])
     npz = folder.path / stored["predictions_file"]
     assert predictions_problem(npz, stored) is None

@@ -247,6 +247,18 @@ def read_results(csv: Path | str, usable: tuple[str, ...] = USABLE,
                 raise ResultsError(
                     f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): {field.name} is "
                     f"{raw!r}, not a {'share 0..1' if unit else 'number >= 0'}; {fix}")
+    for column in [c for c in JSON_COLUMNS if c in rows.columns]:
+        for index, raw in rows[column].items():
+            if raw.strip() and not isinstance(_json_object(raw), dict):
+                raise ResultsError(f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): "
+                                   f"{column} is not a JSON object; {fix}")
+    if "test_outcomes" in rows.columns:
+        for index, line in rows[rows["test_outcomes"].str.strip() != ""].iterrows():
+            try:
+                schema.check_outcomes(_outcome_row(line), f"{csv} line {index + 2} "
+                                                          f"({line['case_id']})")
+            except schema.RowError as exc:
+                raise ResultsError(f"{str(exc).split('; the file')[0]}; {fix}") from None
     seen: dict[tuple[str, str, str], int] = {}
     for index, line in rows.iterrows():
         base = study.split_seed(line["case_id"])[0]
@@ -257,6 +269,23 @@ def read_results(csv: Path | str, usable: tuple[str, ...] = USABLE,
                                f"(lines {seen[key] + 2} and {index + 2}); keep one of them")
         seen[key] = index
     return frame
+
+
+def _json_object(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _outcome_row(line: pd.Series) -> dict[str, Any]:
+    """What ``schema.check_outcomes`` reads, from one line of text cells."""
+    counts = [line.get(f"test_count_c{k}", "") for k in range(NUM_CLASSES)]
+    row: dict[str, Any] = {"test_outcomes": line["test_outcomes"], "metrics": {
+        name: line.get(name, "") or None for name in schema.RECOMPUTED}}
+    if all(str(c).strip() for c in counts):
+        row["test_counts"] = [int(float(c)) for c in counts]
+    return row
 
 
 def json_cells(line: dict[str, Any]) -> dict[str, Any]:

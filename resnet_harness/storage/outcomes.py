@@ -68,3 +68,30 @@ def predicted_classes(y_pred: np.ndarray, classes: int) -> int:
     """How many classes a run predicted at least once (1: a degenerate run)."""
     return int(np.count_nonzero(np.bincount(np.asarray(y_pred, dtype=np.int64),
                                             minlength=classes)))
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int = 10) -> np.ndarray:
+    """The ``(num_classes, num_classes)`` confusion matrix, true classes down."""
+    y_true = np.asarray(y_true, dtype=np.int64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    return np.bincount(y_true * num_classes + y_pred,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def confusion_scores(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, balanced accuracy and macro F1 of confusion matrices ``(..., K, K)``.
+
+    Same definitions as ``training.metrics.compute_metrics`` (scikit-learn's): balanced accuracy
+    is the mean recall over the classes present; macro F1 averages all K classes, 0 where
+    undefined.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    tp = np.diagonal(counts, axis1=-2, axis2=-1)
+    support, predicted = counts.sum(axis=-1), counts.sum(axis=-2)
+    total = support.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(support > 0, tp / support, np.nan)
+        f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), 0.0)
+        return {"accuracy": tp.sum(axis=-1) / total,
+                "balanced_accuracy": np.nanmean(recall, axis=-1),
+                "f1_macro": f1.mean(axis=-1)}

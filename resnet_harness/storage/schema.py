@@ -309,11 +309,17 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
                            "edited or damaged: delete it or run the case again")
     _check_counts(row, source)
     _check_history(row.get("history"), source)
-    _check_outcomes(row, source)
+    check_outcomes(row, source)
     return row
 
 
-def _check_outcomes(row: Mapping[str, Any], source: str) -> None:
+RECOMPUTED = ("accuracy", "balanced_accuracy", "f1_macro")  # functions of the outcomes alone
+RECOMPUTE_TOLERANCE = 1e-9  # float64 sums in another order; a CSV keeps 17 digits
+
+
+def check_outcomes(row: Mapping[str, Any], source: str) -> None:
+    """Refuse (:class:`RowError`) a row whose ``test_outcomes`` cannot be decoded, do not match
+    its ``test_counts``, or do not give its accuracy, balanced accuracy and macro F1."""
     text = row.get("test_outcomes")
     if text is None:
         return
@@ -330,6 +336,17 @@ def _check_outcomes(row: Mapping[str, Any], source: str) -> None:
         raise RowError(f"{source}: test_outcomes hold {len(y_true)} test labels that do not "
                        "match test_counts; the file was edited or damaged: delete it or run "
                        "the case again")
+    if not isinstance(counts, list) or not counts:
+        return
+    # The scores must recompute from the outcomes they were computed from: a figure edited, or
+    # a row given another run's outcomes, is caught here by every reader of rows.
+    recomputed = outcomes.confusion_scores(outcomes.confusion(y_true, y_pred, len(counts)))
+    for name in RECOMPUTED:
+        stored = as_number(value(row, name))
+        if stored is not None and abs(stored - float(recomputed[name])) > RECOMPUTE_TOLERANCE:
+            raise RowError(f"{source}: {name} is {stored!r} but its test_outcomes give "
+                           f"{float(recomputed[name])!r}; the file was edited or damaged: "
+                           "delete it or run the case again")
 
 
 def _check_history(history: Any, source: str) -> None:
