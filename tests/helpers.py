@@ -169,26 +169,36 @@ def bn_backbone(weights: str):
     return keras.Model(inputs, outputs, name="bn_backbone")
 
 
-def write_resnet50_weights(path: Path, shapes=None, keras3: bool = False) -> Path:
+def write_resnet50_weights(path: Path, shapes=None, keras3: bool = False,
+                           one_per_layer: bool = False) -> Path:
     """An HDF5 file in Keras' legacy weights layout (or with ``keras3`` the Keras 3
     ``layers/<name>/vars/<i>`` one) with ResNet50 notop's weight shapes (or ``shapes``); the
-    datasets are never written, so the file stays a few hundred KB."""
+    datasets are never written, so the file stays a few hundred KB. ResNet50's arrays are
+    grouped as its layers hold them (a convolution's kernel and bias, a batch norm's four);
+    ``shapes`` given, or ``one_per_layer``, puts each array in a layer of its own."""
     import h5py
 
     from resnet_harness.training.weights import resnet50_notop_shapes
 
+    grouped = shapes is None and not one_per_layer
     shapes = resnet50_notop_shapes() if shapes is None else shapes
     if keras3:
         with h5py.File(path, "w") as handle:
             for i, shape in enumerate(shapes):
                 handle.create_dataset(f"layers/layer{i}/vars/0", shape=shape, dtype="float32")
         return path
+    layers, i = [], 0
+    while i < len(shapes):
+        size = (2 if len(shapes[i]) == 4 else 4) if grouped else 1
+        layers.append(shapes[i:i + size])
+        i += size
     with h5py.File(path, "w") as handle:
-        handle.attrs["layer_names"] = [f"layer{i}".encode() for i in range(len(shapes))]
-        for i, shape in enumerate(shapes):
+        handle.attrs["layer_names"] = [f"layer{i}".encode() for i in range(len(layers))]
+        for i, arrays in enumerate(layers):
             group = handle.create_group(f"layer{i}")
-            group.attrs["weight_names"] = [f"layer{i}/w".encode()]
-            group.create_dataset("w", shape=shape, dtype="float32")
+            group.attrs["weight_names"] = [f"layer{i}/w{j}".encode() for j in range(len(arrays))]
+            for j, shape in enumerate(arrays):
+                group.create_dataset(f"w{j}", shape=shape, dtype="float32")
     return path
 
 

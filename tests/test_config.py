@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -108,6 +109,21 @@ def test_parse_weights(tmp_path):
     bad(values.parse_weights, missing, "neither 'imagenet', 'none'")
     bad(values.parse_weights, str(tmp_path), "existing weights file")  # a folder is not a file
     bad(values.parse_weights, "ImageNet")
+    bad(values.parse_weights, f"bogus={path}", "names the backbone 'bogus', which is not "
+                                               "registered", "resnet50")
+
+
+def test_repeated_weights_combine_per_backbone_and_never_overwrite(tmp_path):
+    from resnet_harness.training.config import weights_for
+
+    both = values.combine_weights(["resnet32=/r32.h5", "/r50.h5"])
+    assert weights_for(both, "resnet32") == "/r32.h5" and weights_for(both, "resnet50") == \
+        "/r50.h5"
+    assert weights_for(values.combine_weights(["resnet32=/r32.h5"]), "resnet50") is None
+    for entries, words in ((["/a.h5", "none"], "every case two weights (/a.h5 and none)"),
+                           (["resnet32=/a.h5", "resnet32=/b.h5"], "resnet32 cases two weights")):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(words)):
+            values.combine_weights(entries)
 
 
 def test_parse_data_dir(tmp_path):

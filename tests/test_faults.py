@@ -181,6 +181,8 @@ def _weights(tmp_path: Path, kind: str) -> str:
         path = write_resnet50_weights(tmp_path / "resnet50.bin")
     elif kind == "keras3-named-h5":
         write_resnet50_weights(path, keras3=True)
+    elif kind == "regrouped":
+        write_resnet50_weights(path, one_per_layer=True)
     elif kind == "legacy-named-weights.h5":
         path = write_resnet50_weights(tmp_path / "resnet50.weights.h5")
     return str(path)
@@ -194,6 +196,8 @@ BAD_WEIGHTS = [
                  "shapes [(1000,), (2048, 1000)])"),
     ("other-architecture", "is not ResNet50 without its top: 26 weight arrays, expected 318"),
     ("suffix", "does not end in .weights.h5, .h5, .hdf5"),
+    ("regrouped", "groups its 318 weight arrays into 318 layers, ResNet50 has 106, so Keras "
+                  "cannot load it"),
     ("keras3-named-h5", "has no 'layer_names' (not the legacy Keras layout"),
     ("legacy-named-weights.h5", "holds the legacy Keras layout but its name ends in .weights.h5"),
 ]

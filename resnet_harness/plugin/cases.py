@@ -96,7 +96,8 @@ class CaseRunner:
             if case_cfg.backbone == "tiny" and case_cfg.weights != "none":
                 raise DataError(f"{case.id} would load {case_cfg.weights!r} weights but "
                                 "--backbone tiny has none; pass --weights none")
-            if (case_cfg.backbone != "resnet50" and case_cfg.weights == self.run.weights
+            plain = cfg_module.weights_for(self.run.weights, "")  # the one for every case
+            if (case_cfg.backbone != "resnet50" and case_cfg.weights == plain
                     and case_cfg.weights not in ("imagenet", "none")):
                 # A plain --weights PATH was checked as a ResNet50 file.
                 raise DataError(f"{case.id} trains {case_cfg.backbone} but --weights "

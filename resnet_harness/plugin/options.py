@@ -68,7 +68,8 @@ OPTIONS: tuple[Option, ...] = (
            "margin within which two arms count as equivalent in comparisons (default 0.01)"),
     Option("--weights", values.parse_weights,
            "imagenet, none (random init), PATH of a ResNet50 notop weights file, or "
-           "BACKBONE=PATH: a notop weights file for that backbone's cases only"),
+           "BACKBONE=PATH: a notop weights file for that backbone's cases only (repeatable, "
+           "one per backbone)", kind="list", separator=";"),
     Option("--data-source", values.parse_data_source,
            "auto (default: --data-dir, Debian's Fashion-MNIST, then Keras) or synthetic"),
     Option("--data-dir", values.parse_data_dir,
@@ -253,6 +254,11 @@ _SESSION_OPTIONS = ("baseline", "tolerance", "resume", "resume_mismatch", "data_
                     *SLURM_OPTIONS)
 
 
+def _combine(weights: Any) -> str | None:
+    return values.combine_weights(list(weights) if isinstance(weights, (list, tuple))
+                                  else [weights])
+
+
 def run_config(resolved: Resolved) -> cfg.RunConfig:
     """The session's :class:`~resnet_harness.config.RunConfig` from resolved options."""
     values = resolved.values
@@ -266,4 +272,11 @@ def run_config(resolved: Resolved) -> cfg.RunConfig:
             "validation set to watch: add --validation-split 0.1 (or drop --early-stopping)")
     settings = {dest: value for dest, value in values.items()
                 if value is not None and dest not in _SESSION_OPTIONS}
+    if "weights" in settings:
+        try:
+            combined = _combine(settings.pop("weights"))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{resolved.origins['weights']}: {exc}") from None
+        if combined is not None:
+            settings["weights"] = combined
     return cfg.RunConfig(**settings, data_dirs=dict(values["data_dir"] or []))

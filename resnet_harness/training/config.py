@@ -108,10 +108,15 @@ def weights_for(value: str | None, backbone: str) -> str | None:
 
     if value is None:
         return None
-    name, sep, path = value.partition("=")
-    if sep and name in BACKBONES:
-        return path if name == backbone else None
-    return value
+    plain = None
+    for entry in value.split(";") if ";" in value and not Path(value).exists() else [value]:
+        name, sep, path = entry.partition("=")
+        if sep and name in BACKBONES:
+            if name == backbone:
+                return path
+        else:
+            plain = entry
+    return plain
 
 
 BN_RECALIBRATE_MODES = ("auto", "on", "off")

@@ -6,6 +6,7 @@ anything trains (``resnet_harness.plugin.options`` wires them to the options).
 from __future__ import annotations
 
 import argparse
+import re
 import math
 import os
 from pathlib import Path
@@ -152,6 +153,10 @@ def parse_weights(value: str) -> str:
     named = bool(sep) and name in BACKBONES
     backbone, path = (name, Path(rest).expanduser()) if named else ("resnet50",
                                                                     Path(value).expanduser())
+    if sep and not named and re.fullmatch(r"[A-Za-z][\w.-]*", name) and not path.exists():
+        raise argparse.ArgumentTypeError(
+            f"weights {value!r} names the backbone {name!r}, which is not registered; use "
+            f"BACKBONE=PATH with one of {', '.join(BACKBONES)}")
     if not path.is_file():
         raise argparse.ArgumentTypeError(
             f"weights {value!r} is neither 'imagenet', 'none' nor an existing weights file")
@@ -162,6 +167,27 @@ def parse_weights(value: str) -> str:
     except WeightsError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return f"{backbone}={path}" if named else str(path)
+
+
+def combine_weights(entries: list[str]) -> str | None:
+    """One ``--weights`` value from the option given several times: at most one plain value
+    (``imagenet``, ``none`` or a ResNet50 PATH, for every case) and at most one
+    ``BACKBONE=PATH`` per backbone (for that backbone's cases, before the plain one), joined by
+    ``;``. Two values for the same cases are refused rather than the later silently winning."""
+    if not entries:
+        return None
+    from resnet_harness.training.model import BACKBONES
+
+    seen: dict[str, str] = {}
+    for entry in entries:
+        name, sep, _ = entry.partition("=")
+        key = name if sep and name in BACKBONES else "every case"
+        if key in seen:
+            raise argparse.ArgumentTypeError(
+                f"--weights gives {key if key == 'every case' else key + ' cases'} two weights "
+                f"({seen[key]} and {entry}); pass one --weights per backbone, as BACKBONE=PATH")
+        seen[key] = entry
+    return ";".join(entries)
 
 
 # Linux' limits (NAME_MAX, PATH_MAX); checked before any file call, which would otherwise end

@@ -56,6 +56,28 @@ def backbone_shapes(backbone: str) -> list[tuple[int, ...]]:
     return [tuple(int(d) for d in weight.shape) for weight in model.weights]
 
 
+def backbone_layers(backbone: str) -> int:
+    """How many layers of the registered ``backbone`` hold weights (what Keras' legacy reader
+    counts): ResNet50's 53 convolutions and their 53 batch norms, any other's by building it."""
+    if backbone == "resnet50":
+        return 2 * sum(1 for shape in resnet50_notop_shapes() if len(shape) == 4)
+    from resnet_harness.training.model import BACKBONES
+
+    model = BACKBONES[backbone]("none")
+    return sum(1 for layer in model.layers if layer.weights)
+
+
+def _legacy_layers(group) -> int:
+    """Layers with weights in a legacy-layout HDF5 group (its ``layer_names`` that carry
+    ``weight_names``)."""
+    count = 0
+    for name in group.attrs.get("layer_names", []):
+        key = name.decode() if isinstance(name, bytes) else str(name)
+        if key in group and len(group[key].attrs.get("weight_names", [])):
+            count += 1
+    return count
+
+
 def _fix(backbone: str) -> str:
     if backbone == "resnet50":
         return FIX
@@ -90,6 +112,7 @@ def check_weights_file(path: Path | str, backbone: str = "resnet50") -> None:
                 raise WeightsError(f"weights file {str(path)!r} has no 'layer_names' (not the "
                                    "legacy Keras layout that a plain .h5 name asks Keras for); "
                                    "if it was saved by Keras 3, rename it to end in .weights.h5")
+            layers = _legacy_layers(group) if legacy else None
             shapes: list[tuple[int, ...]] = []
             group.visititems(lambda _, obj: shapes.append(tuple(obj.shape))
                              if isinstance(obj, h5py.Dataset) else None)
@@ -101,6 +124,13 @@ def check_weights_file(path: Path | str, backbone: str = "resnet50") -> None:
                            f"truncated or not a Keras weights file; {fix}") from None
     expected = Counter(backbone_shapes(backbone))
     found = Counter(shapes)
+    if found == expected and layers is not None and layers != backbone_layers(backbone):
+        # Keras' legacy reader matches the file's layers with weights to the model's one by one:
+        # the same arrays grouped into other layers fail inside the first case.
+        raise WeightsError(
+            f"weights file {str(path)!r} groups its {sum(found.values())} weight arrays into "
+            f"{layers} layers, {'ResNet50' if backbone == 'resnet50' else backbone} has "
+            f"{backbone_layers(backbone)}, so Keras cannot load it; {fix}")
     if found != expected:
         extra = sorted((found - expected).elements())
         missing = sorted((expected - found).elements())
