@@ -113,6 +113,26 @@ def test_a_class_keeps_its_last_training_image():
     assert variant.train_counts[-1] == 1 and variant.validation_counts[-1] == 0
 
 
+def test_a_validation_part_left_empty_is_refused_before_anything_trains():
+    from resnet_harness.training.data.sources import DataError
+    from resnet_harness.training.data.variants import check_variant
+
+    raw = id_raw("cifar10", 60, 20)
+    case = get_case("table7-cifar10-balanced-split_orig-reg_none")
+    run = RunConfig(data_source="synthetic", validation_split=0.02, max_train_samples=20)
+    message = ("validation split 0.02 of its 20 training images holds out no image for "
+               "validation; use a share of at least 0.05, or more training images")
+    for check in (check_variant, make_variant):  # the up-front check and the case itself
+        with pytest.raises(DataError, match=message):
+            check(raw, run.for_case(case))
+    check_variant(raw, RunConfig(data_source="synthetic", validation_split=0.05,
+                                 max_train_samples=20).for_case(case))
+    one_each = RunConfig(data_source="synthetic", validation_split=0.5, max_train_samples=10)
+    with pytest.raises(DataError, match="every class has a single training image, which stays "
+                                        "in training; use more training images"):
+        check_variant(raw, one_each.for_case(case))
+
+
 def test_rows_keep_the_validation_curve_best_epoch_and_epochs_run(pytester):
     pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
     result = pytester.runpytest_subprocess(

@@ -192,9 +192,53 @@ def check_variant(raw: RawData, cfg: CaseConfig) -> None:
     y_train = y_pool[train_idx]
     check_coverage(y_train, y_pool[test_idx], cfg)
     if cfg.imbalance is not None:
-        check_imbalance(np.bincount(y_train, minlength=NUM_CLASSES).tolist(),
-                        cfg.imbalance.classes, removal_fraction(cfg.imbalance, cfg.case.dataset),
-                        cfg)
+        fraction = removal_fraction(cfg.imbalance, cfg.case.dataset)
+        counts = np.bincount(y_train, minlength=NUM_CLASSES)
+        check_imbalance(counts.tolist(), cfg.imbalance.classes, fraction, cfg)
+        # What (2) removes, by count (which images does not matter to the checks below).
+        keep = np.ones(len(y_train), bool)
+        for c in cfg.imbalance.classes:
+            members = np.flatnonzero(y_train == c)
+            keep[members[:int(round(len(members) * fraction))]] = False
+        train_idx, y_train = train_idx[keep], y_train[keep]
+    selected = cfg.hooks.select_training(train_idx, y_train, cfg.seed)
+    if selected is not None:
+        train_idx = selected[0]
+        y_train = y_pool[train_idx]
+    if cfg.validation_split:
+        hold_out(y_train, cfg)
+
+
+def hold_out(y_train: np.ndarray, cfg: CaseConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``y_train`` of the validation part (``cfg.validation_split`` of it,
+    stratified, seeded) and of what stays for training: every class keeps at least one image
+    for training (a long tail's smallest classes may have none in validation). A
+    :class:`DataError` when the validation part would be empty."""
+    first, rest = _hold_out(y_train, int(round(cfg.validation_split * len(y_train))),
+                            cfg.seed + 7)
+    if len(first) == 0:
+        # Keras then stops the first epoch with "Your input ran out of data" (an empty
+        # validation set), after the data is loaded and the model built.
+        n = len(y_train)
+        enough = next((held for held in range(1, n + 1)
+                       if len(_hold_out(y_train, held, cfg.seed + 7)[0])), None)
+        fix = (f"use a share of at least {enough / n:.2g}" if enough else
+               "every class has a single training image, which stays in training; use")
+        raise DataError(
+            f"{cfg.case.id}: validation split {cfg.validation_split:g} of its {n} training "
+            f"images holds out no image for validation; {fix}"
+            f"{', or' if enough else ''} more training images (--max-train-samples)")
+    return first, rest
+
+
+def _hold_out(y_train: np.ndarray, held: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    first, rest = stratified_split(y_train, held, seed)
+    # A class's last training image stays in training (a long tail's smallest classes).
+    for c in np.unique(y_train):
+        if not np.any(y_train[rest] == c):
+            back = first[y_train[first] == c][:1]
+            first, rest = np.setdiff1d(first, back), np.sort(np.concatenate([rest, back]))
+    return first, rest
 
 
 def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
@@ -233,13 +277,7 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     val_idx = None
     if cfg.validation_split:
         # (3) hold out a stratified share of what the recipe left: never the test set.
-        held = int(round(cfg.validation_split * len(train_idx)))
-        first, rest = stratified_split(y_train, held, seed + 7)
-        # A class's last training image stays in training (a long tail's smallest classes).
-        for c in np.unique(y_train):
-            if not np.any(y_train[rest] == c):
-                back = first[y_train[first] == c][:1]
-                first, rest = np.setdiff1d(first, back), np.sort(np.concatenate([rest, back]))
+        first, rest = hold_out(y_train, cfg)
         train_idx, val_idx = train_idx[rest], train_idx[first]
         y_train = take(train_idx, labels=True)
     return Variant(take(train_idx), y_train, take(test_idx), take(test_idx, labels=True),
