@@ -73,6 +73,16 @@ def _images_mixed(root):
     _rename(write_image_folders(root, numeric=True), "3", "cat")
 
 
+def _images_tiff(root):
+    folder = write_image_folders(root)
+    (folder / "train" / "cat" / "scan.tiff").write_bytes(b"II*\x00")
+
+
+def _images_nested(root):
+    folder = write_image_folders(root)
+    shutil.copytree(folder / "train" / "dog", folder / "train" / "dog" / "more")
+
+
 def _images_only_in_test_wrong(root):
     folder = write_image_folders(root)
     (folder / "test" / "ship").rename(folder / "test" / "boat")
@@ -107,7 +117,14 @@ BAD_DATA = [
     ("cifar10", _images_missing_class, "has no class folder for truck; every class needs one"),
     ("cifar10", _images_twice, "has more than one folder for the classes cat"),
     ("cifar10", _images_index_10, "not cifar10 classes: 10;"),
-    ("cifar10", _images_mixed, "not cifar10 classes: 0, 1, 2, 4, 5, 6, 7, 8, 9;"),
+    ("cifar10", _images_mixed, "train mixes class folders named by index (0, 1, 2, 4, 5, 6, 7, "
+                               "8, 9) with folders named by class; name every class folder by "
+                               "its class name (airplane, automobile, *) or every one by its "
+                               "index 0-9"),
+    ("cifar10", _images_tiff, "train/cat/scan.tiff is not an image the harness reads (.bmp, "
+                              ".jpeg, .jpg, .png); convert or remove it"),
+    ("cifar10", _images_nested, "class folder */train/dog holds a sub-folder 'more'; images must "
+                                "lie directly in their class folder"),
     ("cifar10", _images_only_in_test_wrong, "test has class folders that are not cifar10 "
                                             "classes: boat"),
     ("fashion_mnist", _idx_labels(train=np.zeros(20, np.uint8)),
