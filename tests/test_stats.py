@@ -69,7 +69,9 @@ def test_parse_seeds_lists_ranges_and_errors():
     assert values.parse_seeds("0-4") == (0, 1, 2, 3, 4)
     assert values.parse_seeds("0-2,7") == (0, 1, 2, 7)
     for bad, text in (("3-1", "not a seed or a range"), ("a", "not a seed"), ("1,1", "twice"),
-                      ("", "not a seed"), ("-1", "not a seed")):
+                      ("", "not a seed"), ("-1", "not a seed"), ("²", "not a seed"),
+                      ("auto:²", "'²' is not a number of seeds; use auto or auto:12"),
+                      ("auto:x", "not a number of seeds")):
         with pytest.raises(argparse.ArgumentTypeError, match=text):
             values.parse_seeds(bad)
 

@@ -193,7 +193,7 @@ def design_of(runs: Sequence[dict[str, Any]]) -> Design | None:
         value = stored.get("value") if isinstance(stored, dict) else stored
         if isinstance(value, str) and value.startswith("auto"):
             _, _, maximum = value.partition(":")
-            return Design(int(maximum)) if maximum.isdigit() else Design()
+            return Design(int(maximum)) if maximum.isascii() and maximum.isdigit() else Design()
     return None
 
 

@@ -35,16 +35,22 @@ def _folders(run_dirs: Sequence[Path | str]) -> list[RunFolder]:
 
 
 def _checked_predictions(row: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    """``row``, with an unreadable predictions file named (in ``problems`` and as
-    ``predictions_error``) and dropped from the row, so nothing reads it as if it were sound."""
+    """``row`` as far as its predictions file vouches for it. A file that is absent (not kept,
+    not copied) is named (in ``problems`` and as ``predictions_error``) and dropped from the
+    row. A file that is there but unreadable, or not the one the row was written with, makes
+    the row ``corrupt``: its figures no longer agree with their source."""
     name = row.get("predictions_file")
     if not isinstance(name, str) or not name:
         return row
-    problem = predictions_problem(Path(row["run_dir"]) / name, row)
+    path = Path(row["run_dir"]) / name
+    problem = predictions_problem(path, row)
     if problem is None:
         return row
-    problems.append(problem)
-    return dict(row, predictions_file=None, predictions_error=problem)
+    if not path.exists():
+        problems.append(problem)
+        return dict(row, predictions_file=None, predictions_error=problem)
+    return {k: row.get(k) for k in ("case_id", "run_dir", "scale", "seed")} | {
+        "status": "corrupt", "error": problem}
 
 
 def _renderable(row: dict[str, Any]) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def parse_seeds(value: str) -> "tuple[int, ...] | AutoSeeds":
     text = str(value).strip()
     if text == "auto" or text.startswith("auto:"):
         _, _, maximum = text.partition(":")
-        if maximum and not maximum.isdigit():
+        if maximum and not (maximum.isascii() and maximum.isdigit()):  # "²" is a digit too
             raise argparse.ArgumentTypeError(
                 f"seeds {value!r}: {maximum!r} is not a number of seeds; use auto or auto:12")
         most = int(maximum) if maximum else AUTO_MAX_SEEDS
