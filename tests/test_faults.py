@@ -436,13 +436,26 @@ def test_report_that_cannot_be_written_exits_non_zero_and_says_how_to_rebuild(st
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     run_dir = _run_dir(study.path).relative_to(study.path)
     result.stdout.fnmatch_lines([
-        "*report not written (OSError: No space left on device *report.html); the rows are "
+        "*report not written (OSError: No space left on device *report.html); the 1 row is "
         f"safe in {run_dir}/cases; rebuild it with: python -m resnet_harness report {run_dir}"])
     run_dir = study.path / run_dir
     assert not (run_dir / "results.csv").exists() and not (run_dir / "report.html").exists()
     assert not list(run_dir.glob(".*.tmp"))  # no half-written file left behind
     assert main(["report", str(run_dir)]) == 0  # and the hint works
     assert pd.read_csv(run_dir / "results.csv")["status"].tolist() == ["passed"]
+
+
+def test_a_disk_full_for_every_file_leaves_no_orphan_and_says_no_row_is_safe(study):
+    study.makeconftest(CONFTEST + FAIL_WRITES.format(
+        condition="path.suffix in ('.json', '.html', '.csv') and path.parent.name != 'started'"
+                  " and path.name != 'run.json'"))
+    result = study.runpytest_subprocess(*FAST, "-k", T7_CIFAR_BAL)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*report not written (*No space left on device*); no case "
+                                 "wrote a row to *cases, so there is nothing to rebuild*"])
+    cases = _run_dir(study.path) / "cases"
+    assert not list(cases.glob("*.npz"))  # the predictions went with their unwritten row
+    _no_crash(result.stdout.str())
 
 
 def test_csv_is_written_atomically(tmp_path, monkeypatch):

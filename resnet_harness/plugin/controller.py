@@ -274,10 +274,14 @@ class Controller:
             terminalreporter.write_line(f"report: {self.report_paths['html']}")
             terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")
         if self.report_error:
-            terminalreporter.write_line(
-                f"report not written ({self.report_error}); the rows are safe in "
-                f"{self.folder.cases_dir}; rebuild it with: python -m resnet_harness report "
-                f"{self.folder.path}", red=True)
+            rows = len(list(self.folder.cases_dir.glob("*.json")))
+            kept = (f"the {rows} row{'s are' if rows != 1 else ' is'} safe in "
+                    f"{self.folder.cases_dir}; rebuild it with: python -m resnet_harness report "
+                    f"{self.folder.path}" if rows else
+                    f"no case wrote a row to {self.folder.cases_dir}, so there is nothing to "
+                    "rebuild: free disk space or pass a writable --report-dir and run again")
+            terminalreporter.write_line(f"report not written ({self.report_error}); {kept}",
+                                        red=True)
         if self.latest_error:
             terminalreporter.write_line(
                 f"{Path(self.run.report_dir) / 'latest'} not updated ({self.latest_error}); "

@@ -206,12 +206,8 @@ class RunFolder:
         case_id = row["case_id"]
         # The digests are for readers (results.csv, tracking tags); every check recomputes them.
         row = dict(row, schema=SCHEMA_VERSION, identity=identity.part_keys(identity.parts(row)))
+        npz = self.cases_dir / f"{case_id}.npz"
         if arrays:
-            import io
-
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, **arrays)
-            atomic_write_bytes(self.cases_dir / f"{case_id}.npz", buffer.getvalue())
             row["predictions_file"] = f"cases/{case_id}.npz"
             row["predictions_digest"] = predictions_digest(arrays)
             if "y_true" in arrays and "y_pred" in arrays:
@@ -220,7 +216,21 @@ class RunFolder:
                     arrays["y_pred"], len(row.get("test_counts") or []) or 1 + int(
                         np.max(arrays["y_pred"], initial=0)))
         path = self.cases_dir / f"{case_id}.json"
-        atomic_write_json(path, validate_row(row, str(path)))
+        row = validate_row(row, str(path))  # before anything is written: no orphan file
+        if arrays:
+            import io
+
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **arrays)
+            atomic_write_bytes(npz, buffer.getvalue())
+        try:
+            atomic_write_json(path, row)
+        except BaseException:
+            # A disk that filled up between the two: predictions without their row are litter
+            # that a later row would be checked against.
+            if arrays:
+                npz.unlink(missing_ok=True)
+            raise
         return path
 
     def row(self, case_id: str) -> dict[str, Any] | None:
