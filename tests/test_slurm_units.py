@@ -5,6 +5,8 @@ real cluster (submission, requeue, a failing task, the report) is tests/test_slu
 from __future__ import annotations
 
 import argparse
+import os
+import re
 
 import pytest
 
@@ -22,6 +24,9 @@ def test_time_limits(text, minutes):
 @pytest.mark.parametrize("parse, text, message", [
     (slurm.parse_minutes, "1h", r"is not minutes \(90\) or H:MM"),
     (slurm.parse_minutes, "0", "must be above 0 minutes"),
+    (slurm.parse_minutes, "1:99", "H:MM with minutes 00-59"),
+    (slurm.parse_minutes, "1", "shorter than 3 minutes: submitit has SLURM signal each task 90 s "
+                               "before its limit"),
     (slurm.parse_count, "two", "is not a whole number"),
     (slurm.parse_count, "-1", "must be 0 or more"),
     (slurm.parse_extra, "account", "is not KEY=VALUE"),
@@ -114,3 +119,78 @@ def test_slurm_refuses_xdist_and_auto_seeds_in_one_line(pytester: pytest.Pyteste
     result = pytester.runpytest_subprocess(*FAST, "--slurm", "--seeds", "auto", "-k", "table7")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--slurm with --seeds auto would hold a task slot*"])
+
+
+class _Done:
+    def __init__(self, stdout="", stderr="", returncode=0):
+        self.stdout, self.stderr, self.returncode = stdout, stderr, returncode
+
+
+def _sinfo(text: str, returncode: int = 0, stderr: str = ""):
+    return lambda *args, **kwargs: _Done(text, stderr, returncode)
+
+
+CLUSTER = ("debug*|(null)|2|4096|infinite\n"
+           "gpu|gpu:a100:4(S:0-1)|32|256000|1-00:00:00\n"
+           "gpu|gpu:2|16|128000|1-00:00:00\n")
+
+
+def test_partitions_are_read_from_sinfo_with_each_ones_largest_node():
+    parts = {p.name: p for p in slurm.read_partitions(_sinfo(CLUSTER))}
+    assert parts["debug"] == slurm.Partition("debug", True, 0, 2, 4096, None)
+    assert parts["gpu"] == slurm.Partition("gpu", False, 4, 32, 256000, 1440)
+    assert [slurm._slurm_minutes(t) for t in ("30", "1:30:00", "2-12", "0:45", "UNLIMITED")] \
+        == [30, 90, 3600, 0, None]
+    with pytest.raises(slurm.ClusterError, match="cannot reach a SLURM cluster .sinfo: sinfo: "
+                                                 "error: Could not establish a configuration "
+                                                 "source.; check SLURM_CONF"):
+        slurm.read_partitions(_sinfo("", 1, "sinfo: error: Could not establish a configuration "
+                                            "source\n"))
+
+
+def test_defaults_fit_the_partition_and_impossible_requests_name_what_it_offers():
+    parts = slurm.read_partitions(_sinfo(CLUSTER))
+    cpu = slurm.Settings.for_cluster({}, parts)  # the default partition: no GPUs, 2 CPUs
+    assert (cpu.gpus, cpu.cpus) == (0, 2)
+    gpu = slurm.Settings.for_cluster({"slurm_partition": "gpu"}, parts)
+    assert (gpu.gpus, gpu.cpus) == (1, 4)
+    for values, words in (
+            ({"slurm_gpus": 1}, "asks each task for 1 GPUs (--slurm-gpus), more than any node "
+                                "can give: partition debug offers 0 GPUs, 2 CPUs, 4 GB and no "
+                                "time limit per node"),
+            ({"slurm_cpus": 4}, "4 CPUs (--slurm-cpus)"),
+            ({"slurm_partition": "gpu", "slurm_time": 2000}, "2000 minutes (--slurm-time), more"
+                                                             " than any node can give: partition"
+                                                             " gpu offers 4 GPUs"),
+            ({"slurm_partition": "gpu", "slurm_mem": 500}, "500 GB (--slurm-mem)"),
+            ({"slurm_partition": "big"}, "'big' is not a partition of this cluster (debug, "
+                                         "gpu)")):
+        with pytest.raises(slurm.ClusterError, match=re.escape(words)):
+            slurm.Settings.for_cluster(values, parts)
+
+
+SINFO_FAILS = """#!/bin/sh
+echo "sinfo: error: Could not establish a configuration source" >&2
+exit 1
+"""
+
+
+def test_a_cluster_that_cannot_be_reached_is_one_line_before_any_folder(pytester, monkeypatch):
+    from helpers import CONFTEST, EXPERIMENTS, FAST
+
+    pytest.importorskip("submitit")
+    bin_dir = pytester.path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("sinfo", SINFO_FAILS), ("sbatch", "#!/bin/sh\nexit 1\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    pytester.makepyfile(test_study=EXPERIMENTS, conftest=CONFTEST)
+    result = pytester.runpytest_subprocess(*FAST, "--slurm", "-k", "table7-cifar10")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in text and "Traceback" not in text
+    result.stderr.fnmatch_lines(["*--slurm cannot reach a SLURM cluster (sinfo: sinfo: error: "
+                                 "Could not establish a configuration source); check SLURM_CONF*"])
+    runs = pytester.path / "reports" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # no run folder left behind

@@ -192,13 +192,21 @@ class Controller:
         if not cases:
             write("slurm: nothing to submit: every selected case has a valid row")
             return True
-        settings = slurm.Settings.from_values(self.resolved.values)
-        if not self.folder.has_started():
-            self.folder.create(self.run_info())
-        self.folder.record_selected(self.selected)
-        self.slurm = slurm.submit(cases, list(self.config.invocation_params.args),
-                                  Path(self.config.invocation_params.dir), self.folder.path,
-                                  settings)
+        fresh = not self.folder.has_started()
+        try:
+            settings = slurm.Settings.for_cluster(self.resolved.values, slurm.read_partitions())
+            if fresh:
+                self.folder.create(self.run_info())
+            self.folder.record_selected(self.selected)
+            self.slurm = slurm.submit(cases, list(self.config.invocation_params.args),
+                                      Path(self.config.invocation_params.dir), self.folder.path,
+                                      settings)
+        except slurm.ClusterError as exc:
+            if fresh:  # nothing ran: leave no run folder to mistake for one
+                import shutil
+
+                shutil.rmtree(self.folder.path, ignore_errors=True)
+            pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
         write(f"slurm: submitted {len(cases)} cases as job array {self.slurm.job_id}; "
               f"logs in {self.slurm.folder}")
         if not settings.wait:

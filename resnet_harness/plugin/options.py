@@ -149,8 +149,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--slurm-time", slurm.parse_minutes,
            "time limit per task in minutes or H:MM (default 60); a task reaching it is "
            "requeued and its case starts again"),
-    Option("--slurm-gpus", slurm.parse_count, "GPUs per task (default 1; 0 on CPU nodes)"),
-    Option("--slurm-cpus", slurm.parse_count, "CPUs per task (default 4)"),
+    Option("--slurm-gpus", slurm.parse_count, "GPUs per task (default: 1 where the partition's nodes have GPUs, else 0)"),
+    Option("--slurm-cpus", slurm.parse_count, "CPUs per task (default 4, or a node's CPUs if fewer)"),
     Option("--slurm-mem", slurm.parse_count, "memory per task in GB (default: the cluster's)"),
     Option("--slurm-parallelism", slurm.parse_count,
            "at most this many tasks at once (default: as many as SLURM gives)"),

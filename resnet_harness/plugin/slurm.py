@@ -26,11 +26,13 @@ import argparse
 import json
 import os
 import shutil
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -40,20 +42,36 @@ POLL_S = float(os.environ.get("RESNET_HARNESS_SLURM_POLL_S", "10"))
 SUBMITTED = "submitted.json"  # in <run>/slurm/: the array's job id and each task's case
 
 
+# submitit asks SLURM for USR2 this long before a task's limit (its default signal_delay_s) and
+# requeues the task then: a limit this short signals a task before its case can end.
+SIGNAL_DELAY_S = 90
+MIN_TIME_MIN = 3
+
+
 def parse_minutes(text: str) -> int:
-    """A time limit in whole minutes (``90``) or ``H:MM`` (``1:30``)."""
+    """A time limit in whole minutes (``90``) or ``H:MM`` (``1:30``), at least
+    :data:`MIN_TIME_MIN`."""
     value = str(text).strip()
     try:
         if ":" in value:
             hours, minutes = value.split(":")
+            if not 0 <= int(minutes) <= 59 or len(minutes) != 2:
+                raise ValueError(minutes)
             total = int(hours) * 60 + int(minutes)
         else:
             total = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"slurm time limit {text!r} is not minutes (90) or H:MM (1:30)") from None
+            f"slurm time limit {text!r} is not minutes (90) or H:MM with minutes 00-59 "
+            "(1:30)") from None
     if total <= 0:
         raise argparse.ArgumentTypeError(f"slurm time limit {text!r} must be above 0 minutes")
+    if total < MIN_TIME_MIN:
+        raise argparse.ArgumentTypeError(
+            f"slurm time limit {text!r} is shorter than {MIN_TIME_MIN} minutes: submitit has "
+            f"SLURM signal each task {SIGNAL_DELAY_S} s before its limit and requeues it, so "
+            f"its case would never end; give at least {MIN_TIME_MIN} (a reduced case takes "
+            "about 2-5 minutes on a CPU core)")
     return total
 
 
@@ -78,8 +96,95 @@ def parse_extra(text: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """What the largest node of a SLURM partition offers one task (``sinfo``)."""
+
+    name: str
+    default: bool = False
+    gpus: int = 0
+    cpus: int = 0
+    mem_mb: int | None = None
+    time_min: int | None = None  # None: no limit
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be asked or cannot run the request; one line with the fix."""
+
+
+SINFO_FORMAT = "%P|%G|%c|%m|%l"
+
+
+def read_partitions(run: Callable[..., Any] = subprocess.run) -> list[Partition]:
+    """The cluster's partitions from ``sinfo`` (each one's largest node); :class:`ClusterError`
+    when ``sinfo`` cannot reach the cluster (no configuration, controller down)."""
+    try:
+        done = run(["sinfo", "-h", "-o", SINFO_FORMAT], capture_output=True, text=True,
+                   timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ClusterError(f"--slurm cannot ask the cluster (sinfo: {type(exc).__name__}); "
+                           "run from a cluster's login node, or drop --slurm") from None
+    said = " ".join((done.stderr or "").split())[:300]
+    if done.returncode != 0 or not done.stdout.strip():
+        raise ClusterError(f"--slurm cannot reach a SLURM cluster (sinfo: "
+                           f"{said or 'no partitions'}); check SLURM_CONF and that slurmctld "
+                           "runs, or drop --slurm")
+    found: dict[str, Partition] = {}
+    for line in done.stdout.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 5:
+            continue
+        name, gres, cpus, mem, limit = fields
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        node = Partition(name, default, _gpus_of(gres), _int(cpus) or 0, _int(mem),
+                         _slurm_minutes(limit))
+        old = found.get(name)
+        if old is not None:
+            node = Partition(name, default or old.default, max(old.gpus, node.gpus),
+                             max(old.cpus, node.cpus),
+                             max(old.mem_mb or 0, node.mem_mb or 0) or None, node.time_min)
+        found[name] = node
+    return list(found.values())
+
+
+def _int(text: str) -> int | None:
+    digits = re.match(r"\d+", text.strip())
+    return int(digits.group()) if digits else None
+
+
+def _gpus_of(gres: str) -> int:
+    """GPUs per node from a GRES string: ``gpu:4``, ``gpu:a100:4(S:0-1)``, ``(null)``."""
+    total = 0
+    for item in gres.split(","):
+        parts = re.sub(r"\(.*?\)", "", item).split(":")
+        if parts[0] == "gpu":
+            total += _int(parts[-1]) or (1 if len(parts) == 1 else 0)
+    return total
+
+
+def _slurm_minutes(text: str) -> int | None:
+    """Minutes of a SLURM time (``infinite``, ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``)."""
+    text = text.strip().lower()
+    if not text or text in ("infinite", "unlimited", "n/a"):
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(p) for p in rest.split(":") if p.isdigit()]
+    if days:
+        parts += [0] * (3 - len(parts))
+        hours, minutes, _seconds = parts[:3]
+    elif len(parts) == 3:
+        hours, minutes, _seconds = parts
+    else:
+        hours, minutes = 0, parts[0] if parts else 0
+    return (int(days) if days.isdigit() else 0) * 1440 + hours * 60 + minutes
+
+
+@dataclass(frozen=True)
 class Settings:
-    """What each array task asks SLURM for (``--slurm-*`` options or ``harness_slurm_*`` ini)."""
+    """What each array task asks SLURM for (``--slurm-*`` options or ``harness_slurm_*`` ini).
+
+    Without a cluster to ask, GPUs default to 1 and CPUs to 4; :meth:`for_cluster` takes the
+    defaults from the partition instead and refuses what no node of it can run."""
 
     partition: str | None = None
     time_min: int = 60
@@ -99,6 +204,40 @@ class Settings:
                  "wait": values.get("slurm_wait"),
                  "extra": tuple(values.get("slurm_option") or ())}
         return cls(**{k: v for k, v in given.items() if v is not None})
+
+    @classmethod
+    def for_cluster(cls, values: dict[str, Any], partitions: list[Partition]) -> "Settings":
+        """Settings whose defaults fit the partition the tasks go to (GPUs: 1 where its nodes
+        have GPUs, else 0; CPUs: 4 or the node's, if fewer); :class:`ClusterError` naming what
+        the partition offers when a request exceeds every node of it."""
+        name = values.get("slurm_partition")
+        names = ", ".join(p.name for p in partitions)
+        part = next((p for p in partitions if p.name == name), None) if name else next(
+            (p for p in partitions if p.default), partitions[0] if partitions else None)
+        if part is None:
+            raise ClusterError(f"--slurm-partition {name!r} is not a partition of this cluster "
+                               f"({names}); pass one of them")
+        settings = cls.from_values(values)
+        gpus, cpus = values.get("slurm_gpus"), values.get("slurm_cpus")
+        settings = dataclass_replace(
+            settings, gpus=(1 if part.gpus else 0) if gpus is None else gpus,
+            cpus=min(4, part.cpus or 4) if cpus is None else cpus)
+        offers = (f"partition {part.name} offers {part.gpus} GPUs, {part.cpus} CPUs, "
+                  f"{'?' if part.mem_mb is None else part.mem_mb // 1024} GB and "
+                  f"{'no time limit' if part.time_min is None else f'{part.time_min} minutes'}"
+                  " per node")
+        too_much = [what for what, asked, most in (
+            (f"{settings.gpus} GPUs (--slurm-gpus)", settings.gpus, part.gpus),
+            (f"{settings.cpus} CPUs (--slurm-cpus)", settings.cpus, part.cpus or None),
+            (f"{settings.mem_gb} GB (--slurm-mem)", (settings.mem_gb or 0) * 1024,
+             part.mem_mb),
+            (f"{settings.time_min} minutes (--slurm-time)", settings.time_min, part.time_min))
+            if most is not None and asked > most]
+        if too_much:
+            raise ClusterError(f"--slurm asks each task for {' and '.join(too_much)}, more than "
+                               f"any node can give: {offers}; ask for less or pass "
+                               f"--slurm-partition (partitions: {names})")
+        return settings
 
     def executor_parameters(self) -> dict[str, Any]:
         """submitit's ``update_parameters`` keywords: one task of one node per case."""
@@ -187,6 +326,10 @@ def refuse_with(values: dict[str, Any], config) -> str | None:
         import submitit  # noqa: F401
     except ImportError:
         return '--slurm needs submitit: pip install -e ".[slurm]" (or pip install submitit)'
+    try:
+        Settings.for_cluster(values, read_partitions())
+    except ClusterError as exc:
+        return str(exc)
     return None
 
 
@@ -229,7 +372,14 @@ def submit(cases: list[str], args: list[str], cwd: Path, run_dir: Path,
     executor.update_parameters(name="resnet-harness", stderr_to_stdout=True,
                                **settings.executor_parameters())
     task = CaseTask(task_arguments(args), str(cwd), str(run_dir.resolve()))
-    jobs = executor.map_array(task, cases)
+    try:
+        jobs = executor.map_array(task, cases)
+    except Exception as exc:  # noqa: BLE001 - submitit wraps sbatch's refusal in its own types
+        text = str(exc)
+        said = [line.strip() for line in text.splitlines() if "error" in line.lower()]
+        raise ClusterError(f"sbatch refused the job array ({(said or [text.strip()])[-1][:300]})"
+                           "; check the --slurm-* options against the cluster (sinfo), or "
+                           "drop --slurm") from None
     submission = Submission(folder, str(jobs[0].job_id).split("_")[0], list(cases))
     submission.save()
     return submission
