@@ -6,7 +6,6 @@ comparisons and equivalence checks included)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -114,12 +113,10 @@ def test_each_backbone_builds_at_32x32_with_random_init(name):
     """Build only, no training: 1-6 s each on 2 busy CPU cores (DenseNet121 the slowest)."""
     from resnet_harness.training.model import BACKBONES
 
-    start = time.perf_counter()
     base = BACKBONES[name]("none")
-    took = time.perf_counter() - start
     assert tuple(base.input_shape) == (None, 32, 32, 3)
     assert len(base.output.shape) == 4 and base.output.shape[1:3] == (1, 1)
-    assert base.count_params() > 1_000_000 and took < 60
+    assert base.count_params() > 1_000_000
     if name == "efficientnetb0":  # sees [0, 255] as its own Rescaling(1/255) expects
         assert base.layers[1].name == "input_scale"
 

@@ -86,6 +86,7 @@ def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     stores are local and checked by opening them)."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        check_local_store(uri)
         return
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -109,6 +110,48 @@ def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         ) from None
     except requests.RequestException:
         pass  # TLS and the like: MLflow's own settings (MLFLOW_TRACKING_INSECURE_TLS, ...) decide
+
+
+def check_local_store(uri: str) -> None:
+    """Raise :class:`TrackingError` when a local store cannot work: an sqlite file that is a
+    folder or whose folder cannot take a new file, a file-store path that is a file, or a
+    folder that cannot be created or written (MLflow would retry for minutes, or print its
+    file-store notice and fail later)."""
+    scheme, _, rest = uri.partition(":") if ":" in uri else ("", "", uri)
+    if scheme == "sqlite":
+        path = Path(rest[3:] if rest.startswith("///") else rest).expanduser()
+        if path.is_dir():
+            raise TrackingError(f"--mlflow {uri}: {path} is a folder, not a database file; pass "
+                                "sqlite:///PATH/mlruns.db")
+        where = path if path.exists() else path.parent
+        if not where.exists():
+            raise TrackingError(f"--mlflow {uri}: the folder {where} does not exist (sqlite:/// "
+                                "takes a path relative to here, sqlite://// an absolute one); "
+                                "create it or pass another path")
+        _writable(where, uri, "sqlite:///PATH.db in a folder you can write")
+        return
+    if scheme not in ("", "file"):
+        return  # databricks, postgresql, ...: MLflow's own client says what is wrong
+    path = Path(rest).expanduser()
+    if path.is_file():
+        raise TrackingError(f"--mlflow {uri}: {path} is a file; MLflow's file store needs a "
+                            "folder: pass a folder, or sqlite:///PATH.db for a database")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    _writable(existing, uri, "a folder you can write")
+
+
+def _writable(path: Path, uri: str, fix: str) -> None:
+    target = path if path.is_dir() else path.parent
+    try:
+        if path.is_file():
+            with open(path, "ab"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=target, prefix=".mlflow-probe-"):
+                pass
+    except OSError as exc:
+        raise TrackingError(f"--mlflow {uri}: cannot write in {target} "
+                            f"({exc.strerror or type(exc).__name__}); pass {fix}") from None
 
 
 def numeric_metrics(row: dict[str, Any]) -> dict[str, float]:
