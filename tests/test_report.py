@@ -406,16 +406,21 @@ def test_scores_as_trained_are_not_shown_when_nothing_changed(small_run, tmp_pat
 
 
 def test_terminal_summary_shows_warnings_and_says_what_smoke_figures_are(tmp_path):
-    from resnet_harness.report.summary import SMOKE_NOTE, summary_lines
+    from resnet_harness.report.summary import summary_lines
 
     row, arrays = make_row(T7_CIFAR_BAL)
     row["warnings"] = ["inference-mode accuracy on training images 0.110 trails it"]
     lines = summary_lines(write_run(tmp_path / "smoke", [(row, arrays)]))
     assert "  warning: inference-mode accuracy on training images 0.110 trails it" in lines
-    assert lines[-1] == SMOKE_NOTE and "no meaning as results" in SMOKE_NOTE
+    assert lines[-1] == ("smoke scale: these figures check the pipeline end to end (1 epoch, "
+                         "a few hundred images); they carry no meaning as results")
     assert "steady_s" in lines[0] and "added_MB" in lines[0] and " 8.0 " in lines[1]
+    # --epochs 2 at smoke scale: the note says what ran (the history's length, else config)
+    two = dict(row, history={"loss": [1.0, 0.9]}, config=dict(row["config"], epochs=2))
+    assert "(2 epochs, " in summary_lines(write_run(tmp_path / "two", [(two, arrays)]))[-1]
     reduced = make_row(T7_CIFAR_BAL, scale="reduced")
-    assert SMOKE_NOTE not in summary_lines(write_run(tmp_path / "reduced", [reduced]))
+    assert not any(line.startswith("smoke scale") for line in
+                   summary_lines(write_run(tmp_path / "reduced", [reduced])))
 
 
 def learning_history(epochs: int = 6, rng_seed: int = 0, validation: bool = True) -> dict:

@@ -194,3 +194,8 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_before_any_folder(pytester
                                  "Could not establish a configuration source); check SLURM_CONF*"])
     runs = pytester.path / "reports" / "runs"
     assert not runs.exists() or not any(runs.iterdir())  # no run folder left behind
+
+
+def test_the_poll_interval_from_the_environment_never_stops_the_plugin_loading():
+    assert [slurm._poll_s(text) for text in ("2.5", "", "  ", None, "x", "-1", "nan")] == \
+        [2.5, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0]

@@ -38,7 +38,18 @@ from typing import Any, Callable, Iterable
 
 TASK_RUN_DIR = "RESNET_HARNESS_SLURM_RUN_DIR"  # a task: the run folder to write into
 TASK_CASE = "RESNET_HARNESS_SLURM_CASE"  # a task: the one case id it runs
-POLL_S = float(os.environ.get("RESNET_HARNESS_SLURM_POLL_S", "10"))
+def _poll_s(text: str | None, default: float = 10.0) -> float:
+    """Seconds between two looks at the queue (``RESNET_HARNESS_SLURM_POLL_S``): a positive
+    number; empty, unset or not a positive number is the default (read when the plugin
+    loads: a bad value must not stop it loading with a traceback)."""
+    try:
+        value = float(text) if text and text.strip() else default
+    except ValueError:
+        return default
+    return value if value > 0 and value == value else default
+
+
+POLL_S = _poll_s(os.environ.get("RESNET_HARNESS_SLURM_POLL_S"))
 SUBMITTED = "submitted.json"  # in <run>/slurm/: the array's job id and each task's case
 
 

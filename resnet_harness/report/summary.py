@@ -6,8 +6,16 @@ from resnet_harness.analysis.claims import summary_lines as claim_lines
 from resnet_harness.storage.rundir import RunFolder
 from resnet_harness.storage.schema import SUMMARY_FIELDS, value
 
-SMOKE_NOTE = ("smoke scale: these figures check the pipeline end to end (1 epoch, a few hundred "
-              "images); they carry no meaning as results")
+def smoke_note(rows) -> str:
+    """What smoke figures are, with the epochs the rows actually ran (``--epochs`` can change
+    the smoke scale's one)."""
+    ran = sorted({len((row.get("history") or {}).get("loss") or []) or
+                  (row.get("config") or {}).get("epochs") for row in rows
+                  if row.get("scale") == "smoke"} - {None, 0})
+    epochs = f"{ran[0]}-{ran[-1]}" if len(ran) > 1 else str(ran[0]) if ran else "1"
+    plural = "epoch" if epochs == "1" else "epochs"
+    return (f"smoke scale: these figures check the pipeline end to end ({epochs} {plural}, a "
+            "few hundred images); they carry no meaning as results")
 
 
 def summary_lines(folder: RunFolder, delta: float = 0.01, design=None) -> list[str]:
@@ -39,5 +47,5 @@ def summary_lines(folder: RunFolder, delta: float = 0.01, design=None) -> list[s
     lines.append(f"rows: {folder.cases_dir}")
     lines += claim_lines(rows, delta, design)
     if any(row.get("scale") == "smoke" for row in rows):
-        lines.append(SMOKE_NOTE)
+        lines.append(smoke_note(rows))
     return lines
