@@ -381,7 +381,7 @@ def load_keras(dataset: str) -> RawData:
             f"cannot load {dataset}: no --data-dir given, "
             f"{'nothing at ' + str(DEBIAN_FASHION_MNIST) + ', ' if dataset == 'fashion_mnist' else ''}"
             f"not in the Keras cache ({keras_home}/datasets) and the download failed "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
             f"pass --data-dir {dataset}=PATH (see README, 'Using local data') or "
             "--data-source synthetic") from None
     if x_train.ndim == 3:
