@@ -64,6 +64,7 @@ def test_parse_progress_accepts_auto_off_and_seconds():
 
 def test_progress_mode_quiet_terminal_and_pipes():
     assert progress_mode("auto", -1, True)[0] is False  # -q
+    assert progress_mode(1.0, -1, True) == (True, False, 1.0)  # asked for: -q does not win
     assert progress_mode("off", 0, True)[0] is False
     assert progress_mode("auto", 0, True) == (True, True, 0.5)
     assert progress_mode("auto", 0, False) == (True, False, 30.0)
@@ -378,9 +379,12 @@ def test_plain_lines_when_piped_and_quiet_with_q(study):
     result = study.runpytest_subprocess(*FAST, *CIFAR_TABLE7)
     assert len([line for line in result.outlines if "resnet-harness: " in line
                 and "epoch 1/1 step 10/10" in line]) == 2, result.stdout.str()
-    result = study.runpytest_subprocess(*FAST, *CIFAR_TABLE7, "--progress", "0", "-q")
+    result = study.runpytest_subprocess(*FAST, *CIFAR_TABLE7, "-q")
     result.assert_outcomes(passed=2)
     assert "| case" not in result.stdout.str()
+    # an interval asked for beats -q
+    result = study.runpytest_subprocess(*FAST, *CIFAR_TABLE7, "--progress", "0", "-q")
+    assert "| case" in result.stdout.str()
 
 
 def test_xdist_controller_shows_each_workers_case(study):

@@ -472,8 +472,8 @@ class ProgressPoller:
 
 def progress_mode(setting: Any, verbosity: int, isatty: bool) -> tuple[bool, bool, float]:
     """``(enabled, in_place, interval)`` from ``--progress``, pytest's verbosity and the
-    terminal."""
-    if setting == "off" or verbosity < 0:
+    terminal. ``-q`` silences ``auto``; a number of seconds asked for is kept under ``-q``."""
+    if setting == "off" or (verbosity < 0 and setting in (None, "auto")):
         return False, False, 0.0
     if setting in (None, "auto"):
         return True, isatty, TTY_INTERVAL_S if isatty else PLAIN_INTERVAL_S
