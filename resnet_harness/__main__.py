@@ -76,15 +76,18 @@ def _claims(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} exists and is not a folder; pass a folder path")
     from resnet_harness.analysis.table import ResultsError
 
+    problems: list[str] = []
     try:
         written = claims_report(paths, Path(args.out), delta=args.delta,
-                                sequential=args.sequential)
+                                sequential=args.sequential, problems=problems)
     except ResultsError as exc:
         raise UsageError(str(exc)) from exc
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot make claims from {', '.join(map(str, paths))}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; pass "
                          "run folders or results.csv files written by resnet-harness") from exc
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
     for name, path in written.items():
         print(f"{name + ':':<12} {path}")
     return 0

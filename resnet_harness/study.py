@@ -397,16 +397,25 @@ def load_builtin() -> tuple[Study, ...]:
     return studies()
 
 
-def load(rows: Iterable[Mapping[str, Any]]) -> None:
+def load(rows: Iterable[Mapping[str, Any]], problems: list[str] | None = None) -> None:
     """Import the modules of the studies that ``rows`` name and that are not registered yet (a
-    report rebuilt in a fresh process, an xdist controller that collected nothing)."""
+    report rebuilt in a fresh process, an xdist controller that collected nothing). A module
+    that cannot be imported is named once in ``problems``: its rows are still shown, its
+    comparisons, claims and section are not."""
+    failed: set[str] = set()
     for row in rows:
         name, module = row.get("study"), row.get("study_module")
-        if isinstance(name, str) and name not in _STUDIES and isinstance(module, str) and module:
+        if isinstance(name, str) and name not in _STUDIES and isinstance(module, str) and module \
+                and module not in failed:
             try:
                 importlib.import_module(module)
-            except ImportError:
-                continue  # its rows are still shown; its comparisons and section are not
+            except ImportError as exc:
+                failed.add(module)
+                if problems is not None:
+                    problems.append(
+                        f"study {name!r}: its module {module} cannot be imported ({exc}); its "
+                        "rows are shown without its comparisons, claims and section: run from "
+                        "the folder that holds the module, or put that folder on PYTHONPATH")
 
 
 def complete_row(row: Mapping[str, Any], run_info: Mapping[str, Any] | None = None

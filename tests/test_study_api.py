@@ -158,3 +158,15 @@ def test_study_fields_join_the_schema_registry():
     assert "tail_accuracy" in schema.FIELDS_BY_NAME
     assert "tail_accuracy" in schema.GROUP_SCORES
     assert {"table", "balance", "long_tail"} <= schema.KNOWN_KEYS
+
+
+def test_a_study_module_that_cannot_be_imported_is_named_once():
+    from resnet_harness import study
+
+    problems: list[str] = []
+    rows = [{"study": "ghost", "study_module": "no_such_study_module_here"}] * 3
+    study.load(rows, problems)
+    assert len(problems) == 1 and problems[0].startswith(
+        "study 'ghost': its module no_such_study_module_here cannot be imported (No module "
+        "named 'no_such_study_module_here'); its rows are shown without its comparisons")
+    assert "PYTHONPATH" in problems[0]

@@ -129,7 +129,7 @@ def collect_rows(run_dirs: Sequence[Path | str], problems: list[str] | None = No
     folders = _folders(run_dirs)
     infos = {str(f.path): f.run_info(problems) for f in folders}
     found = find_rows([f.path for f in folders])
-    study.load(found)  # the modules of studies this process has not registered
+    study.load(found, problems)  # the modules of studies this process has not registered
     rows = [_renderable(study.complete_row(_checked_predictions(row, problems),
                                            infos[row["run_dir"]]))
             for row in found]
@@ -169,22 +169,25 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     return {"csv": csv_path, "html": html_path}
 
 
-def load_rows(paths: Sequence[Path | str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_rows(paths: Sequence[Path | str], problems: list[str] | None = None
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The finished rows of run folders and ``results.csv`` files alike (each CSV checked by
     ``table.read_results``), their studies loaded, and the folders' ``run.json`` records;
-    ``table.ResultsError`` when they hold no measured row."""
+    ``table.ResultsError`` when they hold no measured row. Files skipped and studies that
+    cannot be imported are named in ``problems``."""
+    problems = [] if problems is None else problems
     study.load_builtin()
     rows: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found, _, infos = collect_rows([path])
+            found, _, infos = collect_rows([path], problems)
             rows += [r for r in found if r.get("status") not in table.PENDING]
             runs += infos
         else:
             rows += [study.complete_row(r) for r in table.rows_from_table(
                 table.read_results(path))]
-    study.load(rows)
+    study.load(rows, problems)
     if not any(r.get("status") in table.USABLE and r.get("metrics") for r in rows):
         raise table.ResultsError(
             f"{', '.join(map(str, paths))} hold no measured row (no passed or failed case with "
@@ -194,11 +197,13 @@ def load_rows(paths: Sequence[Path | str]) -> tuple[list[dict[str, Any]], list[d
 
 
 def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
-                  delta: float | None = None, sequential: int | None = None) -> dict[str, Path]:
+                  delta: float | None = None, sequential: int | None = None,
+                  problems: list[str] | None = None) -> dict[str, Path]:
     """``claims.csv``, ``comparisons.csv``, ``seeds.csv`` and ``claims.html`` in ``out_dir`` from
     the rows of ``paths``: run folders, ``results.csv`` files, or a baseline file. ``delta``:
-    the equivalence margin (default: the runs' ``--equivalence-delta``, else 0.01)."""
-    rows, runs = load_rows(paths)
+    the equivalence margin (default: the runs' ``--equivalence-delta``, else 0.01). Files
+    skipped and studies that cannot be imported are named in ``problems``."""
+    rows, runs = load_rows(paths, problems)
     delta = claims.delta_of(runs) if delta is None else delta
     out = RunFolder(out_dir)
     out.path.mkdir(parents=True, exist_ok=True)
