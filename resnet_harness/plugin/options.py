@@ -260,7 +260,7 @@ def _combine(weights: Any) -> str | None:
 
 
 def run_config(resolved: Resolved) -> cfg.RunConfig:
-    """The session's :class:`~resnet_harness.config.RunConfig` from resolved options."""
+    """The session's :class:`~resnet_harness.training.config.RunConfig` from resolved options."""
     values = resolved.values
     if values["seed"] is not None and values["seeds"] is not None:
         raise argparse.ArgumentTypeError(

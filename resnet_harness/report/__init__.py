@@ -1,6 +1,6 @@
 """The report of one or more run folders: ``results.csv`` and a self-contained ``report.html``.
 
-Reads only the rows saved by :class:`resnet_harness.results.RunFolder`, so a report can be
+Reads only the rows saved by :class:`resnet_harness.storage.rundir.RunFolder`, so a report can be
 rebuilt at any time without training and without TensorFlow::
 
     from resnet_harness.report import build_report

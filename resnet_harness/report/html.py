@@ -24,12 +24,11 @@ from resnet_harness.report import cases, cells, curves, plots
 from resnet_harness.analysis.table import NUM_CLASSES, PENDING
 from resnet_harness.report.markup import (LABELS, anchor, cell, diff_cell, flat_items, fmt,
                                           fmt_paper, html_table, kv_table, label, missing)
-from resnet_harness.storage.atomic import atomic_write_bytes
 from resnet_harness.storage.schema import SCORES
 
 # The studies' report sections format through this module (``html.cell``, ``html.fmt``, ...).
 __all__ = ["LABELS", "SectionContext", "cell", "claims_page", "diff_cell", "fmt", "fmt_paper",
-           "html_table", "label", "missing", "render_report", "study_sections", "write_report"]
+           "html_table", "label", "missing", "render_report", "study_sections"]
 
 STATUS_ORDER = ("passed", "failed", "unfinished", "not_run", "error", "corrupt")
 
@@ -317,14 +316,3 @@ def claims_page(rows: Sequence[dict[str, Any]], delta: float, sources: Sequence[
             f"<title>claims</title><style>{CSS}{cells.CSS}</style></head><body><main>"
             + head + claims.html_section(rows, delta, forest=_forest, design=design)
             + "</main></body></html>\n")
-
-
-def write_report(path: Path | str, frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
-                 runs: Sequence[dict[str, Any]], superseded: Sequence[dict[str, Any]] = (),
-                 title: str | None = None) -> Path:
-    """Render the report (see :func:`render_report`) and write it to ``path``."""
-    path = Path(path)
-    atomic_write_bytes(path, render_report(frame, rows, runs=runs, superseded=superseded,
-                                           title=title).encode("utf-8"))
-    path.chmod(0o644)  # the atomic write leaves a private 0600 temp file; a report is shared
-    return path

@@ -109,7 +109,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 @dataclass(frozen=True)
 class Method:
-    """How a method trains; the knobs that ``longtail_methods`` turns into Keras settings.
+    """How a method trains; the knobs that ``longtail_losses`` turns into Keras settings.
 
     ``class_weight``: None, "inverse" (N / (C n_c)) or "effective" (Cui et al. 2019, beta from
     ``--cb-beta``), passed to ``fit(class_weight=...)`` unless ``deferred`` or ``alpha`` says

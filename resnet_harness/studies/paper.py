@@ -8,7 +8,7 @@ Its comparisons and claims are declared below as data; its report section (the p
 measured beside printed) is in :mod:`resnet_harness.studies.paper_report`.
 
 Where the paper contradicts itself the choice made here is named in a comment and can be changed
-from the command line (see ``resnet_harness.config``).
+from the command line (see ``resnet_harness.training.config``).
 """
 
 from __future__ import annotations

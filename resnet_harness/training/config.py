@@ -225,7 +225,7 @@ class RunConfig:
     equivalence_delta: float = 0.01  # |difference| below which two arms count as equivalent
     bn_recalibrate: str = "auto"
     augment: str = "auto"
-    progress: str | float = "auto"  # resnet_harness.progress.parse_progress
+    progress: str | float = "auto"  # resnet_harness.plugin.progress.parse_progress
     mlflow: str | None = None  # tracking URI; None: MLflow is not used (nor imported)
     cb_beta: float = 0.9999
     la_tau: float = 1.0
