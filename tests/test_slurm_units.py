@@ -199,3 +199,37 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_before_any_folder(pytester
 def test_the_poll_interval_from_the_environment_never_stops_the_plugin_loading():
     assert [slurm._poll_s(text) for text in ("2.5", "", "  ", None, "x", "-1", "nan")] == \
         [2.5, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0]
+
+
+FAKE_CLUSTER = """
+from pathlib import Path
+import resnet_harness.plugin.slurm as slurm
+
+slurm.shutil.which = lambda name: "/usr/bin/" + name
+slurm.read_partitions = lambda run=None: [slurm.Partition("debug", True, 0, 2, 4096, None)]
+
+
+def _submit(cases, args, cwd, run_dir, settings):
+    return slurm.Submission(Path(run_dir) / "slurm", "4242", list(cases))
+
+
+def _wait(*args, **kwargs):
+    raise KeyboardInterrupt  # Ctrl-C while waiting
+
+
+slurm.submit = _submit
+slurm.wait = _wait
+"""
+
+
+def test_a_controller_stopped_while_waiting_prints_the_attach_command(pytester):
+    from helpers import CONFTEST, EXPERIMENTS, FAST
+
+    pytest.importorskip("submitit")
+    pytester.makepyfile(test_study=EXPERIMENTS)
+    pytester.makeconftest(CONFTEST + FAKE_CLUSTER)
+    result = pytester.runpytest_subprocess(*FAST, "--slurm", "-k", "table7-cifar10")
+    (run,) = (pytester.path / "reports" / "runs").iterdir()
+    result.stdout.fnmatch_lines([
+        "*slurm: stopped waiting; job array 4242 goes on in SLURM (scancel 4242 to stop it). "
+        f"Later: python -m resnet_harness attach *{run.name}"])

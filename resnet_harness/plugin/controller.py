@@ -213,7 +213,14 @@ class Controller:
             write(f"slurm: not waiting (--slurm-wait off); later: python -m resnet_harness "
                   f"attach {self.folder.path}")
             return True
-        self.slurm_tally = slurm.wait(self.slurm, self.folder.path, write)
+        try:
+            self.slurm_tally = slurm.wait(self.slurm, self.folder.path, write)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM stops the waiting, not the array: say how to pick it up.
+            write(f"slurm: stopped waiting; job array {self.slurm.job_id} goes on in SLURM "
+                  f"(scancel {self.slurm.job_id} to stop it). Later: python -m resnet_harness "
+                  f"attach {self.folder.path}")
+            raise
         session.testsfailed = len(self.slurm_tally.failed) + len(self.slurm_tally.lost)
         return True
 
