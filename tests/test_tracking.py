@@ -225,6 +225,8 @@ def _client(db):
 def _runs(client):
     """``(parent, {run name: case run})`` of the one session in the store."""
     experiment = client.get_experiment_by_name("resnet-harness")
+    # MLflow 3's UI opens it on the training runs, not its GenAI overview
+    assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return parent, {r.info.run_name: r for r in runs if r is not parent}

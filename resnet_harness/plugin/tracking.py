@@ -65,6 +65,9 @@ class TrackingError(Exception):
     """The tracking store cannot be used; one line saying why and what to do."""
 
 
+EXPERIMENT_KIND, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def parse_tracking_uri(text: str) -> str:
     """An MLflow tracking URI: ``sqlite:///FILE.db``, ``http(s)://server``, ``file:PATH`` or a
     folder."""
@@ -319,9 +322,14 @@ class MlflowTracker:
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
-            experiment_id = self.client.create_experiment(name, artifact_location=_artifacts(uri))
+            # MLflow 3's UI opens an experiment of no kind on its GenAI overview; this kind
+            # opens the training runs.
+            experiment_id = self.client.create_experiment(
+                name, artifact_location=_artifacts(uri), tags={EXPERIMENT_KIND: TRAINING_KIND})
         else:
             experiment_id = experiment.experiment_id
+            if EXPERIMENT_KIND not in (experiment.tags or {}):
+                self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, TRAINING_KIND)
         self.experiment_id = experiment_id
         # run.json records each option as {"value": ..., "from": ...} (options.Resolved).
         options = {k: v.get("value") if isinstance(v, dict) else v
