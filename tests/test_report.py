@@ -585,3 +585,17 @@ def test_a_seed_that_stopped_with_an_error_is_a_line_of_its_cases_section(tmp_pa
     # classes come from them, not from the seed that stopped before it had any.
     assert "mean confusion matrix of 2 seeds" in section and "orange: reduced classes" in section
     assert "<th>mean of 2</th>" in section and "class0" in section
+
+
+def test_the_terminal_summary_fits_a_narrow_terminal(tmp_path):
+    from resnet_harness.report.summary import summary_lines
+
+    rows = [make_row(T7_CIFAR_BAL), make_row(T7_CIFAR_IMB)]
+    folder = write_run(tmp_path / "run", rows)
+    full = summary_lines(folder)
+    assert max(map(len, full)) > 80  # what a wide table gives
+    narrow = summary_lines(folder, width=80)
+    assert max(map(len, narrow)) <= 80, [line for line in narrow if len(line) > 80]
+    assert narrow[0].split()[:3] == ["case", "status", "acc"]
+    assert "(columns cut to fit 80; every figure is in results.csv and the report)" in narrow
+    assert summary_lines(folder, width=400) == full  # wide enough: nothing cut or wrapped
