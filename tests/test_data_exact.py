@@ -429,6 +429,19 @@ def test_truncated_png_is_a_one_line_error(tmp_path):
     assert str(path) in one_line(exc)
 
 
+def test_a_png_whose_image_data_fails_its_crc_is_refused(tmp_path):
+    """One flipped byte inside IDAT: Pillow decodes it (to other pixels) without a word."""
+    folder = write_image_folders(tmp_path / "data", "cifar10")
+    path = folder / "train" / "frog" / "img1.png"
+    data = bytearray(path.read_bytes())
+    at = data.index(b"IDAT") + 8  # a byte of the compressed pixels
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="its PNG IDAT chunk fails its CRC check") as exc:
+        load_local(folder, "cifar10")
+    assert str(path) in one_line(exc)
+
+
 # ---------------------------------------------------------------------------------------------
 # Label files of the wrong shape or size
 

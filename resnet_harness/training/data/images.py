@@ -135,6 +135,11 @@ def decode_image(data: bytes, path: Path | str, dataset: str) -> np.ndarray:
         kind = {2: "RGB", 4: "gray+alpha", 6: "RGBA"}[data[25]]  # the IHDR's colour type
         raise DataError(f"image {path} is a 16-bit {kind} PNG, whose channels Pillow cuts to "
                         f"their high byte (not an exact scale); {_FIX}")
+    if data[:8] == PNG_SIGNATURE:
+        bad = _png_bad_chunk(data)
+        if bad:
+            raise DataError(f"cannot decode image {path}: its PNG {bad} chunk fails its CRC "
+                            "check (the file is damaged); remove or replace the file")
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.size != (width, height):
@@ -148,6 +153,26 @@ def decode_image(data: bytes, path: Path | str, dataset: str) -> np.ndarray:
         raise DataError(f"cannot decode image {path}: {_first_line(exc)}; remove or replace the "
                         "file") from None
     return array.reshape(height, width, channels)
+
+
+def _png_bad_chunk(data: bytes) -> str | None:
+    """The type of the first PNG chunk whose CRC does not match its bytes (Pillow checks the
+    image data's only on ``verify()``), or None."""
+    import zlib
+
+    at = 8
+    while at + 12 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        end = at + 8 + length
+        if end + 4 > len(data):
+            return None  # truncated: Pillow names that itself
+        kind = data[at + 4:at + 8]
+        if zlib.crc32(data[at + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
+            return kind.decode("latin-1")
+        if kind == b"IEND":
+            return None
+        at = end + 4
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
