@@ -233,3 +233,15 @@ def test_a_controller_stopped_while_waiting_prints_the_attach_command(pytester):
     result.stdout.fnmatch_lines([
         "*slurm: stopped waiting; job array 4242 goes on in SLURM (scancel 4242 to stop it). "
         f"Later: python -m resnet_harness attach *{run.name}"])
+
+
+def test_a_one_case_array_is_followed_though_squeue_shows_it_as_a_plain_job(monkeypatch,
+                                                                              tmp_path):
+    # Measured on the one-node cluster: submitit submits a one-element array as job "8" whose
+    # array index squeue prints as N/A; it read as "ended without a row" while still running.
+    monkeypatch.setattr(slurm.subprocess, "run", lambda *a, **k: _Done("N/A RUNNING\n"))
+    assert slurm.queue_states("8") == {0: "RUNNING"}
+    submission = slurm.Submission(tmp_path, "8", ["only-case"])
+    (tmp_path / "8_0_log.out").write_text("log")
+    assert submission.log(0) == tmp_path / "8_0_log.out"
+    assert slurm.Submission(tmp_path, "9", ["a", "b"]).log(1) == tmp_path / "9_1_0_log.out"

@@ -369,8 +369,12 @@ class Submission:
                             "folder a --slurm session printed") from None
 
     def log(self, index: int) -> Path:
-        """The task's log file (submitit writes stdout and stderr there)."""
-        return self.folder / f"{self.job_id}_{index}_0_log.out"
+        """The task's log file (submitit writes stdout and stderr there; a one-case array is
+        submitted as a plain job, whose log has no array index)."""
+        array = self.folder / f"{self.job_id}_{index}_0_log.out"
+        single = self.folder / f"{self.job_id}_{index}_log.out"
+        return single if len(self.cases) == 1 and single.exists() and not array.exists() \
+            else array
 
 
 def submit(cases: list[str], args: list[str], cwd: Path, run_dir: Path,
@@ -409,6 +413,8 @@ def queue_states(job_id: str) -> dict[int, str]:
         index, _, state = line.strip().partition(" ")
         if index.isdigit():
             states[int(index)] = state
+        elif index == "N/A":  # a one-case array: submitit submits it as a plain job
+            states[0] = state
     return states
 
 
