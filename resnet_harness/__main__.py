@@ -129,7 +129,14 @@ def _attach(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     tally = slurm.wait(submission, run_dir, print)
     code = _report(argparse.Namespace(run_dirs=[str(run_dir)], out=None, title=None))
-    return code or (1 if tally.failed or tally.lost else 0)
+    # The report checks every row against its predictions: a case the tally counted as passed
+    # may be corrupt there, and the exit status must say so.
+    import pandas as pd
+
+    statuses = pd.read_csv(run_dir / "results.csv", usecols=["case_id", "status"])
+    unusable = statuses[statuses["case_id"].isin(submission.cases)
+                        & (statuses["status"] != "passed")]
+    return code or (1 if tally.failed or tally.lost or len(unusable) else 0)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -570,7 +570,7 @@ GOOD_CSV = "case_id,scale,status,accuracy\nt7,smoke,passed,0.5\n"
                                             "status; pass a results.csv written by"),
     ("case_id,scale,status\nt7,smoke,failed\n", "{tmp}/base.csv",
      "results.csv has no passed case (1 rows); a baseline holds passed cases only"),
-    ("\x00\x01\x02garbage", "{tmp}/base.csv", "lacks the columns"),
+    ("\x00\x01\x02garbage", "{tmp}/base.csv", "holds NUL bytes from byte 0 on"),
 ], ids=["unwritable", "folder", "empty", "foreign", "no-passed", "binary"])
 def test_save_baseline_bad_input_is_one_line_exit_2(tmp_path, capsys, csv, dest, message):
     afile = _a_file(tmp_path)

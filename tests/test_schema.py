@@ -91,7 +91,7 @@ def test_a_typo_in_a_measured_key_fails_where_it_is_written():
     ('{"case_id": "x", "status": "error", "scale": "smoke", "seed": 0, "error": "e", '
      '"metrics": "high"}', "metrics must be an object, found str"),
     ('{"case_id": "x", "status": "error", "scale": "smoke", "seed": 0, "error": "e", '
-     '"train_time_s": "slow"}', "train_time_s must be a number, found 'slow'"),
+     '"train_time_s": "slow"}', "train_time_s is 'slow', not a number >= 0"),
     ('{"case_id": "x", "status": "error", "scale": "smoke", "seed": 0, "error": "e", '
      '"train_counts": [1, "2"]}', "train_counts must be a list of integers"),
     ('{"case_id": 3, "status": "unfinished"}', "case_id must be a non-empty string"),
@@ -187,10 +187,10 @@ def _set(path: str, value):
 # A stored row whose figures cannot be true is refused on read, naming the file and the value;
 # the report then shows it as corrupt and --resume runs the case again (tests/test_resume.py).
 @pytest.mark.parametrize("change, message", [
-    (_set("metrics.accuracy", 7.5), "accuracy is 7.5, outside 0..1"),
-    (_set("metrics.roc_auc_ovr_macro", -3), "roc_auc_ovr_macro is -3, outside 0..1"),
-    (_set("train_time_s", -1.0), "train_time_s is -1.0, below 0"),
-    (_set("intervals", {"accuracy": [0.2, 1.4]}), "accuracy_ci_high is 1.4, outside 0..1"),
+    (_set("metrics.accuracy", 7.5), "accuracy is '7.5', not a share 0..1"),
+    (_set("metrics.roc_auc_ovr_macro", -3), "roc_auc_ovr_macro is '-3', not a share 0..1"),
+    (_set("train_time_s", -1.0), "train_time_s is '-1.0', not a number >= 0"),
+    (_set("intervals", {"accuracy": [0.2, 1.4]}), "accuracy_ci_high is '1.4', not a share 0..1"),
     (_set("train_samples", 81), "train_samples is 81 but train_counts add up to 80"),
     (_set("test_counts", [8] * 9 + [-8]), "test_samples is 80 but test_counts add up to 64"),
 ])

@@ -212,6 +212,15 @@ def read_results(csv: Path | str, usable: tuple[str, ...] = USABLE,
     with."""
     csv = Path(csv)
     try:
+        at = csv.read_bytes().find(b"\0")
+    except OSError:
+        at = -1  # pandas names what cannot be read, below
+    if at >= 0:
+        # What a crash of some file systems leaves: a block of zeros; pandas reads through it
+        # and drops or merges lines without a word.
+        raise ResultsError(f"{csv} holds NUL bytes from byte {at} on (a damaged disk or an "
+                           f"interrupted copy); {fix}")
+    try:
         frame = pd.read_csv(csv)
         text = pd.read_csv(csv, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
@@ -226,27 +235,25 @@ def read_results(csv: Path | str, usable: tuple[str, ...] = USABLE,
                            "results.csv written by resnet-harness")
     if frame.empty:
         raise ResultsError(f"{csv} has a header but no rows; {fix}")
+    for index, status in text["status"].items():
+        if status not in schema.STATUSES:
+            raise ResultsError(f"{csv} line {index + 2} ({text.at[index, 'case_id']}): status "
+                               f"{status!r} is not one of {', '.join(schema.STATUSES)}; {fix}")
     rows = text[text["status"].isin(usable)]
     for index, raw in (rows["seed"].items() if "seed" in rows else ()):
         if raw.strip() and (schema.as_number(raw) is None or float(raw) != int(float(raw))):
             raise ResultsError(f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): seed is "
                                f"{raw!r}, not a whole number; {fix}")
-    checked = [f for f in FIELDS if f.name in rows.columns and f.kind in
-               ("score", "group_score", "interval", "time", "count", "memory", "rate")]
-    for field in checked:
+    for field in [f for f in FIELDS if f.name in rows.columns]:
         for index, raw in rows[field.name].items():
             if raw.strip() == "" and field.name in ALWAYS_MEASURED:
                 raise ResultsError(
                     f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): {field.name} is "
                     f"empty in a {rows.at[index, 'status']} row, which always measures it; {fix}")
-            if raw.strip() == "":
-                continue
-            number = schema.as_number(raw)
-            unit = field.kind in ("score", "group_score", "interval")
-            if number is None or not math.isfinite(number) or number < 0 or (unit and number > 1):
-                raise ResultsError(
-                    f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): {field.name} is "
-                    f"{raw!r}, not a {'share 0..1' if unit else 'number >= 0'}; {fix}")
+            problem = schema.figure_problem(field, raw)
+            if problem:
+                raise ResultsError(f"{csv} line {index + 2} ({rows.at[index, 'case_id']}): "
+                                   f"{field.name} {problem}; {fix}")
     for column in [c for c in JSON_COLUMNS if c in rows.columns]:
         for index, raw in rows[column].items():
             if raw.strip() and not isinstance(_json_object(raw), dict):

@@ -299,14 +299,14 @@ def validate_row(row: Any, source: str = "row") -> dict[str, Any]:
                 isinstance(c, int) and not isinstance(c, bool) for c in counts)):
             raise RowError(f"{source}: {key} must be a list of integers")
     for field in FIELDS:
-        stored = value(row, field.name)
-        if stored is not None and as_number(stored) is None and stored not in ("inf", "-inf") \
-                and not (isinstance(stored, float) and math.isnan(stored)):
-            raise RowError(f"{source}: {field.name} must be a number, found {stored!r}")
-        problem = _out_of_range(field, as_number(stored))
+        problem = figure_problem(field, value(row, field.name))
         if problem:
-            raise RowError(f"{source}: {field.name} is {stored!r}, {problem}; the file was "
-                           "edited or damaged: delete it or run the case again")
+            raise RowError(f"{source}: {field.name} {problem}; the file was edited or damaged: "
+                           "delete it or run the case again")
+    seed = row.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise RowError(f"{source}: seed is {str(seed)!r}, not a whole number; the file was "
+                       "edited or damaged: delete it or run the case again")
     _check_counts(row, source)
     _check_history(row.get("history"), source)
     check_outcomes(row, source)
@@ -367,19 +367,35 @@ def _check_history(history: Any, source: str) -> None:
                        "the file was edited or damaged: delete it or run the case again")
 
 
-# Kinds whose values are shares (0..1) and kinds that cannot be negative.
+# Kinds whose values are shares (0..1) and kinds that cannot be negative. A diagnostic (the
+# training loss) may be infinite or missing: a diverged fit is a result, not damage.
 _UNIT_KINDS = ("score", "group_score", "interval")
-_NON_NEGATIVE_KINDS = ("time", "rate", "count")
+_NON_NEGATIVE_KINDS = ("time", "rate", "count", "memory")
 
 
-def _out_of_range(field: Field, number: float | None) -> str | None:
-    if number is None:
+def figure_problem(field: Field, stored: Any) -> str | None:
+    """What is wrong with ``stored`` as a value of ``field`` -- ``"is '2.0', not a share 0..1"``
+    -- or None when it is sound or absent. One rule for every reader of rows: a row file, a
+    ``results.csv`` cell (text) and a baseline alike, so each refuses the same values in the same
+    words."""
+    if stored is None or (isinstance(stored, str) and not stored.strip()) or (
+            isinstance(stored, float) and math.isnan(stored)):
         return None
-    unit = field.kind in _UNIT_KINDS or (field.kind == "diagnostic" and field.better == "higher")
-    if unit and not 0.0 <= number <= 1.0:
-        return "outside 0..1"
-    if (field.kind in _NON_NEGATIVE_KINDS or field.kind == "diagnostic") and number < 0:
-        return "below 0"
+    number = as_number(stored)
+    shown = repr(str(stored).strip())
+    if field.kind == "diagnostic":
+        if number is None and str(stored).strip().lower() not in ("nan", "inf", "-inf"):
+            return f"is {shown}, not a number"
+        if number is not None and math.isfinite(number) and number < 0:
+            return f"is {shown}, below 0"
+        if field.better == "higher" and number is not None and not 0.0 <= number <= 1.0:
+            return f"is {shown}, not a share 0..1"
+        return None
+    unit = field.kind in _UNIT_KINDS
+    if number is None or not math.isfinite(number) or number < 0 or (unit and number > 1):
+        return f"is {shown}, not a {'share 0..1' if unit else 'number >= 0'}"
+    if field.kind == "count" and number != int(number):
+        return f"is {shown}, not a whole number"
     return None
 
 
