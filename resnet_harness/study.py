@@ -4,10 +4,10 @@ A study is one module that builds a :class:`Study` and passes it to :func:`regis
 
 - its **cases**, frozen dataclasses deriving from :class:`Case` (an id scheme, the data variant
   they ask for, the head, the schedule, the figures a publication reports for them, bounds);
-- its **training hooks**, a :class:`Hooks` object per case whose methods all do nothing by
-  default, in the manner of Keras' ``Callback``: the runner calls every hook, a study overrides
-  only those it needs (the loss, class weights, the sampler, which training images to keep,
-  the expected class counts, a post-hoc transform of saved predictions, extra row fields);
+- its **training hooks**, a :class:`Hooks` object per case run whose methods all do nothing by
+  default, in the manner of Keras' ``Callback``: named for the moment they run (which training
+  images to keep, the training set itself, the model and loss, the batches, the start of fit,
+  a post-hoc transform of saved predictions, the row), given their context once;
 - the **row fields** it adds (:class:`~resnet_harness.storage.schema.Field` entries, registered
   into the schema with titles) and the identity keys its rows carry;
 - its **comparisons** and **claims**, as data (:class:`Comparison`, :class:`Check`,
@@ -72,66 +72,103 @@ class Bounds:
 
 
 class Hooks:
-    """A case's training hooks. Every method is a no-op by default; a study overrides what it
-    needs. ``cfg`` is the case's :class:`~resnet_harness.training.config.CaseConfig`."""
+    """A case run's hooks, in the manner of Keras' ``Callback``: one instance per run of a case
+    (:meth:`Case.hooks` makes it, the run binds it once), its context on the instance, its
+    methods named for the moment they run and given that moment's payload only. Every method
+    does nothing by default; a study overrides what it needs. State a study carries from one
+    moment to a later one (a parameter count from the model to the row) lives on the instance.
 
-    #: ``ModelCache`` key of the loss :meth:`build_loss` makes; None: sparse cross-entropy.
+    Context, set by :meth:`bind` before the first moment: ``self.cfg`` (the case's
+    :class:`~resnet_harness.training.config.CaseConfig`: scale, seed, the session's options),
+    ``self.case``, ``self.seed``; and from :meth:`on_training_set` on, ``self.train_counts``
+    (training images per class as selected, by their true labels).
+
+    The moments, in the order a case runs them:
+
+    ``on_select_training`` -> ``on_training_set`` -> ``on_build_model`` / ``on_build_loss`` ->
+    ``on_batches`` -> ``on_fit_start`` -> (``fit``) -> ``on_row``; a post-hoc case runs
+    ``on_select_training`` -> ``on_training_set`` -> ``on_predictions`` -> ``on_row`` instead
+    of training. Two declarations are read, not run: :attr:`loss_name` and
+    :attr:`predictions_from`; :meth:`expected_train_counts` answers the bounds check.
+    """
+
+    #: ``ModelCache`` key of the loss :meth:`on_build_loss` makes; None: sparse cross-entropy.
     loss_name: str | None = None
+    #: The case id (without seed) whose saved predictions this case transforms with
+    #: :meth:`on_predictions` instead of training (post-hoc methods); None: this case trains.
+    predictions_from: str | None = None
 
-    def build_loss(self):
-        """The Keras loss to compile (called once per cached model, when ``loss_name`` is set)."""
+    cfg: Any = None
+    case: Any = None
+    seed: int = 0
+    train_counts: list[int] | None = None
+
+    def bind(self, cfg) -> "Hooks":
+        """Give the hooks their run's context (once, by the run); returns ``self``."""
+        if self.cfg is not None and self.cfg is not cfg:
+            raise RuntimeError(f"{type(self).__name__} is bound to another case run already; "
+                               "Case.hooks() must return a new object on each call")
+        self.cfg, self.case, self.seed = cfg, cfg.case, cfg.seed
+        return self
+
+    # -- the data -------------------------------------------------------------------------
+
+    def on_select_training(self, train_idx, y_train):
+        """While the data variant is made, after the session's imbalance recipe: ``(indices
+        kept, classes reduced)`` of the capped training set, or None to keep it. Seeded by
+        ``self.seed``."""
         return None
 
-    def class_balanced(self) -> bool:
-        """Whether training batches are drawn class-uniformly (``tf.data`` re-sampling)."""
-        return False
-
-    def select_training(self, train_idx, y_train, seed: int):
-        """``(indices kept, classes reduced)`` of the capped training set, or None to keep it."""
-        return None
+    def on_training_set(self, x_train, y_train, rng):
+        """Once the images the model trains on are chosen (validation held out): the training
+        images and labels to train on, ``(x_train, y_train)`` -- new arrays (the inputs are
+        read-only: the data variant may be shared). ``rng`` is a ``numpy`` generator seeded by
+        the case's seed; what it changes must follow from the case's fields, so that the case's
+        identity says it (label noise: the noise rate is a field). The default keeps both."""
+        return x_train, y_train
 
     def expected_train_counts(self, counts_before: Sequence[int]) -> list[int] | None:
-        """The per-class training counts :meth:`select_training` must leave (the bounds check
-        them), or None for the session's imbalance recipe."""
+        """The per-class training counts :meth:`on_select_training` must leave (the bounds
+        check them), or None for the session's imbalance recipe."""
         return None
 
-    def model_options(self, cfg) -> dict[str, Any]:
+    # -- the model --------------------------------------------------------------------------
+
+    def on_build_model(self) -> dict[str, Any]:
         """Extra keywords of ``training.model.build_model`` for this case's model: ``logits``,
         ``optimizer`` ("adam" | "sgd"), ``momentum``, ``weight_decay``, ``output_bias``; they
         key the model cache, so cases with other options get other models."""
         return {}
 
-    def augmentation(self, cfg) -> str:
-        """Which augmentation an augmented case uses: "paper" (the study's rotation, shift and
-        flip) or "crop_flip" (4-pixel zero padding, random 32x32 crop, horizontal flip)."""
-        return "paper"
-
-    def sampling_weights(self, train_counts: Sequence[int]):
-        """Per-class probabilities of drawing a class under :meth:`class_balanced` (None:
-        uniform)."""
+    def on_build_loss(self):
+        """The Keras loss to compile (once per cached model, when :attr:`loss_name` is set)."""
         return None
 
-    def before_fit(self, cfg, model, train_counts: Sequence[int]) -> dict[str, Any]:
-        """Configure ``model`` for this case; returns extra ``fit`` arguments (``class_weight``,
-        ``callbacks``)."""
+    # -- training -------------------------------------------------------------------------
+
+    def on_batches(self) -> dict[str, Any]:
+        """How training batches are drawn, as keywords of the input pipeline:
+        ``class_balanced`` (draw classes uniformly, or by ``class_weights``: per-class
+        probabilities) and ``augmentation_kind`` ("paper": the study's rotation, shift and
+        flip; "crop_flip": 4-pixel padding, random 32x32 crop per image, horizontal flip)."""
         return {}
 
-    def predictions_from(self) -> str | None:
-        """The case id (without seed) whose saved predictions this case transforms instead of
-        training (post-hoc methods), or None: this case trains."""
-        return None
+    def on_fit_start(self, model) -> dict[str, Any]:
+        """Before ``fit``: configure ``model`` for this case; returns extra ``fit`` arguments
+        (``class_weight``, ``callbacks``)."""
+        return {}
 
-    def transform_predictions(self, cfg, proba, train_counts: Sequence[int]):
-        """The post-hoc transform of the saved probabilities (only with :meth:`predictions_from`)."""
+    def on_predictions(self, proba):
+        """A post-hoc case (:attr:`predictions_from`): the transform of the saved test
+        probabilities."""
         return proba
 
-    def row_fields(self, cfg, train_counts: Sequence[int], metrics: Mapping[str, Any]
-                   ) -> dict[str, Any]:
-        """Extra fields of the result row (declared in the study's ``fields``/``row_keys``)."""
+    # -- the row ----------------------------------------------------------------------------
+
+    def on_row(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """Extra fields of the result row (declared in the study's ``fields``/``row_keys``),
+        from the test ``metrics``."""
         return {}
-
-
-_NO_HOOKS = Hooks()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,8 +243,8 @@ class Case:
         return None
 
     def hooks(self) -> Hooks:
-        """The case's training hooks."""
-        return _NO_HOOKS
+        """A new :class:`Hooks` object for one run of this case (called once per run)."""
+        return Hooks()
 
 
 # -- comparisons and claims, as data ---------------------------------------------------------------
@@ -274,7 +311,16 @@ class Check(_Arms):
     """A claim says: ``treatment`` moves ``measure`` in direction ``expect`` against
     ``baseline`` (``higher``, ``lower``, ``not lower`` or ``equivalent``: within the session's
     equivalence margin). ``baseline_minus``/``treatment_minus`` name a difference
-    :class:`Comparison`."""
+    :class:`Comparison`.
+
+    ``margin`` gives the check its own margin instead of the session's ``--equivalence-delta``
+    (a score's difference, or a time's or memory's relative change): "20% label noise costs
+    less than 5 points" is ``Check(clean, noisy, "accuracy", "not lower", margin=0.05)``. The
+    check is then decided by where the comparison's interval (at the level its verdict used)
+    lies against the margin: ``not lower`` holds when it lies above ``-margin`` and fails when
+    it lies below; ``equivalent`` holds inside ``±margin`` and fails wholly outside;
+    ``higher`` holds above ``+margin`` (``lower``: below ``-margin``) and fails when it lies
+    wholly on the other side of it."""
 
     baseline: str
     treatment: str
@@ -282,6 +328,19 @@ class Check(_Arms):
     expect: str
     baseline_minus: str | None = None
     treatment_minus: str | None = None
+    margin: float | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.expect not in EXPECTATIONS:
+            raise ValueError(f"check {self.treatment} vs {self.baseline}: expect "
+                             f"{self.expect!r} is not one of {', '.join(EXPECTATIONS)}")
+        if self.margin is not None and not 0 < self.margin < float("inf"):
+            raise ValueError(f"check {self.treatment} vs {self.baseline}: margin "
+                             f"{self.margin!r} must be a number > 0")
+
+
+EXPECTATIONS = ("higher", "lower", "not lower", "equivalent")
 
 
 @dataclass(frozen=True)

@@ -204,16 +204,22 @@ def test_the_session_chooses_what_the_early_stopping_arm_watches():
         "early_stopping: none -> 3", "early_stopping_monitor: none -> val_accuracy"]
 
 
+def _bound(case):
+    from types import SimpleNamespace
+
+    return case.hooks().bind(SimpleNamespace(case=case, seed=0))
+
+
 def test_the_exp100_variant_keeps_the_long_tail_profile():
     y = np.repeat(np.arange(10), 200)
     idx = np.arange(len(y))
     case = arch.CASES_BY_ID[arch_id("fashion_mnist", "densenet121", "exp100")]
-    kept, reduced = case.hooks().select_training(idx, y, seed=0)
+    kept, reduced = _bound(case).on_select_training(idx, y)
     assert np.bincount(y[kept], minlength=10).tolist() == PROFILES["exp100"].counts([200] * 10)
     assert reduced == tuple(range(1, 10)) and case.imbalanced
     assert case.hooks().expected_train_counts([200] * 10) == PROFILES["exp100"].counts([200] * 10)
     other = arch.CASES_BY_ID[arch_id("fashion_mnist", "densenet121", "imbalanced")]
-    assert other.hooks().select_training(idx, y, 0) is None
+    assert _bound(other).on_select_training(idx, y) is None
     assert other.hooks().expected_train_counts([200] * 10) is None
 
 

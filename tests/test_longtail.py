@@ -238,11 +238,13 @@ def _fake_cfg(method: str, epochs: int = 1):
     from types import SimpleNamespace
 
     case = longtail.CASES_BY_ID[f"longtail-cifar10-exp100-{method}"]
-    return SimpleNamespace(case=case, cb_beta=0.9999, la_tau=1.0, epochs=epochs)
+    return SimpleNamespace(case=case, cb_beta=0.9999, la_tau=1.0, epochs=epochs, seed=0)
 
 
 def _before_fit(cfg, model, counts):
-    return cfg.case.hooks().before_fit(cfg, model, counts)
+    hooks = cfg.case.hooks().bind(cfg)
+    hooks.train_counts = counts
+    return hooks.on_fit_start(model)
 
 
 def _tiny_models(loss_a, loss_b):

@@ -120,12 +120,15 @@ def test_learning_rate_schedule_is_ldam_drws():
 
 def test_a_shorter_run_is_the_first_epochs_of_the_published_schedule():
     case = longtail.CASES_BY_ID["longtail-cifar10-exp100-ce-lit"]
-    cfg = type("Cfg", (), {"cb_beta": 0.9999, "la_tau": 1.0, "epochs": 10})()
+    cfg = type("Cfg", (), {"cb_beta": 0.9999, "la_tau": 1.0, "epochs": 10, "case": case,
+                           "seed": 0})()
 
     class Model:
         loss = type("Loss", (), {"configure": lambda self, **kw: None})()
 
-    (schedule,) = case.hooks().before_fit(cfg, Model(), [100] * 10)["callbacks"]
+    hooks = case.hooks().bind(cfg)
+    hooks.train_counts = [100] * 10
+    (schedule,) = hooks.on_fit_start(Model())["callbacks"]
     assert [schedule.schedule(e, None) for e in range(10)] == pytest.approx(
         [0.02, 0.04, 0.06, 0.08, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
 
@@ -141,7 +144,6 @@ def test_resampler_draws_classes_as_ldam_drws_sampler():
 
 def test_drw_keeps_the_reference_beta_and_weights_normalise(monkeypatch):
     case = longtail.CASES_BY_ID["longtail-cifar10-exp100-drw-lit"]
-    hooks = case.hooks()
 
     class Loss:
         def configure(self, **kwargs):
@@ -150,20 +152,29 @@ def test_drw_keeps_the_reference_beta_and_weights_normalise(monkeypatch):
     class Model:
         loss = Loss()
 
-    cfg = type("Cfg", (), {"cb_beta": 0.99, "la_tau": 1.0, "epochs": 200})()
     counts = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
-    extras = hooks.before_fit(cfg, Model(), counts)
+
+    def bound(case):
+        cfg = type("Cfg", (), {"cb_beta": 0.99, "la_tau": 1.0, "epochs": 200, "case": case,
+                               "seed": 0})()
+        hooks = case.hooks().bind(cfg)
+        hooks.train_counts = counts
+        return hooks
+
+    hooks = bound(case)
+    extras = hooks.on_fit_start(Model())
     assert Model.loss.kwargs["normalize"] is True and Model.loss.kwargs["alpha"] is None
     drw = extras["callbacks"][1]
     assert drw.__class__.__name__ == "DeferredReweighting"
-    model_options = hooks.model_options(cfg)
+    model_options = hooks.on_build_model()
     assert model_options == {"logits": True, "optimizer": "sgd", "momentum": 0.9,
                              "weight_decay": 2e-4, "head_init": "torch"}
-    assert hooks.augmentation(cfg) == "crop_flip" and hooks.loss_name.endswith("softmax")
-    cb = longtail.CASES_BY_ID["longtail-cifar10-exp100-cb_focal-lit"].hooks()
-    assert cb.model_options(cfg)["output_bias"] == pytest.approx(-np.log(9))
-    assert cb.model_options(cfg)["decay_output_bias"] is False  # Cui et al. exclude it
-    cb.before_fit(cfg, Model(), counts)
+    assert hooks.on_batches()["augmentation_kind"] == "crop_flip"
+    assert hooks.loss_name.endswith("softmax")
+    cb = bound(longtail.CASES_BY_ID["longtail-cifar10-exp100-cb_focal-lit"])
+    assert cb.on_build_model()["output_bias"] == pytest.approx(-np.log(9))
+    assert cb.on_build_model()["decay_output_bias"] is False  # Cui et al. exclude it
+    cb.on_fit_start(Model())
     assert Model.loss.kwargs["gamma"] == 1.0
     assert Model.loss.kwargs["alpha"] == pytest.approx(
         losses.effective_number_weights(counts, 0.99))  # --cb-beta moves CB focal's beta only

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -42,7 +43,7 @@ class RateCase(Case):
 
 
 class RateHooks(Hooks):
-    def row_fields(self, cfg, train_counts, metrics):
+    def on_row(self, metrics):
         return {"worst_recall": float(np.min(metrics["per_class"]["recall"]))}
 
 
@@ -146,11 +147,15 @@ def test_registering_refuses_what_would_be_ambiguous():
 
 def test_default_hooks_do_nothing():
     hooks = Hooks()
-    assert hooks.loss_name is None and hooks.build_loss() is None
-    assert not hooks.class_balanced() and hooks.predictions_from() is None
-    assert hooks.select_training([0, 1], [0, 1], 0) is None
+    assert hooks.loss_name is None and hooks.on_build_loss() is None
+    assert hooks.on_batches() == {} and hooks.predictions_from is None
+    assert hooks.on_select_training([0, 1], [0, 1]) is None
+    x, y = np.zeros((2, 3)), np.array([0, 1])
+    kept = hooks.on_training_set(x, y, None)
+    assert kept[0] is x and kept[1] is y
     assert hooks.expected_train_counts([5, 5]) is None
-    assert hooks.before_fit(None, None, [5, 5]) == {} and hooks.row_fields(None, [], {}) == {}
+    assert hooks.on_build_model() == {} and hooks.on_fit_start(None) == {}
+    assert hooks.on_row({}) == {}
 
 
 def test_study_fields_join_the_schema_registry():

@@ -230,3 +230,53 @@ def test_sequential_design_stops_earlier_than_a_fixed_design_of_equal_power():
     mean_seeds, power = _simulate(1.5, design, family=1, sims=200, seed=2)
     fixed = next(n for n in range(2, 100) if stats.power(n, 1.5, 0.05) >= power)
     assert power >= 0.9 and mean_seeds < fixed
+
+
+# -- a check with its own margin -----------------------------------------------------------------
+
+def _margin_verdicts(mu: float, expect: str, sims: int, seed: int, n: int = 6,
+                     margin: float = 0.05) -> dict[str, float]:
+    """Share of simulated studies (n seeds, each seed's difference ~ N(mu, 0.02)) whose claim,
+    one check with its own ``margin``, came out supported / contradicted / inconclusive."""
+    control = case_id("table10", "fashion_mnist")
+    arm = case_id("table10", "fashion_mnist", reg="l2")
+    claim = study.Claim("own-margin", "l2 costs less than 5 points", "test",
+                        (study.Check(control, arm, "accuracy", expect, margin=margin),))
+    rng = np.random.default_rng(seed)
+    counts = {"supported": 0, "contradicted": 0, "inconclusive": 0}
+    for _ in range(sims):
+        base = rng.normal(0.6, 0.02, n)
+        diffs = rng.normal(mu, 0.02, n)
+        rows = [_row(control, s, base[s], interval=0.0, auc=None) for s in range(n)]
+        rows += [_row(arm, s, base[s] + diffs[s], interval=0.0, auc=None) for s in range(n)]
+        (verdict,), _ = claims.evaluate(rows, 0.01, claims=[claim])
+        counts[verdict.verdict] += 1
+    return {k: v / sims for k, v in counts.items()}
+
+
+def test_a_checks_own_margin_errs_at_most_half_its_level_at_the_margin():
+    """At a true cost of exactly the margin, "costs less than 5 points" is supported in at most
+    2.5% of studies (the two-sided 95% interval's one side), plus Monte-Carlo error; a cost of
+    twice the margin contradicts it nearly always; no cost supports it nearly always."""
+    at_margin = _margin_verdicts(-0.05, "not lower", sims=400, seed=3)
+    assert at_margin["supported"] <= 0.025 + 2 * math.sqrt(0.025 * 0.975 / 400)
+    assert _margin_verdicts(0.0, "not lower", sims=200, seed=4)["supported"] >= 0.95
+    assert _margin_verdicts(-0.10, "not lower", sims=200, seed=5)["contradicted"] >= 0.95
+    # Equivalence within the margin: errs at most at the level on either edge.
+    edge = _margin_verdicts(0.05, "equivalent", sims=400, seed=6)
+    assert edge["supported"] <= 0.025 + 2 * math.sqrt(0.025 * 0.975 / 400)
+    assert _margin_verdicts(0.0, "equivalent", sims=200, seed=7)["supported"] >= 0.9
+
+
+def test_a_margin_needs_two_seeds_whose_arms_differ():
+    control = case_id("table10", "fashion_mnist")
+    arm = case_id("table10", "fashion_mnist", reg="l2")
+    claim = study.Claim("own-margin", "s", "test",
+                        (study.Check(control, arm, "accuracy", "not lower", margin=0.05),))
+    same = [_row(c, s, 0.6, interval=0.0, auc=None) for c in (control, arm) for s in range(4)]
+    (verdict,), _ = claims.evaluate(same, 0.01, claims=[claim])
+    assert verdict.verdict == "inconclusive"  # identical runs bound nothing
+    with pytest.raises(ValueError, match="margin -1 must be a number > 0"):
+        study.Check(control, arm, "accuracy", "not lower", margin=-1)
+    with pytest.raises(ValueError, match="expect 'above' is not one of"):
+        study.Check(control, arm, "accuracy", "above")

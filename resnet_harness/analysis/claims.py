@@ -74,11 +74,33 @@ def _outcome(check: Check, result: Result | None) -> str:
         return "not run"
     if result.n == 0 or "degenerate" in result.note:
         return "unclear"
+    if check.margin is not None:
+        return _against_margin(check.expect, check.margin, result)
     if result.direction in _HOLDS[check.expect]:
         return "holds"
     if result.direction in _FAILS[check.expect]:
         return "fails"
     return "unclear"
+
+
+def _against_margin(expect: str, margin: float, result: Result) -> str:
+    """A check with its own margin, decided by where the interval lies against it. The interval
+    is the two-sided one at the level the comparison's verdict used (Holm's step, a sequential
+    look's boundary), so each one-sided statement errs at most half that level. As for
+    equivalence at the session's delta, the interval must rest on two seeds whose arms differ:
+    identical runs prove no bound."""
+    low, high = result.low, result.high
+    if not (math.isfinite(low) and math.isfinite(high)) or result.n < 2 \
+            or result.differing < 2:
+        return "unclear"
+    if expect == "not lower":
+        return "holds" if low > -margin else "fails" if high < -margin else "unclear"
+    if expect == "equivalent":
+        return ("holds" if -margin < low and high < margin else
+                "fails" if low > margin or high < -margin else "unclear")
+    if expect == "higher":
+        return "holds" if low > margin else "fails" if high < margin else "unclear"
+    return "holds" if high < -margin else "fails" if low > -margin else "unclear"  # lower
 
 
 def claims_for(rows: Iterable[dict[str, Any]]) -> tuple[Claim, ...]:
@@ -187,7 +209,14 @@ def _evidence(check: Check, result: Result | None, outcome: str) -> str:
             f" ({result.note})" if result and result.note else "")
     note = f" ({result.note})" if result.note else ""
     caveats = "".join(f" [{f}: {CAVEATS[f]}]" for f in result.fields if f in CAVEATS)
-    return f"{label}: {describe(result)} -> {result.direction} ({outcome}){note}{caveats}"
+    said = result.direction if check.margin is None else \
+        f"{check.expect} with margin {margin_text(check.margin, result.measure)}"
+    return f"{label}: {describe(result)} -> {said} ({outcome}){note}{caveats}"
+
+
+def margin_text(margin: float, measure: str) -> str:
+    """A check's margin as its figure reads: ``0.05`` for a score, ``5%`` for time/memory."""
+    return f"{margin:.0%}" if MEASURES[measure].resource else f"{margin:g}"
 
 
 def delta_of(runs: Sequence[dict[str, Any]], default: float = 0.01) -> float:
@@ -203,15 +232,28 @@ def delta_of(runs: Sequence[dict[str, Any]], default: float = 0.01) -> float:
 
 # -- outputs -------------------------------------------------------------------------------------
 CLAIM_COLUMNS = ("claim", "statement", "source", "verdict", "missing", "evidence", "confounds",
-                 "delta", "alpha")
+                 "delta", "margins", "alpha")
 
 
 def claim_records(claim_results: Sequence[ClaimResult], delta: float = 0.01
                   ) -> list[dict[str, Any]]:
+    """One record per claim; ``delta`` is the session's margin, ``margins`` each check's own
+    (``accuracy: 0.05``), where a check sets one."""
     return [{"claim": c.claim.key, "statement": c.claim.statement, "source": c.claim.source,
              "verdict": c.verdict, "missing": "; ".join(c.missing), "evidence": c.evidence(),
-             "confounds": "; ".join(c.confounds), "delta": delta, "alpha": ALPHA}
+             "confounds": "; ".join(c.confounds), "delta": delta,
+             "margins": "; ".join(f"{MEASURES[k.measure].label}: "
+                                  f"{margin_text(k.margin, k.measure)}"
+                                  for k, _, _ in c.checks if k.margin is not None),
+             "alpha": ALPHA}
             for c in claim_results]
+
+
+def check_margins(claim_results: Sequence[ClaimResult]) -> dict[tuple[str, ...], float]:
+    """``{(*comparison key, measure): margin}`` of the checks that carry their own margin (the
+    forest plot draws them on the comparison's row)."""
+    return {(*k.key, k.measure): k.margin for c in claim_results for k, _, _ in c.checks
+            if k.margin is not None}
 
 
 def _csv_bytes(records: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
@@ -266,8 +308,9 @@ def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01, forest=Non
                  design: Design | None = None) -> str:
     """The claims and comparisons as an HTML fragment (the report's CSS classes).
 
-    ``forest(results, delta, title, relative)``: the report's forest-plot maker (HTML of one
-    family's figure), drawn above the text evidence; None leaves the figures out."""
+    ``forest(results, delta, title, relative, margins)``: the report's forest-plot maker (HTML
+    of one family's figure; ``margins``: :func:`check_margins`), drawn above the text
+    evidence; None leaves the figures out."""
     rows = list(rows)
     claim_results, results = evaluate(rows, delta, design=design)
     grouped = families(results)
@@ -304,10 +347,11 @@ def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01, forest=Non
                          'measured</td></tr>']
     figures = ""
     if forest is not None:
+        margins = check_margins(claim_results)
         figures = "".join(
             f'<div id="{escape(family_anchor(family, relative))}">'
-            f'{forest(members, delta, f"{family} ({len(members)} tests)", relative)}</div>'
-            for (family, relative), members in grouped.items())
+            f'{forest(members, delta, f"{family} ({len(members)} tests)", relative, margins)}'
+            '</div>' for (family, relative), members in grouped.items())
         if figures:
             figures = f'<h3>Comparisons by family</h3><div class="grid">{figures}</div>'
     return ('<h2 id="claims">The studies\' claims, checked</h2>'
@@ -359,11 +403,15 @@ def summary_lines(rows: Iterable[dict[str, Any]], delta: float = 0.01,
             lines.append(f"  {c.claim.key:<{width}} {c.verdict}")
             if c.verdict == "incomplete":
                 lines.append(f"{pad}not run: {'; '.join(c.missing)}")
-            for check, result, _ in c.checks:
+            for check, result, outcome in c.checks:
                 if result is None:
                     continue
                 name = f"{MEASURES[check.measure].label} ({result.comparison.name})"
-                if result.verdict == "inconclusive" and result.n:
+                if check.margin is not None and result.n:
+                    lines.append(f"{pad}{name}: {check.expect} with margin "
+                                 f"{margin_text(check.margin, check.measure)}: {outcome} "
+                                 f"({describe(result)})")
+                elif result.verdict == "inconclusive" and result.n:
                     lines.append(f"{pad}{name}: inconclusive at {result.n} seeds"
                                  f"{seeds_advice(result)}")
                 elif result.note:

@@ -212,10 +212,12 @@ def _provenance(runs: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
     return "".join(parts)
 
 
-def _forest(results, delta: float, title: str, relative: bool) -> str:
+def _forest(results, delta: float, title: str, relative: bool, margins=None) -> str:
     """One family's forest plot: each comparison's difference and interval at its verdict's
-    level, the ±δ band, the verdict's colour and, under an inconclusive one, the seeds that
-    would decide it."""
+    level, the ±δ band, a check's own margin on its row (``margins``: by comparison key and
+    figure), the verdict's colour and, under an inconclusive one, the seeds that would decide
+    it."""
+    margins = margins or {}
     entries = []
     for r in results:
         note = ""
@@ -227,7 +229,8 @@ def _forest(results, delta: float, title: str, relative: bool) -> str:
         low, high = (r.low, r.high) if relative else (max(r.low, -1.0), min(r.high, 1.0))
         entries.append(plots.ForestEntry(
             r.comparison.name, claims.MEASURES[r.measure].label, r.mean, low, high,
-            r.verdict, claims.level_text(r.alpha) if math.isfinite(r.low) else "", note))
+            r.verdict, claims.level_text(r.alpha) if math.isfinite(r.low) else "", note,
+            margins.get((*r.comparison.key, r.measure))))
     return _img(plots.forest_png(entries, delta, title, percent=relative), f"forest plot {title}")
 
 

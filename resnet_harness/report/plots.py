@@ -187,6 +187,7 @@ class ForestEntry:
     verdict: str
     level: str = ""
     note: str = ""
+    margin: float | None = None  # a claim's check with its own margin: drawn at ±margin
 
 
 def forest_png(entries: Sequence[ForestEntry], delta: float, title: str,
@@ -224,6 +225,10 @@ def forest_png(entries: Sequence[ForestEntry], delta: float, title: str,
             if e.low == e.low and e.high == e.high:
                 ax.plot([e.low * scale, e.high * scale], [row, row], color=color, linewidth=2)
             ax.plot([e.mean * scale], [row], "o", color=color, markersize=4)
+            if e.margin is not None:
+                for edge in (-e.margin, e.margin):
+                    ax.plot([edge * scale] * 2, [row - 0.35, row + 0.35], color="#6a3d9a",
+                            linestyle="--", linewidth=1)
             text = "  ".join(t for t in (e.level, e.note) if t)
             if text:
                 ax.annotate(text, (e.mean * scale, row), xytext=(0, -small - 1),
@@ -241,6 +246,8 @@ def forest_png(entries: Sequence[ForestEntry], delta: float, title: str,
                       label=v) for v in VERDICT_COLORS if any(e.verdict == v for e in entries)]
     handles.append(Patch(color="#e6e6e6", label=f"equivalence band \u00b1\u03b4 = "
                          f"{delta * scale:g}{'%' if percent else ''}"))
+    handles += [Line2D([0], [0], color="#6a3d9a", linestyle="--", linewidth=1,
+                       label="a claim's own margin")] if any(e.margin for e in entries) else []
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7,
                frameon=False)
     caption = ("intervals at the level each verdict was tested at (Holm within the family; a "

@@ -169,32 +169,27 @@ class ArchitectureCase(Case):
         return ArchitectureHooks(self)
 
 
-# The runner asks case.hooks() afresh for each hook: the count crosses to row_fields here.
-_PARAMETERS: dict[str, int] = {}
-
-
 class ArchitectureHooks(Hooks):
     """The exp100 variant's training subset, and the model's parameter count in the row."""
 
     def __init__(self, case: ArchitectureCase):
         self.case = case
+        self.parameters: int | None = None  # from the model at fit start to the row
 
-    def select_training(self, train_idx, y_train, seed: int):
+    def on_select_training(self, train_idx, y_train):
         if self.case.variant != "exp100":
             return None
-        return apply_profile(PROFILES["exp100"], train_idx, y_train, seed)
+        return apply_profile(PROFILES["exp100"], train_idx, y_train, self.seed)
 
     def expected_train_counts(self, counts_before: Sequence[int]) -> list[int] | None:
         return PROFILES["exp100"].counts(counts_before) if self.case.variant == "exp100" else None
 
-    def before_fit(self, cfg, model, train_counts: Sequence[int]) -> dict[str, Any]:
-        _PARAMETERS[self.case.id] = int(model.count_params())
+    def on_fit_start(self, model) -> dict[str, Any]:
+        self.parameters = int(model.count_params())
         return {}
 
-    def row_fields(self, cfg, train_counts: Sequence[int], metrics: Mapping[str, Any]
-                   ) -> dict[str, Any]:
-        count = _PARAMETERS.pop(self.case.id, None)
-        return {} if count is None else {"parameters": count}
+    def on_row(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        return {} if self.parameters is None else {"parameters": self.parameters}
 
 
 def arch_id(dataset: str, backbone: str, variant: str = "balanced") -> str:

@@ -234,22 +234,23 @@ class LongTailHooks(Hooks):
     loss_name = "longtail"  # ModelCache key: every long-tail case shares one compiled model
 
     def __init__(self, case: LongTailCase):
-        self.case = case
-        self.method = case.method_spec
+        self.case, self.method = case, case.method_spec
+        self.predictions_from = case.source_case().base_id if self.method.posthoc else None
 
-    def build_loss(self):
+    def on_build_loss(self):
         return losses.longtail_loss()
 
-    def class_balanced(self) -> bool:
-        return self.method.resample
+    def on_batches(self) -> dict[str, Any]:
+        return {"class_balanced": self.method.resample}
 
-    def select_training(self, train_idx, y_train, seed: int):
-        return apply_profile(self.case.profile_spec, train_idx, y_train, seed)
+    def on_select_training(self, train_idx, y_train):
+        return apply_profile(self.case.profile_spec, train_idx, y_train, self.seed)
 
     def expected_train_counts(self, counts_before: Sequence[int]) -> list[int]:
         return self.case.profile_spec.counts(counts_before)
 
-    def before_fit(self, cfg, model, train_counts: Sequence[int]) -> dict[str, Any]:
+    def on_fit_start(self, model) -> dict[str, Any]:
+        cfg, train_counts = self.cfg, self.train_counts
         method, beta = self.method, cfg.cb_beta
         loss = model.loss
         alpha = losses.class_weights(method.alpha, train_counts, beta)
@@ -263,15 +264,12 @@ class LongTailHooks(Hooks):
                                                       losses.drw_start_epoch(cfg.epochs))]}
         return {"class_weight": {c: float(w) for c, w in enumerate(weights)}}
 
-    def predictions_from(self) -> str | None:
-        return self.case.source_case().base_id if self.method.posthoc else None
+    def on_predictions(self, proba):
+        return losses.posthoc_adjust(proba, self.train_counts, self.cfg.la_tau)
 
-    def transform_predictions(self, cfg, proba, train_counts: Sequence[int]):
-        return losses.posthoc_adjust(proba, train_counts, cfg.la_tau)
-
-    def row_fields(self, cfg, train_counts: Sequence[int], metrics: Mapping[str, Any]
-                   ) -> dict[str, Any]:
+    def on_row(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
         """Head/middle/tail accuracy and the ``long_tail`` record (profile, method, groups)."""
+        train_counts = self.train_counts
         recall = metrics["per_class"]["recall"]
         members = groups(train_counts)
         out: dict[str, Any] = {f"{name}_accuracy": float(np.mean([recall[c] for c in classes]))
@@ -296,10 +294,10 @@ class LiteratureHooks(LongTailHooks):
     def kind(self) -> str:
         return "sigmoid" if self.method.alpha else "softmax"
 
-    def build_loss(self):
+    def on_build_loss(self):
         return losses.reference_loss(self.kind)
 
-    def model_options(self, cfg) -> dict[str, Any]:
+    def on_build_model(self) -> dict[str, Any]:
         # LDAM-DRW's ResNet-32 head: nn.Linear after _weights_init (He-normal weights,
         # PyTorch's uniform(+-1/sqrt(64)) bias).
         options = {"logits": True, "optimizer": "sgd", "momentum": losses.LITERATURE_MOMENTUM,
@@ -311,13 +309,14 @@ class LiteratureHooks(LongTailHooks):
             options["decay_output_bias"] = False
         return options
 
-    def augmentation(self, cfg) -> str:
-        return "crop_flip"
+    def on_batches(self) -> dict[str, Any]:
+        resample = self.method.resample
+        return {"augmentation_kind": "crop_flip", "class_balanced": resample,
+                "class_weights": losses.resampling_weights(self.train_counts) if resample
+                else None}
 
-    def sampling_weights(self, train_counts: Sequence[int]):
-        return losses.resampling_weights(train_counts) if self.method.resample else None
-
-    def before_fit(self, cfg, model, train_counts: Sequence[int]) -> dict[str, Any]:
+    def on_fit_start(self, model) -> dict[str, Any]:
+        cfg, train_counts = self.cfg, self.train_counts
         method = self.method
         # The published 200-epoch schedule whatever --epochs says: a shorter run is its first
         # epochs (warm-up, then lr 0.1), comparable with the start of the published curves.

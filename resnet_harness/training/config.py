@@ -7,6 +7,8 @@ The validators of every option value live in :mod:`resnet_harness.training.value
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -169,10 +171,11 @@ class CaseConfig:
     early_stopping_monitor: str = "val_loss"  # or "val_accuracy" (values.MONITORS)
     batch_order: str = "common"  # or "shuffle" (values.BATCH_ORDERS)
 
-    @property
+    @functools.cached_property
     def hooks(self):
-        """The case's training hooks (``resnet_harness.study.Hooks``)."""
-        return self.case.hooks()
+        """The hooks of this run of the case (``resnet_harness.study.Hooks``): made and bound
+        once, so every moment of the run -- data, model, fit, row, bounds -- sees one object."""
+        return self.case.hooks().bind(self)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings, as stored with the result row: everything that can change a

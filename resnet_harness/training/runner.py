@@ -19,6 +19,9 @@ from resnet_harness.training.calibration import recalibrated_validation
 from resnet_harness.training.config import CaseConfig
 from resnet_harness.training.data import Variant, make_variant
 from resnet_harness.training.data.pipeline import INFERENCE_BATCH, make_dataset, steps_per_epoch
+
+# What a study's ``on_batches`` hook may set (keywords of ``make_dataset``).
+BATCH_KEYWORDS = ("class_balanced", "augmentation_kind", "class_weights")
 from resnet_harness.training.evaluation import calibration_set, evaluate
 from resnet_harness.training.model import BACKBONES, ModelCache, seed_everything
 from resnet_harness.training.metrics import INTERVAL_METHOD, run_intervals
@@ -152,14 +155,15 @@ def make_inputs(cfg: CaseConfig, raw) -> tuple[Variant, Any, Any]:
     pipeline, under ``--validation-split``, is :func:`validation_inputs`)."""
     case = cfg.case
     variant = make_variant(raw, cfg)
-    hooks = cfg.hooks
+    batches = dict(cfg.hooks.on_batches())
+    unknown = sorted(set(batches) - set(BATCH_KEYWORDS))
+    if unknown:
+        raise ValueError(f"{case.id}: on_batches returned {', '.join(unknown)}; it may set "
+                         f"{', '.join(BATCH_KEYWORDS)}")
     train = make_dataset(variant.x_train, variant.y_train, batch_size=case.batch_size,
                          training=True, seed=cfg.seed, augment=cfg.augment, hflip=cfg.hflip,
-                         class_balanced=hooks.class_balanced(),
-                         augmentation_kind=hooks.augmentation(cfg),
-                         class_weights=hooks.sampling_weights(variant.train_counts),
                          order_keys=(variant.train_index if cfg.batch_order == "common"
-                                     else None), epochs=cfg.epochs)
+                                     else None), epochs=cfg.epochs, **batches)
     test = make_dataset(variant.x_test, variant.y_test, batch_size=INFERENCE_BATCH,
                         training=False, seed=cfg.seed)
     return variant, train, test
@@ -202,8 +206,8 @@ def model_for(cfg: CaseConfig, models: ModelCache):
                       learning_rate=case.learning_rate, jit_compile=cfg.xla,
                       mixed_precision=cfg.mixed_precision, backbone=BACKBONES[cfg.backbone],
                       loss_name=cfg.hooks.loss_name,
-                      make_loss=cfg.hooks.build_loss if cfg.hooks.loss_name else None,
-                      **cfg.hooks.model_options(cfg))
+                      make_loss=cfg.hooks.on_build_loss if cfg.hooks.loss_name else None,
+                      **cfg.hooks.on_build_model())
 
 
 def run_case(cfg: CaseConfig, raw, models: ModelCache, *, callbacks=(),
@@ -213,7 +217,7 @@ def run_case(cfg: CaseConfig, raw, models: ModelCache, *, callbacks=(),
     ``callbacks``: more Keras callbacks for ``fit`` (the live progress); ``folder``: the run
     folder, which a post-hoc case reads its source predictions from.
     """
-    if cfg.hooks.predictions_from() is not None:  # trains nothing: transforms saved predictions
+    if cfg.hooks.predictions_from is not None:  # trains nothing: transforms saved predictions
         return run_posthoc(cfg, raw, folder)
     started = provenance.now()
     # Memory is sampled over the whole case. What it adds above the level just before it started
@@ -237,7 +241,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
     model = model_for(cfg, models)
     reused = not models.built_last
     model_ready_mb = memory.current_mb()
-    fit_extras = cfg.hooks.before_fit(cfg, model, variant.train_counts)
+    fit_extras = dict(cfg.hooks.on_fit_start(model))
     # seed_everything above reseeds TensorFlow only when the seed changes (tf.random.set_seed
     # clears its kernel cache: 12-15 s on a reused model's next first step); a new seed builds
     # a new model anyway. The model's init and generator states are restored by ModelCache.
@@ -281,7 +285,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
         "data_source": variant.source, "data_fingerprint": raw.fingerprint,
         "test_set": test_set_digest(variant.test_index, raw.fingerprint),
         "provenance": rows.provenance_record(started),
-        **cfg.hooks.row_fields(cfg, variant.train_counts, fields["metrics"]),
+        **cfg.hooks.on_row(fields["metrics"]),
     })
     return CaseOutcome(row, arrays, variant)
 
@@ -301,7 +305,7 @@ def run_posthoc(cfg: CaseConfig, raw, folder) -> CaseOutcome:
     from resnet_harness.training.metrics import compute_metrics
 
     hooks = cfg.hooks
-    source = hooks.predictions_from() + ("" if cfg.case.seed is None
+    source = hooks.predictions_from + ("" if cfg.case.seed is None
                                          else f"-seed{cfg.case.seed}")
     started = provenance.now()
     row = folder.row(source) if folder is not None else None
@@ -326,7 +330,7 @@ def run_posthoc(cfg: CaseConfig, raw, folder) -> CaseOutcome:
         raise DataError(f"the saved test labels of {source} differ from this case's test set; "
                         f"{fix}")
     t0 = time.perf_counter()
-    proba = hooks.transform_predictions(cfg, saved["proba"], variant.train_counts)
+    proba = hooks.on_predictions(saved["proba"])
     metrics = compute_metrics(variant.y_test, proba, NUM_CLASSES)
     adjust_time = time.perf_counter() - t0
     out = rows.measured_row(cfg, **{
@@ -341,7 +345,7 @@ def run_posthoc(cfg: CaseConfig, raw, folder) -> CaseOutcome:
         "removal_fraction": variant.removal_fraction, "data_source": variant.source,
         "data_fingerprint": raw.fingerprint, "provenance": rows.provenance_record(started),
         "test_set": test_set_digest(variant.test_index, raw.fingerprint),
-        **hooks.row_fields(cfg, variant.train_counts, metrics)})
+        **hooks.on_row(metrics)})
     arrays = {"y_true": variant.y_test.astype(np.int64), "proba": proba,
               "y_pred": proba.argmax(axis=1)}
     return CaseOutcome(out, arrays, variant)

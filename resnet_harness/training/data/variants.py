@@ -41,6 +41,9 @@ class Variant:
     # concatenated): what two variants have in common (common random numbers, paired tests).
     train_index: np.ndarray | None = None
     test_index: np.ndarray | None = None
+    # Images per class as selected, by their true labels, when a study's on_training_set hook
+    # relabelled some (label noise): what the variant's spec and the bounds govern.
+    selected_counts: list[int] | None = None
 
     @property
     def validation_counts(self) -> list[int] | None:
@@ -50,6 +53,9 @@ class Variant:
 
     @property
     def train_counts(self) -> list[int]:
+        """Training images per class as the variant selected them (true labels)."""
+        if self.selected_counts is not None:
+            return list(self.selected_counts)
         return np.bincount(self.y_train, minlength=NUM_CLASSES).tolist()
 
     @property
@@ -201,7 +207,7 @@ def check_variant(raw: RawData, cfg: CaseConfig) -> None:
             members = np.flatnonzero(y_train == c)
             keep[members[:int(round(len(members) * fraction))]] = False
         train_idx, y_train = train_idx[keep], y_train[keep]
-    selected = cfg.hooks.select_training(train_idx, y_train, cfg.seed)
+    selected = cfg.hooks.on_select_training(train_idx, y_train)
     if selected is not None:
         train_idx = selected[0]
         y_train = y_pool[train_idx]
@@ -247,8 +253,9 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
     Order: (1) pool train+test and re-split when the case has a split, the pool first capped at
     ``pool_cap`` so the split keeps its meaning at small scales;
     otherwise cap train and test separately; (2) remove the imbalanced classes' samples from the
-    training set only (or keep what the case's ``select_training`` hook selects); (3) under
-    ``--validation-split`` hold out a stratified share of that training set for validation.
+    training set only (or keep what the case's ``on_select_training`` hook selects); (3) under
+    ``--validation-split`` hold out a stratified share of that training set for validation;
+    (4) hand the training part to the case's ``on_training_set`` hook (label noise, say).
     Every random choice is seeded by ``cfg.seed``.
     """
     case, seed = cfg.case, cfg.seed
@@ -270,7 +277,7 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
             drop.append(rng.choice(members, size=count, replace=False))
         train_idx = np.setdiff1d(train_idx, np.concatenate(drop) if drop else [])
         y_train = take(train_idx, labels=True)
-    selected = cfg.hooks.select_training(train_idx, y_train, seed)
+    selected = cfg.hooks.on_select_training(train_idx, y_train)
     if selected is not None:  # the case's study keeps its own training subset (a profile)
         train_idx, classes = selected
         y_train = take(train_idx, labels=True)
@@ -280,12 +287,41 @@ def make_variant(raw: RawData, cfg: CaseConfig) -> Variant:
         first, rest = hold_out(y_train, cfg)
         train_idx, val_idx = train_idx[rest], train_idx[first]
         y_train = take(train_idx, labels=True)
-    return Variant(take(train_idx), y_train, take(test_idx), take(test_idx, labels=True),
+    selected = np.bincount(y_train, minlength=NUM_CLASSES).tolist()
+    x_train, y_train = training_set(cfg, take(train_idx), y_train)
+    return Variant(x_train, y_train, take(test_idx), take(test_idx, labels=True),
                    before, tuple(classes), fraction, raw.source,
                    x_val=None if val_idx is None else take(val_idx),
                    y_val=None if val_idx is None else take(val_idx, labels=True),
                    train_index=np.asarray(train_idx, np.int64),
-                   test_index=np.asarray(test_idx, np.int64))
+                   test_index=np.asarray(test_idx, np.int64), selected_counts=selected)
+
+
+def training_set(cfg: CaseConfig, x_train: np.ndarray, y_train: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(4) The case's ``on_training_set`` hook: the images and labels the model trains on,
+    from read-only views of the chosen ones, with a generator seeded by the case's seed. A hook
+    that changes the number of images or their shape is refused (the row's counts and the
+    bounds would not describe what trained). ``hooks.train_counts`` are the selected images
+    per class by their true labels: what the bounds check; a study reports what its hook
+    changed in a row field of its own."""
+    hooks = cfg.hooks
+    hooks.train_counts = np.bincount(y_train, minlength=NUM_CLASSES).tolist()
+    views = [x_train.view(), y_train.view()]
+    for view in views:
+        view.flags.writeable = False
+    x_new, y_new = hooks.on_training_set(*views, np.random.default_rng([cfg.seed, 2]))
+    if x_new is views[0] and y_new is views[1]:  # kept as they are (the default)
+        return x_train, y_train
+    x_new, y_new = np.asarray(x_new), np.asarray(y_new)
+    if x_new.shape != x_train.shape or y_new.shape != y_train.shape:
+        raise DataError(f"{cfg.case.id}: its study's on_training_set hook returned images "
+                        f"{x_new.shape} and labels {y_new.shape} for {x_train.shape} and "
+                        f"{y_train.shape}; it may change pixels and labels, not their number")
+    if len(y_new) and (y_new.min() < 0 or y_new.max() >= NUM_CLASSES):
+        raise DataError(f"{cfg.case.id}: its study's on_training_set hook returned labels "
+                        f"outside 0..{NUM_CLASSES - 1}")
+    return x_new, y_new.astype(y_train.dtype, copy=False)
 
 
 def _is_all(index: np.ndarray, n: int) -> bool:
