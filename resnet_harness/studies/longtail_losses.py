@@ -4,7 +4,7 @@ the deferred re-weighting callback, and post-hoc logit adjustment of saved predi
 Every trained long-tail case compiles :class:`LongTailLoss`, whose three knobs are variables
 (focal ``gamma``, per-class ``alpha``, logit-adjustment ``tau`` with the log-prior), so all of
 them share one traced model -- as the paper's Table 10 heads share one graph -- and each case only
-assigns its settings (the study's ``before_fit`` hook). With gamma = 0, alpha = 1 and tau = 0 the loss is plain
+assigns its settings (the study's ``on_fit_start`` hook). With gamma = 0, alpha = 1 and tau = 0 the loss is plain
 cross-entropy.
 
 Built-ins used where they fit: the focal term is Keras' own

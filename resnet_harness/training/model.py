@@ -146,9 +146,9 @@ def build_model(head: Head, *, weights: str, seed: int, learning_rate: float = 1
                 weight_decay: float = 0.0, output_bias: float | None = None,
                 head_init: str = "keras", decay_output_bias: bool = True):
     """The backbone plus the head of ``head``, compiled with Adam and cross-entropy (``loss``:
-    another Keras loss, by name or as an object: a study's ``Hooks.build_loss``).
+    another Keras loss, by name or as an object: a study's ``Hooks.on_build_loss``).
 
-    A study's ``Hooks.model_options`` may ask for more: ``logits`` (the output layer gives
+    A study's ``Hooks.on_build_model`` may ask for more: ``logits`` (the output layer gives
     logits, the loss works on them, :func:`predict` returns their softmax), ``optimizer``
     ``"sgd"`` with ``momentum``, ``weight_decay`` as PyTorch's SGD applies it (an L2 gradient
     term on every weight: the backbone's own regularisers and the output bias here; the output
