@@ -175,3 +175,24 @@ def test_a_study_module_that_cannot_be_imported_is_named_once():
         "study 'ghost': its module no_such_study_module_here cannot be imported (No module "
         "named 'no_such_study_module_here'); its rows are shown without its comparisons")
     assert "PYTHONPATH" in problems[0]
+
+
+def test_a_figure_registered_twice_must_be_declared_the_same_way():
+    """One registry of figures: the same declaration again is kept (a module imported twice);
+    another declaration under a registered name is refused, naming what differs."""
+    from resnet_harness.storage.schema import Field
+
+    study.load_builtin()
+    before = len(schema.FIELDS)
+    schema.register_fields([schema.FIELDS_BY_NAME["accuracy"]])
+    schema.register_fields([Field("f1_macro", "score", "higher", ".3f", "absolute", 0.05, "f1",
+                                  "metrics", "f1_mac", title="F1 (macro)")])
+    assert len(schema.FIELDS) == before
+    with pytest.raises(ValueError, match="'accuracy' is registered already with another "
+                                         "declaration .better: 'higher' registered, 'lower'"):
+        schema.register_fields([Field("accuracy", "score", "lower", ".3f", "absolute", 0.05,
+                                      "accuracy", "metrics", "acc")])
+    assert schema.FIELDS_BY_NAME["accuracy"].better == "higher"
+    from resnet_harness.analysis.comparisons import MEASURES
+
+    assert MEASURES["f1_macro"].label == "F1 (macro)"  # its title, from its one declaration

@@ -61,13 +61,11 @@ class Measure:
         return self.better == "higher"
 
 
-_LABELS = {"f1_macro": "F1 (macro)", "roc_auc_ovr_macro": "ROC AUC"}
-
-
 def _measures() -> dict[str, Measure]:
-    # Every score of the row schema (its direction from there), plus the figures made of several
-    # fields: the recall of the reduced classes, and time and memory (see RESOURCE_FIELDS).
-    scores = [Measure(f.name, _LABELS.get(f.name, f.name.replace("_", " ")), better=f.better)
+    # Every score of the row schema (its title and direction from there), plus the figures made
+    # of several fields: the recall of the reduced classes, and time and memory (see
+    # RESOURCE_FIELDS).
+    scores = [Measure(f.name, f.heading, better=f.better)
               for f in schema.FIELDS
               if f.kind in ("score", "group_score") and f.source != "metrics_as_trained"]
     return {m.name: m for m in (

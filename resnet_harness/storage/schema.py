@@ -55,6 +55,19 @@ class Field:
     # A group score's classes, from its row (e.g. the long-tail study's tail: the 3 classes
     # with the fewest training images): its test-set noise is that of those classes' images.
     classes: Callable[[Mapping[str, Any]], Sequence[int]] | None = None
+    title: str | None = None  # its name in comparisons and claims; None: the name, spaced
+
+    @property
+    def heading(self) -> str:
+        """How comparisons, claims and the report name it (``F1 (macro)``)."""
+        return self.title or self.name.replace("_", " ")
+
+    def declaration(self) -> tuple:
+        """What two registrations of one name must agree on (``classes`` by its qualified
+        name: a module imported again makes a new function of the same definition)."""
+        return (self.kind, self.better, self.fmt, self.tolerance, self.default_tolerance,
+                self.paper_key, self.source, self.label, self.key, self.index, self.title,
+                getattr(self.classes, "__qualname__", self.classes))
 
     @property
     def in_metrics(self) -> bool:
@@ -71,9 +84,10 @@ class Field:
         return (a > b) if self.better == "higher" else (a < b) if self.better == "lower" else False
 
 
-def _score(name: str, paper_key: str | None = None, label: str | None = None, doc: str = ""):
+def _score(name: str, paper_key: str | None = None, label: str | None = None, doc: str = "",
+           title: str | None = None):
     return Field(name, "score", "higher", ".3f", "absolute", 0.05, paper_key, "metrics", label,
-                 doc)
+                 doc, title=title)
 
 
 def _as_trained(score: Field) -> Field:
@@ -92,11 +106,12 @@ FIELDS: tuple[Field, ...] = (
     # The paper does not say how it averaged precision/recall/F1; macro is compared with it.
     _score("precision_macro", "precision"),
     _score("recall_macro", "recall"),
-    _score("f1_macro", "f1", "f1_mac"),
+    _score("f1_macro", "f1", "f1_mac", title="F1 (macro)"),
     _score("precision_weighted"),
     _score("recall_weighted"),
     _score("f1_weighted"),
-    _score("roc_auc_ovr_macro", "roc_auc", "auc", "one-vs-rest, macro over present classes"),
+    _score("roc_auc_ovr_macro", "roc_auc", "auc", "one-vs-rest, macro over present classes",
+           title="ROC AUC"),
     Field("auc_classes", "count", None, "d", source="metrics",
           doc="classes present in the test labels, over which the AUC is averaged"),
     # Learning diagnostics (diagnostics.py): what fit saw against the model in inference mode.
@@ -210,9 +225,21 @@ REQUIRED["failed"] = REQUIRED["passed"]
 
 
 def register_fields(fields: Iterable[Field]) -> None:
-    """Add a study's fields to the registry (a name already there is kept as it is)."""
+    """Add a study's fields to the registry: the one home of a figure's kind, direction,
+    format, title and how a baseline compares it. A name registered again with the same
+    declaration is kept as it is; with another, ``ValueError`` names what differs (two studies
+    would otherwise read one column two ways)."""
     for field in fields:
-        if field.name in FIELDS_BY_NAME:
+        known = FIELDS_BY_NAME.get(field.name)
+        if known is not None:
+            if known.declaration() != field.declaration():
+                names = ("kind", "better", "fmt", "tolerance", "default_tolerance", "paper_key",
+                         "source", "label", "key", "index", "title", "classes")
+                differs = [f"{n}: {a!r} registered, {b!r} now" for n, a, b in
+                           zip(names, known.declaration(), field.declaration()) if a != b]
+                raise ValueError(f"field {field.name!r} is registered already with another "
+                                 f"declaration ({'; '.join(differs)}); give the new figure "
+                                 "another name, or declare it as the registered one")
             continue
         FIELDS.append(field)
         FIELDS_BY_NAME[field.name] = field
