@@ -601,3 +601,20 @@ def test_the_terminal_summary_fits_a_narrow_terminal(tmp_path):
     assert narrow[0].split()[:3] == ["case", "status", "acc"]
     assert "(columns cut to fit 80; every figure is in results.csv and the report)" in narrow
     assert summary_lines(folder, width=400) == full  # wide enough: nothing cut or wrapped
+
+
+def test_a_report_evaluates_the_claims_once_and_every_output_shows_that_evaluation(
+        small_run, monkeypatch):
+    """claims.csv, the report's claims section, the study sections and the terminal summary
+    render one evaluation (issue 33), so they can never disagree."""
+    from resnet_harness.analysis import claims
+    from resnet_harness.report.summary import summary_lines
+
+    calls = []
+    real = claims.evaluate
+    monkeypatch.setattr(claims, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    paths = build_report([small_run], small_run)
+    assert len(calls) == 1
+    lines = summary_lines(RunFolder(small_run), analysis=paths.analysis)
+    assert len(calls) == 1 and any(line.startswith("claims (") for line in lines)
+    assert paths.analysis.claims and paths["csv"].is_file()

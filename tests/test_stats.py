@@ -325,7 +325,7 @@ def test_claims_not_run_without_their_cases_and_supported_with_a_planted_effect(
     assert _claim(verdicts, "l2-beats-l1").verdict == "not run"
     equal = claims.evaluate(planted(0.0, noise=0.002))[0]
     assert _claim(equal, "imbalanced-beats-balanced-cifar10").verdict == "contradicted"
-    paths = claims.write_claims(rows, tmp_path)
+    paths = claims.write_claims(rows, tmp_path, claims.analyse(rows))
     import pandas as pd
 
     table = pd.read_csv(paths["claims"])
@@ -360,10 +360,10 @@ def test_html_section_and_terminal_lines_say_confounded():
     for seed in range(3):
         rows += [make_row(FASHION_BAL, seed, 0.6 + seed / 100),
                  make_row(FASHION_IMB, seed, 0.7 + seed / 100)]
-    html = claims.html_section(rows)
+    html = claims.html_section(rows, claims.analyse(rows))
     assert 'id="claims"' in html and "confounded" in html and "head.dense_units" in html
     assert "Per case over seeds" in html
-    lines = claims.summary_lines(rows)
+    lines = claims.summary_lines(claims.analyse(rows))
     index = next(i for i, line in enumerate(lines) if "fashion_mnist" in line
                  and "imbalanced-beats" in line)
     own = next((i for i in range(index + 1, len(lines)) if not lines[i].startswith("    ")),

@@ -163,10 +163,11 @@ def test_the_delta_of_run_json_reaches_claims_csv_and_the_report(tmp_path):
     assert claims.delta_of([{"options": {"equivalence_delta": 0.02}}]) == 0.02  # older runs
     rows = [_row(BAL, s, 0.5 + 0.001 * s) for s in range(3)] + \
         [_row(IMB, s, 0.5 - 0.001 * s, interval=0.001) for s in range(3)]
-    paths = claims.write_claims(rows, tmp_path, delta=0.05)
+    analysis = claims.analyse(rows, 0.05)
+    paths = claims.write_claims(rows, tmp_path, analysis)
     table = pd.read_csv(paths["claims"])
     assert set(table["delta"]) == {0.05} and set(table["alpha"]) == {0.05}
-    assert "±δ = 0.05" in claims.html_section(rows, 0.05)
+    assert "±δ = 0.05" in claims.html_section(rows, analysis)
 
 
 def test_claims_from_a_committed_results_csv(tmp_path):

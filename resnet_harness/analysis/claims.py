@@ -13,8 +13,9 @@ comparable or resting on a degenerate arm (one predicted class). A claim is
 * ``contradicted`` when any check fails,
 * ``inconclusive`` otherwise.
 
-Outputs: :func:`write_claims` (``claims.csv`` and ``comparisons.csv``), :func:`html_section`
-(a fragment for ``report.html``) and :func:`summary_lines` (the terminal).
+:func:`analyse` evaluates them once per set of rows; the outputs render that
+:class:`Analysis`: :func:`write_claims` (``claims.csv`` and ``comparisons.csv``),
+:func:`html_section` (a fragment for ``report.html``) and :func:`summary_lines` (the terminal).
 """
 
 from __future__ import annotations
@@ -134,6 +135,24 @@ def evaluate(rows: Iterable[dict[str, Any]], delta: float = 0.01,
                    else "inconclusive")
         out.append(ClaimResult(claim, verdict, tuple(checks)))
     return out, results
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The claims and comparisons of one set of rows, evaluated once (:func:`analyse`) and
+    rendered by every output: ``claims.csv``, the report's sections, the terminal."""
+
+    delta: float
+    design: Design | None
+    claims: tuple[ClaimResult, ...]
+    results: tuple[Result, ...]
+
+
+def analyse(rows: Iterable[dict[str, Any]], delta: float = 0.01, design: Design | None = None
+            ) -> Analysis:
+    """:func:`evaluate` once, kept as an :class:`Analysis`."""
+    claim_results, results = evaluate(rows, delta, design=design)
+    return Analysis(delta, design, tuple(claim_results), tuple(results))
 
 
 def _num(v: float, spec: str) -> str:
@@ -266,13 +285,13 @@ def _csv_bytes(records: list[dict[str, Any]], columns: Sequence[str]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def write_claims(rows: Iterable[dict[str, Any]], out_dir: Path | str,
-                 delta: float = 0.01, design: Design | None = None) -> dict[str, Path]:
+def write_claims(rows: Iterable[dict[str, Any]], out_dir: Path | str, analysis: Analysis
+                 ) -> dict[str, Path]:
     """Write ``claims.csv`` (one line per claim), ``comparisons.csv`` (one line per figure of
     each comparison) and ``seeds.csv`` (per case and figure: mean, std and 95% t interval over
-    seeds) into ``out_dir``; returns their paths."""
+    seeds) into ``out_dir``, from ``analysis`` (of ``rows``); returns their paths."""
     rows = list(rows)
-    claim_results, results = evaluate(rows, delta, design=design)
+    claim_results, results, delta = analysis.claims, analysis.results, analysis.delta
     paths = RunFolder(out_dir).claims_paths
     summaries = [dict(case=case, measure=measure, **summary.as_dict())
                  for case, by_measure in case_summaries(rows).items()
@@ -304,15 +323,14 @@ def family_anchor(family: str, relative: bool) -> str:
     return f"family-{family}{'-relative' if relative else ''}"
 
 
-def html_section(rows: Iterable[dict[str, Any]], delta: float = 0.01, forest=None,
-                 design: Design | None = None) -> str:
+def html_section(rows: Iterable[dict[str, Any]], analysis: Analysis, forest=None) -> str:
     """The claims and comparisons as an HTML fragment (the report's CSS classes).
 
     ``forest(results, delta, title, relative, margins)``: the report's forest-plot maker (HTML
     of one family's figure; ``margins``: :func:`check_margins`), drawn above the text
     evidence; None leaves the figures out."""
     rows = list(rows)
-    claim_results, results = evaluate(rows, delta, design=design)
+    claim_results, results, delta = analysis.claims, analysis.results, analysis.delta
     grouped = families(results)
     lines = []
     for c in claim_results:
@@ -388,10 +406,9 @@ def _seeds_table(rows: list[dict[str, Any]]) -> str:
             f'<table><tr><th class="l">case</th><th>seeds</th>{head}</tr>{body}</table>')
 
 
-def summary_lines(rows: Iterable[dict[str, Any]], delta: float = 0.01,
-                  design: Design | None = None) -> list[str]:
+def summary_lines(analysis: Analysis) -> list[str]:
     """One line per claim for the terminal, plus a confound note where the arms differ."""
-    claim_results, results = evaluate(rows, delta, design=design)
+    claim_results, delta, design = analysis.claims, analysis.delta, analysis.design
     if not claim_results:
         return []
     width = max(len(c.claim.key) for c in claim_results)

@@ -279,7 +279,9 @@ class Controller:
         # On a terminal the lines fit its width; piped (CI logs) they stay whole.
         width = terminalreporter._tw.fullwidth if getattr(terminalreporter, "isatty", False) \
             else None
-        for line in summary_lines(self.folder, self.run.equivalence_delta, design, width):
+        analysis = getattr(self.report_paths, "analysis", None)
+        for line in summary_lines(self.folder, self.run.equivalence_delta, design, width,
+                                  analysis):
             terminalreporter.write_line(line)
         for line in self.resume_lines:  # the header's, which -q does not show
             terminalreporter.write_line(line, yellow=True)

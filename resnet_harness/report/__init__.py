@@ -116,6 +116,16 @@ def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[
     return [row for _, row in best.values()], dropped
 
 
+class ReportPaths(dict):
+    """``{"csv": path, "html": path}`` of a built report, with the :class:`claims.Analysis` it
+    rendered (``analysis``), so the terminal summary shows the same verdicts without evaluating
+    them again."""
+
+    def __init__(self, paths: dict[str, Path], analysis: "claims.Analysis"):
+        super().__init__(paths)
+        self.analysis = analysis
+
+
 def collect_rows(run_dirs: Sequence[Path | str], problems: list[str] | None = None
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Merged rows of several run folders, unfinished cases included as ``status="unfinished"``.
@@ -154,7 +164,7 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     ``finished_at`` wins, and the report's provenance names every folder and every dropped row.
     Cases that started but never finished appear with status ``"unfinished"``.
     Unusable files are named in ``problems`` (see :func:`collect_rows`).
-    Returns ``{"csv": path, "html": path}``.
+    Returns ``{"csv": path, "html": path}`` (a :class:`ReportPaths`, with the analysis).
     """
     rows, superseded, runs = collect_rows(run_dirs, problems)
     out = RunFolder(out_dir)
@@ -162,11 +172,13 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     frame = table.case_frame(rows)
     # Both rendered before either is written: a failure leaves both old files, never a new CSV
     # beside a stale report.
-    page = html.render_report(frame, rows, runs=runs, superseded=superseded, title=title)
+    analysis = claims.analyse(rows, claims.delta_of(runs), design_of(runs))
+    page = html.render_report(frame, rows, runs=runs, analysis=analysis, superseded=superseded,
+                              title=title)
     csv_path, html_path = out.csv_path, out.html_path
     atomic_write_files({csv_path: table.csv_bytes(frame), html_path: page.encode("utf-8")})
-    claims.write_claims(rows, out.path, claims.delta_of(runs), design_of(runs))
-    return {"csv": csv_path, "html": html_path}
+    claims.write_claims(rows, out.path, analysis)
+    return ReportPaths({"csv": csv_path, "html": html_path}, analysis)
 
 
 def load_rows(paths: Sequence[Path | str], problems: list[str] | None = None
@@ -208,8 +220,9 @@ def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
     out = RunFolder(out_dir)
     out.path.mkdir(parents=True, exist_ok=True)
     design = Design(sequential) if sequential else design_of(runs)
-    written = claims.write_claims(rows, out.path, delta, design)
-    page = html.claims_page(rows, delta, sources=[str(p) for p in paths], design=design)
+    analysis = claims.analyse(rows, delta, design)
+    written = claims.write_claims(rows, out.path, analysis)
+    page = html.claims_page(rows, analysis, sources=[str(p) for p in paths])
     written["html"] = out.path / "claims.html"
     atomic_write_files({written["html"]: page.encode("utf-8")})
     return written

@@ -237,11 +237,14 @@ def _forest(results, delta: float, title: str, relative: bool, margins=None) -> 
 @dataclass(frozen=True)
 class SectionContext:
     """What a study's report section gets besides its rows: the case frame of every row, the
-    ``img(png, alt)`` helper that embeds a figure, and the run's equivalence margin."""
+    ``img(png, alt)`` helper that embeds a figure, the run's equivalence margin and the
+    comparison results the report evaluated once (``results``: every registered comparison
+    of the rows, as ``claims.csv`` and the claims section have them)."""
 
     frame: pd.DataFrame
     img: Callable[[bytes | None, str], str]
     delta: float
+    results: tuple = ()
 
 
 def study_sections(rows: Sequence[dict[str, Any]], ctx: SectionContext
@@ -263,22 +266,23 @@ def study_sections(rows: Sequence[dict[str, Any]], ctx: SectionContext
 
 
 def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
-                  runs: Sequence[dict[str, Any]], superseded: Sequence[dict[str, Any]] = (),
-                  title: str | None = None) -> str:
+                  runs: Sequence[dict[str, Any]], analysis: claims.Analysis,
+                  superseded: Sequence[dict[str, Any]] = (), title: str | None = None) -> str:
     """The whole report as one HTML string.
 
     ``frame`` is :func:`table.case_frame` of ``rows`` (the merged rows, unfinished ones included);
-    ``runs`` is one dict per run folder (``path`` plus its ``run.json``); ``superseded`` lists the
-    rows dropped by the merge, each with ``replaced_by`` naming the folder that won.
+    ``runs`` is one dict per run folder (``path`` plus its ``run.json``); ``analysis`` the claims
+    and comparisons of ``rows`` (:func:`claims.analyse`), shared by every section; ``superseded``
+    lists the rows dropped by the merge, each with ``replaced_by`` naming the folder that won.
     """
     generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     title = title or "resnet-harness: results"
     groups = cases.case_groups(rows)
     learning = cases.curves_section(groups)
-    delta, design = claims.delta_of(runs), design_of(runs)
-    sections, anchors = study_sections(rows, SectionContext(frame, _img, delta))
+    sections, anchors = study_sections(rows, SectionContext(frame, _img, analysis.delta,
+                                                            analysis.results))
     body = [_header(title, frame, runs, generated_at, anchors, bool(learning)),
-            claims.html_section(rows, delta, forest=_forest, design=design), sections,
+            claims.html_section(rows, analysis, forest=_forest), sections,
             _guard(rows), '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Time and memory</h2>',
             f'<div class="grid">{_img(plots.resources_png(frame), "train time and peak memory per case")}</div>',
@@ -307,8 +311,8 @@ def _guard(rows: Sequence[dict[str, Any]]) -> str:
             f"<ul>{items}</ul>")
 
 
-def claims_page(rows: Sequence[dict[str, Any]], delta: float, sources: Sequence[str] = (),
-                design=None) -> str:
+def claims_page(rows: Sequence[dict[str, Any]], analysis: claims.Analysis,
+                sources: Sequence[str] = ()) -> str:
     """A page of the claims, their forest plots and comparisons alone (``resnet_harness claims``)."""
     generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     head = (f"<h1>Claims from saved rows</h1><p class=\"note\">{len(rows)} rows from "
@@ -317,5 +321,5 @@ def claims_page(rows: Sequence[dict[str, Any]], delta: float, sources: Sequence[
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>claims</title><style>{CSS}{cells.CSS}</style></head><body><main>"
-            + head + claims.html_section(rows, delta, forest=_forest, design=design)
+            + head + claims.html_section(rows, analysis, forest=_forest)
             + "</main></body></html>\n")

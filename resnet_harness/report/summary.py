@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resnet_harness.analysis.claims import summary_lines as claim_lines
+from resnet_harness.analysis.claims import analyse, summary_lines as claim_lines
 from resnet_harness.storage.rundir import RunFolder
 from resnet_harness.storage.schema import SUMMARY_FIELDS, value
 
@@ -19,7 +19,7 @@ def smoke_note(rows) -> str:
 
 
 def summary_lines(folder: RunFolder, delta: float = 0.01, design=None,
-                  width: int | None = None) -> list[str]:
+                  width: int | None = None, analysis=None) -> list[str]:
     """One header line, one line per finished case (and one per warning it carries), one per
     case that never finished or never started, the paper's claims as far as the rows answer
     them (``delta``: the equivalence margin), and at smoke scale a line saying what smoke
@@ -32,6 +32,8 @@ def summary_lines(folder: RunFolder, delta: float = 0.01, design=None,
 
     ``width`` (a terminal's columns): the table keeps the columns that fit, from the left, and
     says so; longer lines wrap. The full figures are in ``results.csv`` and the report.
+    ``analysis``: the claims the report evaluated (:class:`~resnet_harness.analysis.claims.
+    Analysis`); None evaluates them from the folder's rows (no report was built).
     """
     rows = folder.rows()
     id_width = max([len(r.get("case_id", "")) for r in rows] + [20])
@@ -61,7 +63,7 @@ def summary_lines(folder: RunFolder, delta: float = 0.01, design=None,
         notes.append(f"(columns cut to fit {width}; every figure is in results.csv and the "
                      "report)")
     notes.append(f"rows: {folder.cases_dir}")
-    notes += claim_lines(rows, delta, design)
+    notes += claim_lines(analysis if analysis is not None else analyse(rows, delta, design))
     if any(row.get("scale") == "smoke" for row in rows):
         notes.append(smoke_note(rows))
     return table + _wrap(notes, width)

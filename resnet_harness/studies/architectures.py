@@ -373,8 +373,9 @@ def section(rows: Sequence[dict[str, Any]], ctx) -> str:
     for (base, _), row in table.items():
         by_case.setdefault(base, []).append(row)
     summaries = case_summaries(rows, SCORES)
+    # The report's own results (evaluated once); a caller without them compares here.
     results = {(*r.comparison.key, r.measure): r
-               for r in compare(rows, ctx.delta, COMPARISONS)}
+               for r in (getattr(ctx, "results", ()) or compare(rows, ctx.delta, COMPARISONS))}
 
     def acc(case_id: str, measure: str = "accuracy") -> float:
         found = summaries.get(case_id, {}).get(measure)
