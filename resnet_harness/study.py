@@ -488,7 +488,7 @@ def complete_row(row: Mapping[str, Any], run_info: Mapping[str, Any] | None = No
         out.setdefault("study", case.study)
         for key, value in case.identity().items():
             out.setdefault(key, value)
-        if not out.get("paper"):
+        if not out.get("paper") and (case.paper.as_dict() or case.paper.source):
             out["paper"] = dict(case.paper.as_dict(), source=case.paper.source)
     for key in ("scale", "seed"):
         if out.get(key) is None and run_info and run_info.get(key) is not None:

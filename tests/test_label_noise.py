@@ -115,6 +115,7 @@ def test_label_noise_is_one_module_and_one_experiments_file(pytester: pytest.Pyt
         noise = row["config"]["label_noise"]
         assert row["flipped_labels"] == round(noise * row["train_samples"]), case_id
         assert frame.loc[case_id, "flipped_labels"] == row["flipped_labels"]
+        assert "paper" not in row  # a row carries only what its study declares
     comparisons = pd.read_csv(run / "comparisons.csv")
     assert set(comparisons["family"]) == {"label-noise"} and (comparisons["n_seeds"] == 2).all()
     claims = pd.read_csv(run / "claims.csv")

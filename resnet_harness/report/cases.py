@@ -262,6 +262,8 @@ def _metric_table(line: Flat, measured: str = "measured") -> str:
     trained = any(not missing(line.get(f"{k}_as_trained")) and line.get(f"{k}_as_trained")
                   != line.get(k) for k in list(SCORES) + ["train_inference_accuracy"])
     colour = line.get("scale") == "paper"
+    # The published column only for a case its study publishes figures for.
+    published = any(not missing(line.get(f"paper_{k}")) for k in PAPER_METRIC)
     lines = []
     for key in keys:
         paper_key = by_ours.get(key)
@@ -271,10 +273,11 @@ def _metric_table(line: Flat, measured: str = "measured") -> str:
         if missing(line.get(key)) and missing(paper):
             continue  # a failed case measured nothing: list only what someone reported
         before = cell(fmt(line.get(f"{key}_as_trained"), key)) if trained else ""
-        lines.append(f'<tr>{cell(key, "l")}{cell(fmt(line[key], key))}{before}'
-                     f"{cell(fmt_paper(paper))}"
-                     f"{diff_cell(diff, paper, paper_key or key, colour)}</tr>")
-    headers = ["metric", measured] + (["as trained"] if trained else []) + ["paper", "Δ"]
+        theirs = (f"{cell(fmt_paper(paper))}{diff_cell(diff, paper, paper_key or key, colour)}"
+                  if published else "")
+        lines.append(f'<tr>{cell(key, "l")}{cell(fmt(line[key], key))}{before}{theirs}</tr>')
+    headers = ["metric", measured] + (["as trained"] if trained else []) + (
+        ["paper", "Δ"] if published else [])
     return html_table(headers, lines)
 
 

@@ -20,9 +20,17 @@ def identity(cfg) -> dict[str, Any]:
         **case.identity(), "case_id": case.id, "study": case.study,
         "study_module": type(case).__module__,
         "scale": cfg.scale, "seed": cfg.seed, "config": cfg.as_dict(),
-        "paper": dict(case.paper.as_dict(), source=case.paper.source),
+        **published(case),
         "class_names": list(CLASS_NAMES[case.dataset]), "note": case.note,
     }
+
+
+def published(case) -> dict[str, Any]:
+    """``{"paper": figures}`` for a case whose study publishes figures for it; ``{}`` for one
+    that does not (a row carries only what its study declares)."""
+    figures = case.paper.as_dict()
+    return {"paper": dict(figures, source=case.paper.source)} \
+        if figures or case.paper.source else {}
 
 
 def measured_row(cfg, **measured: Any) -> dict[str, Any]:
