@@ -30,8 +30,8 @@ from resnet_harness.storage.identity import split_seed
 from resnet_harness.training.model import Head
 
 __all__ = ["Bounds", "Case", "Check", "Claim", "Comparison", "Head", "Hooks", "PaperFigures",
-           "Study", "claims", "comparisons", "find_case", "get", "register", "split_seed",
-           "studies", "study_of"]
+           "Study", "StudyOption", "claims", "comparisons", "find_case", "get", "options",
+           "register", "split_seed", "studies", "study_of"]
 
 
 # -- what a case is -------------------------------------------------------------------------------
@@ -353,6 +353,52 @@ class Claim:
     checks: tuple[Check, ...]
 
 
+# -- a study's own options -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StudyOption:
+    """A command-line option a study declares for itself (``Study.options``). It joins the
+    "resnet-harness" option group with the harness's own: read from ``--flag``, the environment
+    (``RESNET_HARNESS_<NAME>``) and the ini file (``harness_<name>``), parsed by ``parse`` (an
+    ``argparse.ArgumentTypeError`` naming the bad value), recorded in ``run.json`` and compared
+    by ``--resume``. A case's hooks read it with :meth:`value`; its ``config_fields`` put it in
+    the row's identity where it changes a result.
+
+    The options exist once pytest parses the command line: a study with options is imported
+    before that (a built-in study, or a project's study imported by its ``conftest.py``).
+    """
+
+    flag: str
+    parse: Callable[[str], Any]
+    help: str
+    default: Any = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    def value(self, cfg) -> Any:
+        """This option's value in a case run (``cfg``: its ``CaseConfig``); the default when
+        the session did not set it."""
+        found = (getattr(cfg, "study_options", None) or {}).get(self.dest)
+        return self.default if found is None else found
+
+
+_OPTIONS_PARSED = False  # set once pytest has declared the options (plugin.options)
+
+
+def options() -> tuple[StudyOption, ...]:
+    """Every registered study's options, in registration order."""
+    return tuple(o for s in _STUDIES.values() for o in s.options)
+
+
+def options_declared() -> None:
+    """Called when pytest declares the options: a study with options registered later would
+    have options nobody can set, which :func:`register` then refuses."""
+    global _OPTIONS_PARSED
+    _OPTIONS_PARSED = True
+
+
 # -- the study ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -367,6 +413,7 @@ class Study:
     comparisons: tuple[Comparison, ...] = ()
     claims: tuple[Claim, ...] = ()
     fields: tuple[schema.Field, ...] = ()  # row fields it adds (the schema registers them)
+    options: tuple[StudyOption, ...] = ()  # command-line options of its own
     row_keys: tuple[str, ...] = ()  # identity keys its rows carry (Case.identity)
     identity_columns: tuple[str, ...] = ()  # of those, the ones results.csv shows as columns
     factor_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -412,6 +459,17 @@ def register(study: Study, module: str | None = None) -> Study:
         if type(case).study != study.name:
             raise ValueError(f"study {study.name}: {type(case).__name__}.study is "
                              f"{type(case).study!r}; set it to {study.name!r}")
+    taken = {o.flag: s.name for s in _STUDIES.values() if s.name != study.name
+             for o in s.options}
+    clash = [o.flag for o in study.options if o.flag in taken]
+    if clash:
+        raise ValueError(f"study {study.name}: option {clash[0]} is declared by study "
+                         f"{taken[clash[0]]} already; give it another name")
+    known = {o.flag for o in _STUDIES[study.name].options} if study.name in _STUDIES else set()
+    if study.options and _OPTIONS_PARSED and {o.flag for o in study.options} - known:
+        raise ValueError(f"study {study.name} declares options after pytest parsed the command "
+                         "line; import its module from your conftest.py so that its options "
+                         "exist when pytest starts")
     schema.register_fields(study.fields)
     schema.register_keys(study.row_keys, study.name)
     _STUDIES[study.name] = study

@@ -238,7 +238,7 @@ def _fake_cfg(method: str, epochs: int = 1):
     from types import SimpleNamespace
 
     case = longtail.CASES_BY_ID[f"longtail-cifar10-exp100-{method}"]
-    return SimpleNamespace(case=case, cb_beta=0.9999, la_tau=1.0, epochs=epochs, seed=0)
+    return SimpleNamespace(case=case, study_options={}, epochs=epochs, seed=0)
 
 
 def _before_fit(cfg, model, counts):

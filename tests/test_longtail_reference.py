@@ -120,8 +120,7 @@ def test_learning_rate_schedule_is_ldam_drws():
 
 def test_a_shorter_run_is_the_first_epochs_of_the_published_schedule():
     case = longtail.CASES_BY_ID["longtail-cifar10-exp100-ce-lit"]
-    cfg = type("Cfg", (), {"cb_beta": 0.9999, "la_tau": 1.0, "epochs": 10, "case": case,
-                           "seed": 0})()
+    cfg = type("Cfg", (), {"study_options": {}, "epochs": 10, "case": case, "seed": 0})()
 
     class Model:
         loss = type("Loss", (), {"configure": lambda self, **kw: None})()
@@ -155,8 +154,8 @@ def test_drw_keeps_the_reference_beta_and_weights_normalise(monkeypatch):
     counts = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
 
     def bound(case):
-        cfg = type("Cfg", (), {"cb_beta": 0.99, "la_tau": 1.0, "epochs": 200, "case": case,
-                               "seed": 0})()
+        cfg = type("Cfg", (), {"study_options": {"cb_beta": 0.99}, "epochs": 200,
+                               "case": case, "seed": 0})()
         hooks = case.hooks().bind(cfg)
         hooks.train_counts = counts
         return hooks

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from resnet_harness.plugin import options
-from resnet_harness.plugin.options import DEFAULT, OPTIONS, resolve
+from resnet_harness.plugin.options import DEFAULT, all_options, resolve
+
+OPTIONS = all_options()  # the harness's and the studies' own (--cb-beta, --la-tau)
 
 
 def fake(cmdline=None, ini=None):

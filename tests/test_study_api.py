@@ -4,6 +4,7 @@ field, its comparison, its claim and its report section all come out."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
@@ -196,3 +197,52 @@ def test_a_figure_registered_twice_must_be_declared_the_same_way():
     from resnet_harness.analysis.comparisons import MEASURES
 
     assert MEASURES["f1_macro"].label == "F1 (macro)"  # its title, from its one declaration
+
+
+def test_a_study_declares_its_own_options_and_its_cases_read_them():
+    """The long-tail study's --cb-beta and --la-tau live in the study: one table with the
+    harness's options, resolved the same way (command line, environment, ini), handed to its
+    cases and recorded in their rows' config."""
+    from resnet_harness.plugin import options
+    from resnet_harness.studies import longtail
+
+    study.load_builtin()
+    assert {o.flag for o in study.options()} >= {"--cb-beta", "--la-tau"}
+    assert {"--cb-beta", "--la-tau"} <= {o.flag for o in options.all_options()}
+    assert not {"--cb-beta", "--la-tau"} & {o.flag for o in options.OPTIONS}  # not the core's
+    resolved = options.resolve(lambda dest: None, lambda name: None,
+                               environ={"RESNET_HARNESS_CB_BETA": "0.99"})
+    assert resolved.origins["cb_beta"] == "environment variable RESNET_HARNESS_CB_BETA"
+    run = options.run_config(resolved)
+    assert run.study_options == {"cb_beta": 0.99, "la_tau": 1.0}
+    case = longtail.CASES_BY_ID["longtail-cifar10-exp100-cb_focal"]
+    config = run.for_case(case)
+    assert longtail.CB_BETA.value(config) == 0.99
+    assert config.as_dict()["long_tail"]["cb_beta"] == 0.99  # in the row's identity
+    with pytest.raises(argparse.ArgumentTypeError, match="environment variable "
+                                                         "RESNET_HARNESS_LA_TAU: tau '-1'"):
+        options.resolve(lambda dest: None, lambda name: None,
+                        environ={"RESNET_HARNESS_LA_TAU": "-1"})
+
+
+def test_a_study_option_is_declared_once_and_before_pytest_parses(monkeypatch):
+    from resnet_harness.study import StudyOption
+
+    class Mine(Case):
+        study = "mine"
+
+        @property
+        def base_id(self):
+            return "mine-1"
+
+    clash = study.Study("mine", "m", (Mine(dataset="cifar10"),),
+                        options=(StudyOption("--cb-beta", float, "again"),))
+    study.load_builtin()
+    with pytest.raises(ValueError, match="option --cb-beta is declared by study longtail"):
+        study.register(clash)
+    monkeypatch.setattr(study, "_OPTIONS_PARSED", True)
+    late = study.Study("mine", "m", (Mine(dataset="cifar10"),),
+                       options=(StudyOption("--mine-knob", float, "a knob"),))
+    with pytest.raises(ValueError, match="import its module from your conftest.py"):
+        study.register(late)
+    assert "mine" not in {s.name for s in study.studies()}

@@ -38,9 +38,9 @@ def test_bad_values_are_one_line_errors(parse, text, message):
 def test_early_stopping_without_a_validation_set_is_refused():
     from resnet_harness.plugin import options
 
-    values = {o.dest: None for o in options.OPTIONS}
+    values = {o.dest: None for o in options.all_options()}
     values["early_stopping"] = 3
-    origins = {o.dest: "default" for o in options.OPTIONS}
+    origins = {o.dest: "default" for o in options.all_options()}
     origins["early_stopping"] = "--early-stopping"
     with pytest.raises(argparse.ArgumentTypeError, match="add --validation-split 0.1"):
         options.run_config(options.Resolved(values, origins))

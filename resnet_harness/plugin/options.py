@@ -93,10 +93,6 @@ OPTIONS: tuple[Option, ...] = (
            "compile the train step with XLA: off (default, as the study) or on"),
     Option("--mixed-precision", values.parse_on_off,
            "float16 compute with float32 variables (GPUs with tensor cores): off (default) or on"),
-    Option("--cb-beta", values.parse_beta,
-           "long-tail study: beta of the effective-number class weights (default 0.9999)"),
-    Option("--la-tau", values.parse_tau,
-           "long-tail study: tau of the logit-adjusted loss and post-hoc adjustment (default 1)"),
     Option("--bn-recalibrate", values.parse_bn_recalibrate,
            "re-estimate BatchNorm statistics on training batches before evaluating: auto "
            "(default: on at smoke and reduced scale, off at paper scale), on or off"),
@@ -161,13 +157,33 @@ OPTIONS: tuple[Option, ...] = (
            "any other #SBATCH option as KEY=VALUE (account=mylab, qos=high); repeatable",
            kind="list"),
 )
-OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
 SLURM_OPTIONS = tuple(o.dest for o in OPTIONS if o.dest.startswith("slurm"))
+
+
+def all_options() -> tuple[Option, ...]:
+    """The harness's options and, after them, every registered study's own
+    (``Study.options``): one table, declared, resolved and recorded the same way."""
+    from resnet_harness import study
+
+    study.load_builtin()
+    return OPTIONS + tuple(Option(o.flag, o.parse, o.help) for o in study.options())
+
+
+def study_option_defaults() -> dict[str, Any]:
+    """``{dest: default}`` of every registered study's options."""
+    from resnet_harness import study
+
+    study.load_builtin()
+    return {o.dest: o.default for o in study.options()}
 
 
 def add_options(group, parser) -> None:
     """Declare every option on pytest's option ``group`` and its ini key on ``parser``."""
-    for option in OPTIONS:
+    from resnet_harness import study
+
+    study.load_builtin()
+    study.options_declared()
+    for option in all_options():
         dest = f"harness_{option.dest}"
         if option.kind == "flag":
             group.addoption(option.flag, dest=dest, action="store_true", default=None,
@@ -233,7 +249,7 @@ def resolve(getoption: Callable[[str], Any], getini: Callable[[str], Any],
     """
     environ = os.environ if environ is None else environ
     values, origins = {}, {}
-    for option in OPTIONS:
+    for option in all_options():
         value, origin = getoption(f"harness_{option.dest}"), option.flag
         if value is None:
             raw_env, raw_ini = environ.get(option.env) or None, getini(option.ini)
@@ -270,8 +286,12 @@ def run_config(resolved: Resolved) -> cfg.RunConfig:
         raise argparse.ArgumentTypeError(
             f"{resolved.origins['early_stopping']} {values['early_stopping']} needs a "
             "validation set to watch: add --validation-split 0.1 (or drop --early-stopping)")
+    defaults = study_option_defaults()
     settings = {dest: value for dest, value in values.items()
-                if value is not None and dest not in _SESSION_OPTIONS}
+                if value is not None and dest not in _SESSION_OPTIONS and dest not in defaults}
+    # A study's options travel to its cases as one mapping, each at its value or default.
+    settings["study_options"] = {dest: default if values.get(dest) is None else values[dest]
+                                 for dest, default in defaults.items()}
     if "weights" in settings:
         try:
             combined = _combine(settings.pop("weights"))

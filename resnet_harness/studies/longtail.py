@@ -44,6 +44,7 @@ the report section in ``longtail_report``.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
@@ -52,8 +53,40 @@ import numpy as np
 from resnet_harness.storage.schema import Field
 from resnet_harness.studies import longtail_losses as losses
 from resnet_harness.study import (Bounds, Case, Comparison, Head, Hooks, PaperFigures, Study,
-                                  register)
+                                  StudyOption, register)
 from resnet_harness.training.data.sources import DATASETS, NUM_CLASSES
+
+
+# -- the study's own options ---------------------------------------------------------------------
+
+def parse_beta(value: str) -> float:
+    """The effective-number beta of Cui et al.: a number in [0, 1) (0.9999 by default)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"beta {value!r} is not a number") from None
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"beta {value!r} must lie in [0, 1), e.g. 0.9999")
+    return number
+
+
+def parse_tau(value: str) -> float:
+    """The logit-adjustment temperature: a number >= 0 (1 by default)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"tau {value!r} is not a number") from None
+    if not 0.0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"tau {value!r} must be a finite number >= 0, e.g. 1")
+    return number
+
+
+CB_BETA = StudyOption("--cb-beta", parse_beta,
+                      "long-tail study: beta of the effective-number class weights "
+                      "(default 0.9999)", default=0.9999)
+LA_TAU = StudyOption("--la-tau", parse_tau,
+                     "long-tail study: tau of the logit-adjusted loss and post-hoc adjustment "
+                     "(default 1)", default=1.0)
 
 # The study's imbalanced schedule at paper scale: Tables 4 and 6 of the paper.
 EPOCHS = {"cifar10": 25, "fashion_mnist": 7}
@@ -216,8 +249,8 @@ class LongTailCase(Case):
 
     def config_fields(self, cfg) -> dict[str, Any]:
         return {"long_tail": {"profile": self.profile, "method": self.method,
-                              "recipe": self.recipe, "cb_beta": cfg.cb_beta,
-                              "la_tau": cfg.la_tau}}
+                              "recipe": self.recipe, "cb_beta": CB_BETA.value(cfg),
+                              "la_tau": LA_TAU.value(cfg)}}
 
     def source_case(self) -> "LongTailCase":
         """The cross-entropy case of the same data set and profile (post-hoc arms read it)."""
@@ -251,10 +284,10 @@ class LongTailHooks(Hooks):
 
     def on_fit_start(self, model) -> dict[str, Any]:
         cfg, train_counts = self.cfg, self.train_counts
-        method, beta = self.method, cfg.cb_beta
+        method, beta = self.method, CB_BETA.value(cfg)
         loss = model.loss
         alpha = losses.class_weights(method.alpha, train_counts, beta)
-        shift = cfg.la_tau * losses.log_prior(train_counts) if method.tau else None
+        shift = LA_TAU.value(cfg) * losses.log_prior(train_counts) if method.tau else None
         loss.configure(gamma=method.gamma, alpha=alpha, shift=shift)
         weights = losses.class_weights(method.class_weight, train_counts, beta)
         if weights is None or method.alpha:
@@ -265,7 +298,7 @@ class LongTailHooks(Hooks):
         return {"class_weight": {c: float(w) for c, w in enumerate(weights)}}
 
     def on_predictions(self, proba):
-        return losses.posthoc_adjust(proba, self.train_counts, self.cfg.la_tau)
+        return losses.posthoc_adjust(proba, self.train_counts, LA_TAU.value(self.cfg))
 
     def on_row(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
         """Head/middle/tail accuracy and the ``long_tail`` record (profile, method, groups)."""
@@ -322,11 +355,11 @@ class LiteratureHooks(LongTailHooks):
         # epochs (warm-up, then lr 0.1), comparable with the start of the published curves.
         nominal = self.case.epochs
         callbacks: list = [losses.literature_schedule(nominal)]
-        alpha = losses.class_weights(method.alpha, train_counts, cfg.cb_beta)
+        alpha = losses.class_weights(method.alpha, train_counts, CB_BETA.value(cfg))
         weights = losses.class_weights(
             method.class_weight, train_counts,
-            losses.REFERENCE_BETA if method.deferred else cfg.cb_beta)
-        shift = cfg.la_tau * losses.log_prior(train_counts) if method.tau else None
+            losses.REFERENCE_BETA if method.deferred else CB_BETA.value(cfg))
+        shift = LA_TAU.value(cfg) * losses.log_prior(train_counts) if method.tau else None
         model.loss.configure(gamma=LITERATURE_GAMMA if method.gamma else 0.0,
                              alpha=alpha if alpha is not None else
                              None if method.deferred else weights,
@@ -485,6 +518,6 @@ STUDY = register(Study(
              ("literature", "long-tail study, literature recipe (ResNet-32, LDAM-DRW's "
                             "CIFAR-10-LT schedule, reference losses)"),
              *((name, f"long-tail method: {m.doc}") for name, m in METHODS.items())),
-    comparisons=COMPARISONS, fields=FIELDS, row_keys=("long_tail",),
+    comparisons=COMPARISONS, fields=FIELDS, options=(CB_BETA, LA_TAU), row_keys=("long_tail",),
     factor_fields={"method": ("long_tail.method",)},
     report="resnet_harness.studies.longtail_report:section"), __name__)

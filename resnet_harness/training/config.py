@@ -164,8 +164,9 @@ class CaseConfig:
     deterministic: bool = False
     recipe: str = "study"  # "controlled": Table 7's imbalanced arm ran its balanced arm's recipe
     bn_recalibrate: bool = False  # resolved from RunConfig.bn_recalibrate and the scale
-    cb_beta: float = 0.9999  # long-tail study: effective-number beta (Cui et al. 2019)
-    la_tau: float = 1.0  # long-tail study: logit-adjustment temperature (Menon et al. 2021)
+    # The studies' own options (``Study.options``) by name, at their session values; a study
+    # reads its own through ``StudyOption.value`` and records them in ``config_fields``.
+    study_options: dict[str, Any] = field(default_factory=dict)
     validation_split: float | None = None  # share of the training set held out for validation
     early_stopping: int | None = None  # patience in epochs on early_stopping_monitor
     early_stopping_monitor: str = "val_loss"  # or "val_accuracy" (values.MONITORS)
@@ -230,8 +231,7 @@ class RunConfig:
     augment: str = "auto"
     progress: str | float = "auto"  # resnet_harness.plugin.progress.parse_progress
     mlflow: str | None = None  # tracking URI; None: MLflow is not used (nor imported)
-    cb_beta: float = 0.9999
-    la_tau: float = 1.0
+    study_options: dict[str, Any] = field(default_factory=dict)  # Study.options, by name
     validation_split: float | None = None
     early_stopping: int | None = None
     early_stopping_monitor: str = "val_loss"
@@ -280,8 +280,8 @@ class RunConfig:
             imbalance=imbalance, augment=resolve_augment(self.augment, self.scale, case.augment),
             hflip=self.hflip, backbone=backbone,
             xla=self.xla, mixed_precision=self.mixed_precision, data_source=self.data_source,
-            deterministic=self.deterministic, recipe=recipe, cb_beta=self.cb_beta,
-            la_tau=self.la_tau,
+            deterministic=self.deterministic, recipe=recipe,
+            study_options=dict(self.study_options),
             validation_split=case.validation_split if own else self.validation_split,
             early_stopping=case.early_stopping if own else self.early_stopping,
             early_stopping_monitor=self.early_stopping_monitor,

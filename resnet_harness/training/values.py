@@ -400,28 +400,6 @@ def parse_data_source(value: str) -> str:
     return value
 
 
-def parse_beta(value: str) -> float:
-    """The effective-number beta of Cui et al.: a number in [0, 1) (0.9999 by default)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"beta {value!r} is not a number") from None
-    if not 0.0 <= number < 1.0:
-        raise argparse.ArgumentTypeError(f"beta {value!r} must lie in [0, 1), e.g. 0.9999")
-    return number
-
-
-def parse_tau(value: str) -> float:
-    """The logit-adjustment temperature: a number >= 0 (1 by default)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"tau {value!r} is not a number") from None
-    if not 0.0 <= number < float("inf"):
-        raise argparse.ArgumentTypeError(f"tau {value!r} must be a finite number >= 0, e.g. 1")
-    return number
-
-
 def parse_path(value: str) -> Path:
     """A non-empty path (whether it must exist is checked where it is used)."""
     if not str(value).strip():
