@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 
-from resnet_harness.training.resnet32 import resnet32_backbone
+from resnet_harness.studies.resnet32 import resnet32_backbone
 
 WD = 2e-4
 

@@ -20,7 +20,7 @@ from resnet_harness.analysis import claims, comparisons
 from resnet_harness.studies import architectures as arch
 from resnet_harness.studies.architectures import (CASES, KERAS_APPLICATIONS, OTHERS, REFERENCE,
                                                   arch_id, table7_id)
-from resnet_harness.studies.longtail import PROFILES
+from resnet_harness.studies.profiles import PROFILES
 from resnet_harness.training import values
 from resnet_harness.training.config import RunConfig
 

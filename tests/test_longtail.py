@@ -10,7 +10,8 @@ import pytest
 
 from resnet_harness import study
 from resnet_harness.studies import longtail
-from resnet_harness.studies.longtail import PROFILES, groups, group_metrics
+from resnet_harness.studies.longtail import groups
+from resnet_harness.studies.profiles import PROFILES, apply_profile
 from resnet_harness.studies.longtail_losses import (effective_number_weights, inverse_frequency_weights,
                                              log_prior, posthoc_adjust)
 
@@ -48,12 +49,12 @@ def test_smoke_caps_keep_one_image_per_class():
 def test_apply_profile_keeps_the_counts_and_is_seeded():
     y = np.repeat(np.arange(10), 300)
     idx = np.arange(len(y)) + 7
-    kept, reduced = longtail.apply_profile(PROFILES["exp100"], idx, y, seed=0)
+    kept, reduced = apply_profile(PROFILES["exp100"], idx, y, seed=0)
     assert np.bincount(y[kept - 7], minlength=10).tolist() == \
         PROFILES["exp100"].counts([300] * 10)
     assert reduced == tuple(range(1, 10))
-    again, _ = longtail.apply_profile(PROFILES["exp100"], idx, y, seed=0)
-    other, _ = longtail.apply_profile(PROFILES["exp100"], idx, y, seed=1)
+    again, _ = apply_profile(PROFILES["exp100"], idx, y, seed=0)
+    other, _ = apply_profile(PROFILES["exp100"], idx, y, seed=1)
     assert np.array_equal(kept, again) and not np.array_equal(kept, other)
 
 
@@ -65,15 +66,24 @@ def test_groups_rank_by_training_count():
                                              "tail": [0, 1, 2]}
 
 
-def test_group_metrics_are_mean_recalls():
+def test_group_accuracies_in_the_row_are_mean_recalls():
+    """The row's head/middle/tail accuracy (the hooks' on_row, from the test metrics)."""
+    from types import SimpleNamespace
+
+    from resnet_harness.training.metrics import compute_metrics
+
     y_true = np.repeat(np.arange(10), 10)
     y_pred = y_true.copy()
     y_pred[y_true >= 7] = 0  # every tail image wrong
     y_pred[(y_true == 3) & (np.arange(100) % 10 < 5)] = 0  # half of class 3 wrong
-    out = group_metrics(y_true, y_pred, LDAM_EXP100)
+    metrics = compute_metrics(y_true, np.eye(10)[y_pred], 10)
+    case = longtail.CASES_BY_ID["longtail-cifar10-exp100-ce"]
+    hooks = case.hooks().bind(SimpleNamespace(case=case, seed=0, study_options={}))
+    hooks.train_counts = LDAM_EXP100
+    out = hooks.on_row(metrics)
     assert out["head_accuracy"] == 1.0 and out["tail_accuracy"] == 0.0
     assert out["middle_accuracy"] == pytest.approx((0.5 + 3) / 4)
-    assert out["balanced_accuracy"] == pytest.approx(6.5 / 10)
+    assert metrics["balanced_accuracy"] == pytest.approx(6.5 / 10)
 
 
 def test_class_weights_equal_the_closed_forms():

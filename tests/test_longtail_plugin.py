@@ -57,7 +57,7 @@ def test_posthoc_without_its_ce_row_fails_with_one_line(studies):
 
 
 def test_every_method_runs_and_rows_hold_the_profile_counts(studies):
-    from resnet_harness.studies.longtail import PROFILES
+    from resnet_harness.studies.profiles import PROFILES
 
     result = studies.runpytest_subprocess(*FAST, "-m", "longtail and cifar10 and exp10 and not literature",
                                           "--seed", "2",

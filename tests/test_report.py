@@ -21,7 +21,7 @@ from resnet_harness.__main__ import main
 from resnet_harness.studies.paper import CASES, CASES_BY_ID, get_case
 from resnet_harness.training.metrics import compute_metrics
 from resnet_harness.storage.schema import SCORES as SCALAR_METRICS
-from resnet_harness.report import build_report, cells, collect_rows, table, update_latest_link
+from resnet_harness.report import build_report, cells, collect_rows, table
 from resnet_harness.studies.paper_report import paper_tables, table8_frame
 from resnet_harness.storage import schema
 from resnet_harness.storage.rundir import RunFolder
@@ -322,9 +322,9 @@ def test_latest_link_is_relative_and_replaced(tmp_path, monkeypatch):
     first, second = root / "runs" / "one", root / "runs" / "two"
     first.mkdir(parents=True)
     second.mkdir()
-    assert update_latest_link(root, first) == root / "latest"
+    assert RunFolder(first).link_latest(root) == root / "latest"
     assert os.readlink(root / "latest") == os.path.join("runs", "one")
-    update_latest_link(root, second)
+    RunFolder(second).link_latest(root)
     assert (root / "latest").resolve() == second.resolve()
     assert not list(root.glob(".latest.*"))
 
@@ -332,7 +332,7 @@ def test_latest_link_is_relative_and_replaced(tmp_path, monkeypatch):
         raise OSError("symlinks are not supported here")
 
     monkeypatch.setattr(os, "symlink", no_symlinks)
-    assert update_latest_link(root, first) == root / "latest.txt"
+    assert RunFolder(first).link_latest(root) == root / "latest.txt"
     assert (root / "latest.txt").read_text().strip() == str(first.resolve())
 
 

@@ -8,7 +8,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from resnet_harness.training.resnet32 import ShortcutA, resnet32_backbone  # noqa: E402
+from resnet_harness.studies.resnet32 import ShortcutA, resnet32_backbone  # noqa: E402
 
 WD = 5e-4  # any positive value would do (the literature recipe uses 2e-4)
 

@@ -21,7 +21,7 @@ from resnet_harness.storage import identity, schema
 from resnet_harness.storage.atomic import atomic_write_files
 from resnet_harness.storage.rundir import RunFolder, find_rows, predictions_problem
 
-__all__ = ["build_report", "claims_report", "collect_rows", "update_latest_link"]
+__all__ = ["build_report", "claims_report", "collect_rows"]
 
 
 def _folders(run_dirs: Sequence[Path | str]) -> list[RunFolder]:
@@ -226,8 +226,3 @@ def claims_report(paths: Sequence[Path | str], out_dir: Path | str,
     written["html"] = out.path / "claims.html"
     atomic_write_files({written["html"]: page.encode("utf-8")})
     return written
-
-
-def update_latest_link(reports_root: Path | str, run_dir: Path | str) -> Path:
-    """Point ``reports_root/latest`` at ``run_dir`` (see :meth:`RunFolder.link_latest`)."""
-    return RunFolder(run_dir).link_latest(reports_root)

@@ -23,7 +23,7 @@ PAPER = "#9a9a9a"
 DATASET_COLORS = {"cifar10": MEASURED, "fashion_mnist": "#c0392b"}
 
 
-def _png(fig: Figure) -> bytes:
+def png_bytes(fig: Figure) -> bytes:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     # No "Software" text chunk: it names a URL, and the report must hold no external address.
@@ -54,7 +54,7 @@ def split_png(table9: pd.DataFrame) -> bytes | None:
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def regularization_png(table10: pd.DataFrame) -> bytes | None:
@@ -76,7 +76,7 @@ def regularization_png(table10: pd.DataFrame) -> bytes | None:
         ax.set_title(f"Table 10: {name}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
         ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _case_label(case_id: str) -> str:
@@ -139,34 +139,7 @@ def resources_png(frame: pd.DataFrame) -> bytes | None:
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    return _png(fig)
-
-
-def longtail_recall_png(lines: list[tuple[str, list[float], list[float]]],
-                        title: str) -> bytes | None:
-    """Per-class recall against the class's training count (log axis), one line per method.
-
-    ``lines``: ``(method, train_counts, recall)`` per method of one data set and profile.
-    """
-    lines = [line for line in lines if line[1] and line[2]]
-    if not lines:
-        return None
-    fig = Figure(figsize=(5.6, 3.4), layout="constrained")
-    ax = fig.add_subplot()
-    for method, counts, recall in lines:
-        order = sorted(range(len(counts)), key=lambda c: counts[c])
-        ax.plot([counts[c] for c in order], [recall[c] for c in order], marker="o",
-                markersize=3, linewidth=1, label=method)
-    if max(max(c) for _, c, _ in lines) / max(1, min(min(c) for _, c, _ in lines)) > 5:
-        ax.set_xscale("log")
-    ax.set_xlabel("training images of the class", fontsize=8)
-    ax.set_ylabel("test recall of the class", fontsize=8)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6, loc="best", ncol=2)
-    ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 VERDICT_COLORS = {"better": "#17632a", "worse": "#a4261b", "equivalent": "#555555",
@@ -253,7 +226,7 @@ def forest_png(entries: Sequence[ForestEntry], delta: float, title: str,
     caption = ("intervals at the level each verdict was tested at (Holm within the family; a "
                "sequential look's boundary), written under each")
     fig.suptitle("\n".join([title, *textwrap.wrap(caption, int(width * 15))]), fontsize=8)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confusion_png(matrix: list[list[int]], class_names: list[str], title: str = "") -> bytes:
@@ -279,4 +252,4 @@ def confusion_png(matrix: list[list[int]], class_names: list[str], title: str = 
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)

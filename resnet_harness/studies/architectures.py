@@ -16,7 +16,7 @@ and flip), so that the variants differ in their training set only:
 
 - ``balanced``: the data set as it comes (the ResNet50 case is Table 7's balanced run);
 - ``imbalanced``: the paper's recipe (``--imbalance``, as ``paper.py``'s imbalanced cases);
-- ``exp100``: the long-tail study's exponential profile, rho = 100 (``longtail.PROFILES``).
+- ``exp100``: the long-tail study's exponential profile, rho = 100 (``studies/profiles.py``, shared with it).
 
 Weights: random init at smoke and reduced scale (the scales do that), ImageNet at paper scale;
 ``--weights BACKBONE=PATH`` gives one backbone's cases a local notop file. Every backbone gets
@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 from resnet_harness.storage.schema import Field
 from resnet_harness.studies import paper
-from resnet_harness.studies.longtail import PROFILES, apply_profile
+from resnet_harness.studies.profiles import PROFILES, apply_profile
 from resnet_harness.study import (Bounds, Case, Check, Claim, Comparison, Hooks, PaperFigures,
                                   Study, register)
 from resnet_harness.training.data.sources import DATASETS

@@ -52,9 +52,11 @@ import numpy as np
 
 from resnet_harness.storage.schema import Field
 from resnet_harness.studies import longtail_losses as losses
+from resnet_harness.studies.profiles import PROFILES, Profile, apply_profile
 from resnet_harness.study import (Bounds, Case, Comparison, Head, Hooks, PaperFigures, Study,
                                   StudyOption, register)
 from resnet_harness.training.data.sources import DATASETS, NUM_CLASSES
+from resnet_harness.training.model import register_backbone
 
 
 # -- the study's own options ---------------------------------------------------------------------
@@ -88,56 +90,22 @@ LA_TAU = StudyOption("--la-tau", parse_tau,
                      "long-tail study: tau of the logit-adjusted loss and post-hoc adjustment "
                      "(default 1)", default=1.0)
 
+def _resnet32(weights: str, weight_decay: float = 0.0):
+    # Keras is imported when the backbone is built, not when the study is registered.
+    from resnet_harness.studies.resnet32 import normalized_resnet32
+
+    return normalized_resnet32(weights, weight_decay=weight_decay)
+
+
+# The literature recipe's network, registered by the study that trains it.
+register_backbone("resnet32", _resnet32)
+
 # The study's imbalanced schedule at paper scale: Tables 4 and 6 of the paper.
 EPOCHS = {"cifar10": 25, "fashion_mnist": 7}
 RECIPES = ("study", "literature")
 LITERATURE_PROFILES = ("exp100", "exp10", "step100", "step10")  # the literature's own
 
-PAPER_CLASSES = (0, 1, 2)  # the study's text reading: 10% of classes 0-2 removed
-PAPER_FRACTION = 0.10
 GROUP_SIZES = (("head", 3), ("middle", 4), ("tail", 3))  # for 10 classes, by training count
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A training-set imbalance profile: ``kind`` exp | step | paper, ``rho`` = n_max / n_min."""
-
-    name: str
-    kind: str
-    rho: float | None = None
-
-    def counts(self, before: Sequence[int]) -> list[int]:
-        """Per-class training counts this profile keeps from ``before`` (the capped counts).
-
-        ``n_max`` is the smallest capped class count, so that every class can supply its share
-        (the capped counts are equal up to one image: stratified subsets).
-        """
-        before = [int(n) for n in before]
-        classes = len(before)
-        if self.kind == "paper":
-            return [n - int(round(n * PAPER_FRACTION)) if c in PAPER_CLASSES else n
-                    for c, n in enumerate(before)]
-        n_max = min(before)
-        # Every class keeps at least one image: LDAM-DRW's formula would leave none where
-        # n_max < rho (smoke scale: 32 per class), and a class without images has no prior.
-        if self.kind == "exp":
-            # LDAM-DRW's expression, float for float: img_max * (imb_factor ** (i / (C - 1.0))).
-            factor = 1.0 / self.rho
-            return [max(1, int(n_max * (factor ** (c / (classes - 1.0)))))
-                    for c in range(classes)]
-        if self.kind == "step":
-            return [n_max if c < classes // 2 else max(1, int(n_max * (1.0 / self.rho)))
-                    for c in range(classes)]
-        raise ValueError(f"unknown profile kind {self.kind!r}; use exp, step or paper")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"profile": self.name, "kind": self.kind, "rho": self.rho}
-
-
-PROFILES: dict[str, Profile] = {p.name: p for p in (
-    Profile("exp100", "exp", 100), Profile("exp10", "exp", 10),
-    Profile("step100", "step", 100), Profile("step10", "step", 10),
-    Profile("paper", "paper"))}
 
 
 @dataclass(frozen=True)
@@ -441,19 +409,6 @@ COMPARISONS = tuple(Comparison(f"longtail-{case.dataset}-{case.profile}"
 
 # -- data ---------------------------------------------------------------------------------------
 
-def apply_profile(profile: Profile, train_idx: np.ndarray, y_train: np.ndarray,
-                  seed: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """The training indices kept by ``profile`` (a seeded random subset of each class) and the
-    classes it reduced."""
-    before = np.bincount(y_train, minlength=NUM_CLASSES)
-    target = profile.counts(before.tolist())
-    rng = np.random.default_rng([seed, 3])
-    kept = [rng.choice(train_idx[y_train == c], size=n, replace=False)
-            for c, n in enumerate(target)]
-    reduced = tuple(c for c, n in enumerate(target) if n < before[c])
-    return np.sort(np.concatenate(kept)), reduced
-
-
 def groups(train_counts: Sequence[int]) -> dict[str, list[int]]:
     """Head / middle / tail classes: ranked by training count, largest first, ties by index.
 
@@ -470,22 +425,6 @@ def groups(train_counts: Sequence[int]) -> dict[str, list[int]]:
     for (name, _), size in zip(GROUP_SIZES, sizes):
         out[name] = sorted(order[start:start + size])
         start += size
-    return out
-
-
-def group_metrics(y_true: np.ndarray, y_pred: np.ndarray,
-                  train_counts: Sequence[int]) -> dict[str, Any]:
-    """Per-class recall, balanced accuracy and head/middle/tail accuracy of one set of
-    predictions. A group's accuracy is the mean recall of its classes (the test set is
-    balanced, so it is also the accuracy on the group's test images)."""
-    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
-    classes = len(train_counts)
-    recall = [float(np.mean(y_pred[y_true == c] == c)) if np.any(y_true == c) else float("nan")
-              for c in range(classes)]
-    out: dict[str, Any] = {"per_class_recall": recall,
-                           "balanced_accuracy": float(np.nanmean(recall))}
-    for name, members in groups(train_counts).items():
-        out[f"{name}_accuracy"] = float(np.nanmean([recall[c] for c in members]))
     return out
 
 

@@ -124,7 +124,7 @@ def _plots(dataset: str, by_id: dict[str, dict[str, Any]]) -> list[bytes]:
             recall = (((row or {}).get("metrics") or {}).get("per_class") or {}).get("recall")
             if row and recall and row.get("train_counts"):
                 lines.append((method, list(row["train_counts"]), list(recall)))
-        png = plots.longtail_recall_png(lines, f"{dataset} {profile}: recall vs class size")
+        png = recall_png(lines, f"{dataset} {profile}: recall vs class size")
         if png:
             out.append(png)
     return out
@@ -166,3 +166,32 @@ def section(rows: Sequence[dict[str, Any]], ctx) -> str:
                     img(png, f"{dataset} per-class recall against class size")
                     for png in _plots(dataset, by_id)) + "</div>")
     return "".join(parts)
+
+
+def recall_png(lines: list[tuple[str, list[float], list[float]]],
+                        title: str) -> bytes | None:
+    """Per-class recall against the class's training count (log axis), one line per method.
+
+    ``lines``: ``(method, train_counts, recall)`` per method of one data set and profile.
+    """
+    lines = [line for line in lines if line[1] and line[2]]
+    if not lines:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    for method, counts, recall in lines:
+        order = sorted(range(len(counts)), key=lambda c: counts[c])
+        ax.plot([counts[c] for c in order], [recall[c] for c in order], marker="o",
+                markersize=3, linewidth=1, label=method)
+    if max(max(c) for _, c, _ in lines) / max(1, min(min(c) for _, c, _ in lines)) > 5:
+        ax.set_xscale("log")
+    ax.set_xlabel("training images of the class", fontsize=8)
+    ax.set_ylabel("test recall of the class", fontsize=8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, loc="best", ncol=2)
+    ax.grid(alpha=0.3)
+    return plots.png_bytes(fig)

@@ -77,31 +77,9 @@ def tiny_backbone(weights: str, weight_decay: float = 0.0):
     return keras.Model(inputs, x, name="tiny_backbone")
 
 
-def resnet32_backbone(weights: str, weight_decay: float = 0.0):
-    """He et al. 2016's CIFAR ResNet-32 as in LDAM-DRW's reference code
-    (``training/resnet32.py``), after the reference's per-channel normalisation of CIFAR-10
-    (the pipeline gives images in [0, 1])."""
-    import keras
-
-    from resnet_harness.training.resnet32 import resnet32_backbone as build
-
-    try:
-        base = build(weights, weight_decay=weight_decay)
-    except ValueError as exc:
-        raise ModelError(str(exc)) from None
-    inputs = keras.Input(INPUT_SHAPE, name="image")
-    # transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)) of LDAM-DRW
-    x = keras.layers.Normalization(mean=CIFAR_MEAN, variance=[s * s for s in CIFAR_STD],
-                                   name="cifar_normalize")(inputs)
-    return keras.Model(inputs, base(x), name="resnet32")
-
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2023, 0.1994, 0.2010)
 # Backbones by name (``--backbone``, ``Case.backbone``); a study adds its own with
 # :func:`register_backbone` instead of editing this dict.
-BACKBONES: dict[str, Callable] = {"resnet50": resnet50_backbone, "tiny": tiny_backbone,
-                                  "resnet32": resnet32_backbone}
+BACKBONES: dict[str, Callable] = {"resnet50": resnet50_backbone, "tiny": tiny_backbone}
 
 
 def register_backbone(name: str, builder: Callable) -> Callable:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from resnet_harness.training.model import ModelError
+
 INPUT_SHAPE = (32, 32, 3)
 STAGES = ((16, 1), (32, 2), (64, 2))  # (filters, stride of the stage's first block)
 BLOCKS_PER_STAGE = 5
@@ -118,3 +120,23 @@ def resnet32_backbone(weights: str, weight_decay: float = 0.0):
     # Not "pool": the harness's own head names its pooling layer so.
     outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     return keras.Model(inputs, outputs, name="resnet32_backbone")
+
+
+def normalized_resnet32(weights: str, weight_decay: float = 0.0):
+    """He et al. 2016's CIFAR ResNet-32 as in LDAM-DRW's reference code
+    (:func:`resnet32_backbone`), after the reference's per-channel normalisation of CIFAR-10
+    (the pipeline gives images in [0, 1]): the backbone the long-tail study registers as
+    ``resnet32``."""
+    try:
+        base = resnet32_backbone(weights, weight_decay=weight_decay)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    # transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)) of LDAM-DRW
+    x = keras.layers.Normalization(mean=CIFAR_MEAN, variance=[s * s for s in CIFAR_STD],
+                                   name="cifar_normalize")(inputs)
+    return keras.Model(inputs, base(x), name="resnet32")
+
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
