@@ -318,11 +318,13 @@ def test_closing_a_worker_removes_its_file_then_the_empty_folder(tmp_path):
 
 
 def test_a_workers_session_end_removes_its_progress_file(tmp_path):
-    from resnet_harness.plugin.watch import Watch
+    from resnet_harness.plugin.watch import WorkerWatch, watch_for
 
     config = SimpleNamespace(workerinput={"workerid": "gw0", "resnet_harness_progress": True},
                              option=SimpleNamespace())
-    watch = Watch(config, SimpleNamespace(progress_dir=tmp_path / "progress"), progress="auto")
+    watch = watch_for(config, SimpleNamespace(progress_dir=tmp_path / "progress"),
+                      progress="auto")
+    assert isinstance(watch, WorkerWatch)
     (callback,) = watch.case_started(SimpleNamespace(id="case-a"), batch_size=4)
     _train(callback, FakeClock(), epochs=1, steps=2, step_s=1.0)
     assert (tmp_path / "progress" / "gw0.json").is_file()

@@ -52,8 +52,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     for found in study.load_builtin():
         _register_markers(config, found)
-    from resnet_harness.plugin.controller import Controller, SessionError
-    from resnet_harness.plugin.watch import Watch
+    from resnet_harness.plugin.controller import Controller
+    from resnet_harness.plugin.session import SessionError
+    from resnet_harness.plugin.watch import watch_for
     from resnet_harness.plugin.worker import Worker
 
     from resnet_harness.plugin import slurm
@@ -70,9 +71,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "resnet_harness_session")
-    watch = Watch(config, session.folder, run_info=session.run_info,
-                  progress=session.run.progress,
-                  mlflow_uri=None if slurm.task_run_dir() else session.run.mlflow)
+    watch = watch_for(config, session.folder, run_info=session.run_info,
+                      progress=session.run.progress,
+                      mlflow_uri=None if slurm.task_run_dir() else session.run.mlflow)
     session.runner.watch = watch
     config.pluginmanager.register(watch, "resnet_harness_watch")
 

@@ -17,27 +17,8 @@ from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_c
                                          run_description)
 from resnet_harness.plugin.interrupts import (install_sigterm_handler, one_line,
                                               restore_sigterm_handler)
+from resnet_harness.plugin.session import RUN_DIR_KEY, SessionError, load_baseline
 from resnet_harness.storage.rundir import RunFolder
-
-RUN_DIR_KEY = "resnet_harness_run_dir"  # workerinput: the controller's run folder
-
-
-class SessionError(Exception):
-    """Bad session-level input (baseline, resume folder); one line with the fix."""
-
-
-def load_baseline(resolved: options.Resolved):
-    """``(rows, path)`` of ``--baseline`` (``(None, None)`` without one); ``SessionError``."""
-    from resnet_harness.analysis.baseline import BaselineError, load_baseline as load
-
-    path = resolved.values["baseline"]
-    if not path:
-        return None, None
-    try:
-        return load(path), str(path)
-    except BaselineError as exc:
-        raise SessionError(f"{resolved.origins['baseline']}: {exc}") from None
-
 
 class Controller:
     """The main process's harness: one run folder, one report."""

@@ -1,6 +1,8 @@
-"""What the controller sees: the hooks of live progress, rows coming home from xdist workers and
+"""What each process sees: the hooks of live progress, rows coming home from xdist workers and
 MLflow tracking. Each concern lives in its own module (``progress``, ``homecoming``,
-``tracking``); this plugin object only wires them to pytest's hooks."""
+``tracking``); these plugin objects only wire them to pytest's hooks, one class per role:
+:class:`WorkerWatch` in a worker (xdist, SSH, a SLURM task), :class:`ControllerWatch` in the
+process a user started. :func:`watch_for` picks the role."""
 
 from __future__ import annotations
 
@@ -14,40 +16,74 @@ from resnet_harness.plugin.progress import (FileSink, ProgressPoller, SessionPro
                                              StatusLines, TerminalSink, progress_callback,
                                              progress_mode)
 
-class Watch:
-    """Registered next to the controller or worker in every process. Its collaborators are
-    passed in: the run ``folder`` and ``run_info()`` (``run.json``'s content)."""
+
+class _Watch:
+    """What both roles do: a Keras progress callback per case into ``self.sink``, and each
+    finished case's row attached to its pytest report."""
+
+    worker: str | None = None
+    with_files = False  # whether a report carries the row's files (a worker's, to send home)
+
+    def __init__(self, config: pytest.Config, folder, *, run_info=dict, progress=None):
+        self.config = config
+        self.folder, self.run_info = folder, run_info
+        self.progress = progress
+        self.sink = None
+        self.lines: StatusLines | None = None
+
+    def case_started(self, case, batch_size: int) -> list:
+        """Keras callbacks for the case that starts now: its live progress."""
+        if self.sink is None:
+            return []
+        return [progress_callback(self.sink, case.id, batch_size=batch_size, worker=self.worker)]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = yield
+        case_id = item.stash.get(homecoming.CASE_KEY, None)
+        if report.when == "call" and case_id is not None:
+            homecoming.attach(report, self.folder, case_id, with_files=self.with_files)
+        return report
+
+
+class WorkerWatch(_Watch):
+    """A worker's: progress into a file of the run folder (the controller's poller draws it),
+    the row and its predictions sent home with the report."""
+
+    with_files = True
+
+    def __init__(self, config: pytest.Config, folder, *, run_info=dict, progress=None):
+        super().__init__(config, folder, run_info=run_info, progress=progress)
+        self.worker = config.workerinput["workerid"]
+        enabled = progress_mode(progress, 0, False)[0] and \
+            config.workerinput.get("resnet_harness_progress", True)
+        if enabled:
+            self.sink = FileSink(self.folder.progress_dir, self.worker)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
+        if self.sink is not None:
+            self.sink.close()  # on another host no controller removes it
+
+
+class ControllerWatch(_Watch):
+    """The controller's: the session's progress (in place on a terminal, plain lines in a log;
+    the workers' files polled under xdist), rows received from workers, MLflow tracking."""
 
     def __init__(self, config: pytest.Config, folder, *, run_info=dict, progress=None,
                  mlflow_uri: str | None = None):
-        self.config = config
-        self.folder, self.run_info = folder, run_info
-        self.is_worker = hasattr(config, "workerinput")
-        self.worker = config.workerinput["workerid"] if self.is_worker else None
-        self.distributed = (not self.is_worker
-                            and getattr(config.option, "dist", "no") not in (None, "no")
+        super().__init__(config, folder, run_info=run_info, progress=progress)
+        self.distributed = (getattr(config.option, "dist", "no") not in (None, "no")
                             and (getattr(config.option, "tx", None)
                                  or getattr(config.option, "numprocesses", None)))
-        self.mlflow_uri = None if self.is_worker else mlflow_uri
+        self.mlflow_uri = mlflow_uri
         self.tracker = None
-        self.session_progress = SessionProgress()  # tests done and the session's ETA (controller)
+        self.session_progress = SessionProgress()  # tests done and the session's ETA
         self.workers: set[str] = set()
-        self.lines: StatusLines | None = None
-        self.sink = None
         self.poller: ProgressPoller | None = None
-        self.progress = progress
         self.interval = 0.0
-        if self.is_worker:
-            self._setup_progress(progress)
 
-    # -- progress --------------------------------------------------------------------------------
     def _setup_progress(self, setting: Any) -> None:
-        if self.is_worker:
-            enabled = progress_mode(setting, 0, False)[0] and \
-                self.config.workerinput.get("resnet_harness_progress", True)
-            if enabled:
-                self.sink = FileSink(self.folder.progress_dir, self.worker)
-            return
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
             return
@@ -79,16 +115,8 @@ class Watch:
     def pytest_xdist_node_collection_finished(self, node, ids) -> None:
         self.session_progress.total = len(ids)
 
-    def case_started(self, case, batch_size: int) -> list:
-        """Keras callbacks for the case that starts now: its live progress."""
-        if self.sink is None:
-            return []
-        return [progress_callback(self.sink, case.id, batch_size=batch_size, worker=self.worker)]
-
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.is_worker:
-            return
         # Here, not in __init__: the terminal reporter is registered after pytest_configure.
         self._setup_progress(self.progress)
         if self.distributed and self.lines is not None:
@@ -104,14 +132,17 @@ class Watch:
     # pytest writes on the terminal in these hooks; the status lines step aside first.
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logstart(self, nodeid, location):
-        if not self.is_worker:
-            self.session_progress.start(nodeid)
+        self.session_progress.start(nodeid)
         return (yield from self._aside())
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_logfinish(self, nodeid, location):
-        if not self.is_worker:
-            self.session_progress.finish(nodeid)
+        self.session_progress.finish(nodeid)
+        return (yield from self._aside())
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_logreport(self, report):
+        homecoming.receive(report, self.folder, self.run_info)
         return (yield from self._aside())
 
     def _aside(self):
@@ -121,30 +152,20 @@ class Watch:
             self.lines.clear()
             return (yield)
 
-    # -- rows ------------------------------------------------------------------------------------
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item, call):
-        report = yield
-        case_id = item.stash.get(homecoming.CASE_KEY, None)
-        if report.when == "call" and case_id is not None:
-            homecoming.attach(report, self.folder, case_id, with_files=self.is_worker)
-        return report
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_logreport(self, report):
-        if not self.is_worker:
-            homecoming.receive(report, self.folder, self.run_info)
-        return (yield from self._aside())
-
-    # -- end -------------------------------------------------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         if self.poller is not None:
             self.poller.stop()
         elif self.lines is not None:
             self.lines.clear()
-        if self.is_worker:
-            if self.sink is not None:
-                self.sink.close()  # on another host no controller removes it
-            return
         shutil.rmtree(self.folder.progress_dir, ignore_errors=True)
+
+
+def watch_for(config: pytest.Config, folder, *, run_info=dict, progress=None,
+              mlflow_uri: str | None = None) -> _Watch:
+    """The watch of this process's role: a worker's in an xdist worker, else the controller's
+    (``mlflow_uri`` is the controller's alone)."""
+    if hasattr(config, "workerinput"):
+        return WorkerWatch(config, folder, run_info=run_info, progress=progress)
+    return ControllerWatch(config, folder, run_info=run_info, progress=progress,
+                           mlflow_uri=mlflow_uri)

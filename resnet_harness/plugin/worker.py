@@ -13,7 +13,7 @@ import pytest
 import resnet_harness.plugin.options as options
 from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_cases,
                                          run_description)
-from resnet_harness.plugin.controller import RUN_DIR_KEY, load_baseline
+from resnet_harness.plugin.session import RUN_DIR_KEY, load_baseline
 from resnet_harness.plugin import slurm
 from resnet_harness.plugin.hosts import HOST_SLOT_KEY
 from resnet_harness.plugin.interrupts import install_sigterm_handler, restore_sigterm_handler
