@@ -11,7 +11,6 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pandas as pd
@@ -19,7 +18,6 @@ import pandas as pd
 from resnet_harness import study
 from resnet_harness.analysis.baseline import guard as baseline_guard
 from resnet_harness.analysis import claims
-from resnet_harness.analysis.sequential import design_of
 from resnet_harness.report import cases, cells, curves, plots
 from resnet_harness.analysis.table import NUM_CLASSES, PENDING
 from resnet_harness.report.markup import (LABELS, anchor, cell, diff_cell, flat_items, fmt,
