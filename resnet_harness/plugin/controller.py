@@ -54,8 +54,7 @@ class Controller:
         self.report_problems: list[str] = []  # files the report named and skipped
         self.guard = None  # the baseline's verdict over the session (analysis.baseline.Guard)
         self.active = False
-        self.slurm = None  # the array in flight under --slurm (plugin.slurm.Submission)
-        self.slurm_tally = None
+        self.slurm = None  # under --slurm: the submission and its tally (plugin.submission)
         if resolved.values["slurm"]:
             from resnet_harness.plugin.slurm import refuse_with
 
@@ -161,55 +160,21 @@ class Controller:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session):
-        """Under ``--slurm``: submit the selected cases as one job array instead of running them
-        here, and (unless ``--slurm-wait off``) wait for it; the report is then built as after
-        a local run."""
+        """Under ``--slurm``: the selected cases go to SLURM as one job array instead of
+        running here (``plugin/submission.py``); the report is then built as after a local
+        run."""
         if not self.resolved.values["slurm"] or session.config.option.collectonly:
             return None
-        from resnet_harness.plugin import slurm
+        from resnet_harness.plugin.submission import SlurmRun
 
-        cases = self.runner.to_submit(harness_cases(session.items))
-        write = self.config.pluginmanager.getplugin("terminalreporter").write_line
-        if not cases:
-            write("slurm: nothing to submit: every selected case has a valid row")
-            return True
-        fresh = not self.folder.has_started()
-        try:
-            settings = slurm.Settings.for_cluster(self.resolved.values, slurm.read_partitions())
-            if fresh:
-                self.folder.create(self.run_info())
-            self.folder.record_selected(self.selected)
-            self.slurm = slurm.submit(cases, list(self.config.invocation_params.args),
-                                      Path(self.config.invocation_params.dir), self.folder.path,
-                                      settings)
-        except slurm.ClusterError as exc:
-            if fresh:  # nothing ran: leave no run folder to mistake for one
-                import shutil
-
-                shutil.rmtree(self.folder.path, ignore_errors=True)
-            pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
-        write(f"slurm: submitted {len(cases)} cases as job array {self.slurm.job_id}; "
-              f"logs in {self.slurm.folder}")
-        if not settings.wait:
-            write(f"slurm: not waiting (--slurm-wait off); later: python -m resnet_harness "
-                  f"attach {self.folder.path}")
-            return True
-        try:
-            self.slurm_tally = slurm.wait(self.slurm, self.folder.path, write)
-        except KeyboardInterrupt:
-            # Ctrl-C or SIGTERM stops the waiting, not the array: say how to pick it up.
-            write(f"slurm: stopped waiting; job array {self.slurm.job_id} goes on in SLURM "
-                  f"(scancel {self.slurm.job_id} to stop it). Later: python -m resnet_harness "
-                  f"attach {self.folder.path}")
-            raise
-        session.testsfailed = len(self.slurm_tally.failed) + len(self.slurm_tally.lost)
-        return True
+        self.slurm = SlurmRun(self)
+        return self.slurm.run(session)
 
     # -- end of run ------------------------------------------------------------------------------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.folder.has_started():
             return
-        if self.slurm is not None and self.slurm_tally is None:
+        if self.slurm is not None and self.slurm.tally is None:
             return  # submitted without waiting: `python -m resnet_harness attach` reports
         from resnet_harness.report import build_report
 
