@@ -231,7 +231,9 @@ class Case:
         return self.base_id
 
     def identity(self) -> dict[str, Any]:
-        """Row keys that place the case (declared in the study's ``row_keys``)."""
+        """Row keys that place the case: the study's one identity declaration. Keys beyond the
+        core's become the study's row keys; those holding one value (not an object) become
+        ``results.csv`` columns."""
         return {"dataset": self.dataset, "split": self.split}
 
     def config_fields(self, cfg) -> dict[str, Any]:
@@ -414,8 +416,11 @@ class Study:
     claims: tuple[Claim, ...] = ()
     fields: tuple[schema.Field, ...] = ()  # row fields it adds (the schema registers them)
     options: tuple[StudyOption, ...] = ()  # command-line options of its own
-    row_keys: tuple[str, ...] = ()  # identity keys its rows carry (Case.identity)
-    identity_columns: tuple[str, ...] = ()  # of those, the ones results.csv shows as columns
+    # Derived at registration from its cases' one identity declaration (``Case.identity``):
+    # the keys its rows carry beyond the core's, and of those the ones that hold one value
+    # (not an object), which results.csv shows as columns. Left empty by a study.
+    row_keys: tuple[str, ...] = ()
+    identity_columns: tuple[str, ...] = ()
     factor_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Its report section: section(rows, ctx) -> HTML (ctx: report.html.SectionContext), or
     # "module:function" naming it, imported when a report is built (pandas stays out of a run).
@@ -470,11 +475,29 @@ def register(study: Study, module: str | None = None) -> Study:
         raise ValueError(f"study {study.name} declares options after pytest parsed the command "
                          "line; import its module from your conftest.py so that its options "
                          "exist when pytest starts")
+    study = _with_identity(study)
     schema.register_fields(study.fields)
     schema.register_keys(study.row_keys, study.name)
     _STUDIES[study.name] = study
     _BY_CASE.update({case.id: study for case in study.cases})
     return study
+
+
+def _with_identity(study: Study) -> Study:
+    """``study`` with its row keys and identity columns derived from ``Case.identity`` (what a
+    study declares once); a study that also lists them must list what its cases declare."""
+    declared = [case.identity() for case in study.cases]
+    keys = list(dict.fromkeys(k for identity in declared for k in identity))
+    row_keys = tuple(k for k in keys if k not in schema.IDENTITY_KEYS)
+    columns = tuple(k for k in keys if all(not isinstance(identity.get(k), (dict, list, tuple))
+                                           for identity in declared))
+    missing = [k for k in row_keys if k not in (study.row_keys or row_keys)]
+    if missing:
+        raise ValueError(f"study {study.name}: its cases' identity() holds {', '.join(missing)}, "
+                         "which its row_keys leave out; drop row_keys (they follow from "
+                         "identity()) or add them")
+    return replace(study, row_keys=study.row_keys or row_keys,
+                   identity_columns=study.identity_columns or columns)
 
 
 def studies() -> tuple[Study, ...]:

@@ -193,13 +193,13 @@ class ArchitectureHooks(Hooks):
 
 
 def arch_id(dataset: str, backbone: str, variant: str = "balanced") -> str:
-    """The id (without seed) of a backbone case."""
-    return f"arch-{dataset}-{backbone}-{variant}"
+    """The id (without seed) of a backbone case (formatted by the case itself)."""
+    return ArchitectureCase(dataset=dataset, backbone=backbone, variant=variant).base_id
 
 
 def table7_id(dataset: str, variant: str, protocol: str) -> str:
     """The id (without seed) of a Table 7 arm with a validation set."""
-    return f"arch-table7-{dataset}-{variant}-{protocol}"
+    return ArchitectureCase(dataset=dataset, variant=variant, protocol=protocol).base_id
 
 
 def _cases() -> list[ArchitectureCase]:
@@ -487,5 +487,5 @@ STUDY = register(Study(
                for name, app in KERAS_APPLICATIONS.items()),
              ("early_stopping", "architectures study: Table 7 with a validation set, with and "
                                 "without early stopping")),
-    comparisons=COMPARISONS, claims=CLAIMS, fields=FIELDS, row_keys=("architecture",),
+    comparisons=COMPARISONS, claims=CLAIMS, fields=FIELDS,
     factor_fields=FACTOR_FIELDS, report=section), __name__)

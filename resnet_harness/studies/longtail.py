@@ -457,6 +457,6 @@ STUDY = register(Study(
              ("literature", "long-tail study, literature recipe (ResNet-32, LDAM-DRW's "
                             "CIFAR-10-LT schedule, reference losses)"),
              *((name, f"long-tail method: {m.doc}") for name, m in METHODS.items())),
-    comparisons=COMPARISONS, fields=FIELDS, options=(CB_BETA, LA_TAU), row_keys=("long_tail",),
+    comparisons=COMPARISONS, fields=FIELDS, options=(CB_BETA, LA_TAU),
     factor_fields={"method": ("long_tail.method",)},
     report="resnet_harness.studies.longtail_report:section"), __name__)

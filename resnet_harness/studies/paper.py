@@ -330,6 +330,4 @@ STUDY = register(Study(
              ("table10", "the paper's Table 10 cases (regularization)"),
              ("balanced", "cases on balanced data"), ("imbalanced", "cases on imbalanced data")),
     comparisons=COMPARISONS, claims=CLAIMS, factor_fields=FACTOR_FIELDS,
-    row_keys=("table", "balance", "regularization"),
-    identity_columns=("table", "balance", "split", "regularization"),
     report="resnet_harness.studies.paper_report:section"), __name__)
