@@ -17,6 +17,7 @@ from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_c
                                          run_description)
 from resnet_harness.plugin.interrupts import (install_sigterm_handler, one_line,
                                               restore_sigterm_handler)
+from resnet_harness.plugin.closing import RunEnd
 from resnet_harness.plugin.session import RUN_DIR_KEY, SessionError, load_baseline
 from resnet_harness.storage.rundir import RunFolder
 
@@ -49,10 +50,8 @@ class Controller:
                                  resume=resume is not None, mismatch=mismatch,
                                  run_info=self.run_info)
         self.selected: list[str] = []  # case ids collected, to name those that never started
-        self.report_paths: dict[str, Path] | None = None
-        self.report_error = self.latest_error = None
-        self.report_problems: list[str] = []  # files the report named and skipped
-        self.guard = None  # the baseline's verdict over the session (analysis.baseline.Guard)
+        self.end = RunEnd(self.folder, self.run, lambda: self.selected,
+                          bool(self.runner.baseline_path))
         self.active = False
         self.slurm = None  # under --slurm: the submission and its tally (plugin.submission)
         if resolved.values["slurm"]:
@@ -170,43 +169,13 @@ class Controller:
         self.slurm = SlurmRun(self)
         return self.slurm.run(session)
 
-    # -- end of run ------------------------------------------------------------------------------
+    # -- end of run: the report, the baseline's verdict, the terminal (plugin/closing.py) ---------
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.folder.has_started():
             return
         if self.slurm is not None and self.slurm.tally is None:
             return  # submitted without waiting: `python -m resnet_harness attach` reports
-        from resnet_harness.report import build_report
-
-        try:
-            self.folder.record_selected(self.selected)
-            self.report_paths = build_report([self.folder.path], self.folder.path,
-                                             problems=self.report_problems)
-            self._judge_baseline(session)
-        except Exception as exc:  # noqa: BLE001 - rows are safe on disk; the report can be rebuilt
-            self.report_error = one_line(exc)
-            # CI must not read a run without its report as a success.
-            if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-            return
-        try:
-            self.folder.link_latest(self.run.report_dir)
-        except OSError as exc:  # the report exists; only the shortcut to it is stale
-            self.latest_error = one_line(exc)
-
-    def _judge_baseline(self, session: pytest.Session) -> None:
-        """The baseline's verdict over every row of the folder (``analysis.baseline.guard``):
-        a pooled regression across environments, or a guard that compared no case, fails the
-        run as a regression of one case does."""
-        from resnet_harness.analysis.baseline import guard
-
-        if not self.runner.baseline_path:
-            return
-        self.guard = guard([r for r in self.folder.rows() if r.get("case_id") in
-                            set(self.selected)] or self.folder.rows())
-        if self.guard and self.guard.failed and session.exitstatus in (
-                pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.end.finish(session)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         restore_sigterm_handler(self._sigterm)
@@ -215,40 +184,5 @@ class Controller:
             self.folder.discard_if_empty(self._created)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if not self.folder.has_started():
-            return
-        from resnet_harness.analysis.sequential import design_for
-        from resnet_harness.report.summary import summary_lines
-
-        terminalreporter.section("resnet-harness")
-        design = design_for(self.run.seeds)
-        # On a terminal the lines fit its width; piped (CI logs) they stay whole.
-        width = terminalreporter._tw.fullwidth if getattr(terminalreporter, "isatty", False) \
-            else None
-        analysis = getattr(self.report_paths, "analysis", None)
-        for line in summary_lines(self.folder, self.run.equivalence_delta, design, width,
-                                  analysis):
-            terminalreporter.write_line(line)
-        for line in self.resume_lines:  # the header's, which -q does not show
-            terminalreporter.write_line(line, yellow=True)
-        for problem in self.report_problems:
-            terminalreporter.write_line(f"warning: {problem}", yellow=True)
-        if self.guard is not None:
-            for line in self.guard.lines:
-                terminalreporter.write_line(line, red=self.guard.failed)
-        if self.report_paths:
-            terminalreporter.write_line(f"report: {self.report_paths['html']}")
-            terminalreporter.write_line(f"csv:    {self.report_paths['csv']}")
-        if self.report_error:
-            rows = len(list(self.folder.cases_dir.glob("*.json")))
-            kept = (f"the {rows} row{'s are' if rows != 1 else ' is'} safe in "
-                    f"{self.folder.cases_dir}; rebuild it with: python -m resnet_harness report "
-                    f"{self.folder.path}" if rows else
-                    f"no case wrote a row to {self.folder.cases_dir}, so there is nothing to "
-                    "rebuild: free disk space or pass a writable --report-dir and run again")
-            terminalreporter.write_line(f"report not written ({self.report_error}); {kept}",
-                                        red=True)
-        if self.latest_error:
-            terminalreporter.write_line(
-                f"{Path(self.run.report_dir) / 'latest'} not updated ({self.latest_error}); "
-                f"the report is in {self.folder.path}", yellow=True)
+        if self.folder.has_started():
+            self.end.summary(terminalreporter, self.resume_lines)
