@@ -45,16 +45,12 @@ class RunEnd:
             self.latest_error = one_line(exc)
 
     def _judge_baseline(self, session: pytest.Session) -> None:
-        """The baseline's verdict over the session's rows (``analysis.baseline.guard``): a
-        pooled regression across environments, or a guard that compared no case, fails the run
-        as a regression of one case does."""
-        from resnet_harness.analysis.baseline import guard
-
+        """The baseline's verdict over the session's rows, as the report judged it
+        (``analysis.baseline.guard``): a pooled regression across environments, or a guard
+        that compared no case, fails the run as a regression of one case does."""
         if not self.guarded:
             return
-        chosen = set(self.selected())
-        rows = self.folder.rows()
-        self.guard = guard([r for r in rows if r.get("case_id") in chosen] or rows)
+        self.guard = self.report_paths.guard
         if self.guard and self.guard.failed:
             _fail(session)
 

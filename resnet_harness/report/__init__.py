@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from resnet_harness import study
 from resnet_harness.analysis import claims
+from resnet_harness.analysis.baseline import guard as baseline_guard
 from resnet_harness.analysis.sequential import Design, design_of
 from resnet_harness.analysis import table
 from resnet_harness.report import cases, html
@@ -117,13 +118,13 @@ def _merge(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[
 
 
 class ReportPaths(dict):
-    """``{"csv": path, "html": path}`` of a built report, with the :class:`claims.Analysis` it
-    rendered (``analysis``), so the terminal summary shows the same verdicts without evaluating
-    them again."""
+    """``{"csv": path, "html": path}`` of a built report, with the :class:`claims.Analysis` and
+    the baseline's verdict (``guard``) it rendered, so the terminal shows the same verdicts
+    without evaluating them again."""
 
-    def __init__(self, paths: dict[str, Path], analysis: "claims.Analysis"):
+    def __init__(self, paths: dict[str, Path], analysis: "claims.Analysis", guard=None):
         super().__init__(paths)
-        self.analysis = analysis
+        self.analysis, self.guard = analysis, guard
 
 
 def collect_rows(run_dirs: Sequence[Path | str], problems: list[str] | None = None
@@ -173,12 +174,16 @@ def build_report(run_dirs: Sequence[Path | str], out_dir: Path | str, *,
     # Both rendered before either is written: a failure leaves both old files, never a new CSV
     # beside a stale report.
     analysis = claims.analyse(rows, claims.delta_of(runs), design_of(runs))
-    page = html.render_report(frame, rows, runs=runs, analysis=analysis, superseded=superseded,
-                              title=title)
+    # The baseline's verdict over the rows the last session selected (all, when unrecorded):
+    # the report and the terminal show this one.
+    chosen = {c for f in map(RunFolder, run_dirs) for c in f.selected() or ()}
+    guard = baseline_guard([r for r in rows if r.get("case_id") in chosen] or rows)
+    page = html.render_report(frame, rows, runs=runs, analysis=analysis, guard=guard,
+                              superseded=superseded, title=title)
     csv_path, html_path = out.csv_path, out.html_path
     atomic_write_files({csv_path: table.csv_bytes(frame), html_path: page.encode("utf-8")})
     claims.write_claims(rows, out.path, analysis)
-    return ReportPaths({"csv": csv_path, "html": html_path}, analysis)
+    return ReportPaths({"csv": csv_path, "html": html_path}, analysis, guard)
 
 
 def load_rows(paths: Sequence[Path | str], problems: list[str] | None = None

@@ -16,7 +16,6 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from resnet_harness import study
-from resnet_harness.analysis.baseline import guard as baseline_guard
 from resnet_harness.analysis import claims
 from resnet_harness.report import cases, cells, curves, plots
 from resnet_harness.analysis.table import NUM_CLASSES, PENDING
@@ -264,13 +263,14 @@ def study_sections(rows: Sequence[dict[str, Any]], ctx: SectionContext
 
 
 def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
-                  runs: Sequence[dict[str, Any]], analysis: claims.Analysis,
+                  runs: Sequence[dict[str, Any]], analysis: claims.Analysis, guard=None,
                   superseded: Sequence[dict[str, Any]] = (), title: str | None = None) -> str:
     """The whole report as one HTML string.
 
     ``frame`` is :func:`table.case_frame` of ``rows`` (the merged rows, unfinished ones included);
     ``runs`` is one dict per run folder (``path`` plus its ``run.json``); ``analysis`` the claims
-    and comparisons of ``rows`` (:func:`claims.analyse`), shared by every section; ``superseded``
+    and comparisons of ``rows`` (:func:`claims.analyse`), shared by every section; ``guard``
+    the baseline's verdict (``analysis.baseline.guard``, as the terminal shows it); ``superseded``
     lists the rows dropped by the merge, each with ``replaced_by`` naming the folder that won.
     """
     generated_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -281,7 +281,7 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
                                                             analysis.results))
     body = [_header(title, frame, runs, generated_at, anchors, bool(learning)),
             claims.html_section(rows, analysis, forest=_forest), sections,
-            _guard(rows), '<h2 id="results">All cases</h2>', _results(frame),
+            _guard(guard), '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Time and memory</h2>',
             f'<div class="grid">{_img(plots.resources_png(frame), "train time and peak memory per case")}</div>',
             '<h2 id="curves">Learning curves</h2>' + learning if learning else "",
@@ -297,10 +297,9 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
             + "".join(body) + "</main></body></html>\n")
 
 
-def _guard(rows: Sequence[dict[str, Any]]) -> str:
+def _guard(found) -> str:
     # What --baseline concluded, as the terminal says it: a guard that compared nothing, or
     # compared across machines, must be as visible as one that found a regression.
-    found = baseline_guard(list(rows))
     if found is None:
         return ""
     state = "failed" if found.failed else "passed"

@@ -205,12 +205,18 @@ class RunFolder(Housekeeping):
         (an interrupted run, ``-x``) as "not run"."""
         atomic_write_json(self.path / self.SELECTED, {"case_ids": sorted(set(case_ids))})
 
+    def selected(self) -> list[str] | None:
+        """The case ids the last session selected (:meth:`record_selected`); None when not
+        recorded or unreadable."""
+        try:
+            found = json.loads((self.path / self.SELECTED).read_text())["case_ids"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return [str(c) for c in found] if isinstance(found, list) else None
+
     def not_run(self) -> list[str]:
         """Ids of selected cases that never started (see :meth:`record_selected`)."""
-        try:
-            selected = json.loads((self.path / self.SELECTED).read_text())["case_ids"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return []
+        selected = self.selected() or []
         done = {p.stem for p in self.cases_dir.glob("*.json")}
         done |= {p.stem for p in self._started_dir.glob("*.json")}
         return sorted(str(c) for c in selected if str(c) not in done)
