@@ -56,7 +56,7 @@ from resnet_harness.studies.profiles import PROFILES, Profile, apply_profile
 from resnet_harness.study import (Bounds, Case, Comparison, Head, Hooks, PaperFigures, Study,
                                   StudyOption, register)
 from resnet_harness.training.data.sources import DATASETS, NUM_CLASSES
-from resnet_harness.training.model import register_backbone
+from resnet_harness.training.backbones import register_backbone
 
 
 # -- the study's own options ---------------------------------------------------------------------

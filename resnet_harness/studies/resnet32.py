@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from resnet_harness.training.model import ModelError
+from resnet_harness.training.backbones import ModelError
 
 INPUT_SHAPE = (32, 32, 3)
 STAGES = ((16, 1), (32, 2), (64, 2))  # (filters, stride of the stage's first block)

@@ -106,7 +106,7 @@ class AutoSeeds:
 def weights_for(value: str | None, backbone: str) -> str | None:
     """What ``--weights`` gives a case that trains ``backbone``: ``BACKBONE=PATH`` gives PATH
     to that backbone's cases and nothing (None: the scale's or case's weights) to others."""
-    from resnet_harness.training.model import BACKBONES
+    from resnet_harness.training.backbones import BACKBONES
 
     if value is None:
         return None

@@ -147,7 +147,7 @@ def parse_weights(value: str) -> str:
     backbone's layout (see :mod:`resnet_harness.training.weights`)."""
     if value in ("imagenet", "none"):
         return value
-    from resnet_harness.training.model import BACKBONES
+    from resnet_harness.training.backbones import BACKBONES
 
     name, sep, rest = value.partition("=")
     named = bool(sep) and name in BACKBONES
@@ -176,7 +176,7 @@ def combine_weights(entries: list[str]) -> str | None:
     ``;``. Two values for the same cases are refused rather than the later silently winning."""
     if not entries:
         return None
-    from resnet_harness.training.model import BACKBONES
+    from resnet_harness.training.backbones import BACKBONES
 
     seen: dict[str, str] = {}
     for entry in entries:
@@ -383,7 +383,7 @@ def parse_backbone(value: str) -> str:
     """A registered backbone (``training.model.BACKBONES``): ``resnet50`` (the study),
     ``tiny`` (a two-layer stand-in for fast self-tests), ``resnet32`` (the long-tail
     literature's CIFAR ResNet) or one a study registered (``register_backbone``)."""
-    from resnet_harness.training.model import BACKBONES
+    from resnet_harness.training.backbones import BACKBONES
 
     if value not in BACKBONES:
         others = [name for name in BACKBONES if name not in ("resnet50", "tiny")]

@@ -50,7 +50,7 @@ def backbone_shapes(backbone: str) -> list[tuple[int, ...]]:
     ResNet50's from :func:`resnet50_notop_shapes`, any other's by building it."""
     if backbone == "resnet50":
         return resnet50_notop_shapes()
-    from resnet_harness.training.model import BACKBONES
+    from resnet_harness.training.backbones import BACKBONES
 
     model = BACKBONES[backbone]("none")
     return [tuple(int(d) for d in weight.shape) for weight in model.weights]
@@ -61,7 +61,7 @@ def backbone_layers(backbone: str) -> int:
     counts): ResNet50's 53 convolutions and their 53 batch norms, any other's by building it."""
     if backbone == "resnet50":
         return 2 * sum(1 for shape in resnet50_notop_shapes() if len(shape) == 4)
-    from resnet_harness.training.model import BACKBONES
+    from resnet_harness.training.backbones import BACKBONES
 
     model = BACKBONES[backbone]("none")
     return sum(1 for layer in model.layers if layer.weights)

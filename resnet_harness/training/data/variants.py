@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from typing import Any
 
-from typing import TYPE_CHECKING
+import numpy as np
 
 from resnet_harness.training.data.sources import NUM_CLASSES, DataError, RawData
 
-if TYPE_CHECKING:  # annotations only: config imports the data package
-    from resnet_harness.training.config import CaseConfig, Imbalance
+# A ``training.config.CaseConfig`` and its ``Imbalance``, named without importing them: the
+# configuration sits above the data package and imports it.
+CaseConfig = Imbalance = Any
 
 # Training images per class in the full data sets, which scale-free readings of absolute counts
 # (Table 2's "4,950 kept", Table 4's "5000 removed") are taken relative to.
