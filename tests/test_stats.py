@@ -15,6 +15,7 @@ import pytest
 from scipy import stats as sps
 
 from resnet_harness.analysis import claims
+from resnet_harness.report import claims_section
 from resnet_harness.analysis import comparisons
 from resnet_harness.analysis import stats
 from resnet_harness.training import metrics
@@ -360,7 +361,7 @@ def test_html_section_and_terminal_lines_say_confounded():
     for seed in range(3):
         rows += [make_row(FASHION_BAL, seed, 0.6 + seed / 100),
                  make_row(FASHION_IMB, seed, 0.7 + seed / 100)]
-    html = claims.html_section(rows, claims.analyse(rows))
+    html = claims_section.html_section(rows, claims.analyse(rows))
     assert 'id="claims"' in html and "confounded" in html and "head.dense_units" in html
     assert "Per case over seeds" in html
     lines = claims.summary_lines(claims.analyse(rows))

@@ -15,6 +15,7 @@ import pytest
 
 from resnet_harness import study
 from resnet_harness.analysis import claims, comparisons, sequential, stats
+from resnet_harness.report import claims_section
 from resnet_harness.studies.paper import case_id
 
 study.load_builtin()
@@ -167,7 +168,7 @@ def test_the_delta_of_run_json_reaches_claims_csv_and_the_report(tmp_path):
     paths = claims.write_claims(rows, tmp_path, analysis)
     table = pd.read_csv(paths["claims"])
     assert set(table["delta"]) == {0.05} and set(table["alpha"]) == {0.05}
-    assert "±δ = 0.05" in claims.html_section(rows, analysis)
+    assert "±δ = 0.05" in claims_section.html_section(rows, analysis)
 
 
 def test_claims_from_a_committed_results_csv(tmp_path):

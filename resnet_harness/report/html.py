@@ -17,7 +17,7 @@ import pandas as pd
 
 from resnet_harness import study
 from resnet_harness.analysis import claims
-from resnet_harness.report import cases, cells, curves, plots
+from resnet_harness.report import cases, cells, claims_section, curves, plots
 from resnet_harness.analysis.table import NUM_CLASSES, PENDING
 from resnet_harness.report.markup import (LABELS, anchor, cell, diff_cell, flat_items, fmt,
                                           fmt_paper, html_table, kv_table, label, missing)
@@ -280,7 +280,7 @@ def render_report(frame: pd.DataFrame, rows: Sequence[dict[str, Any]], *,
     sections, anchors = study_sections(rows, SectionContext(frame, _img, analysis.delta,
                                                             analysis.results))
     body = [_header(title, frame, runs, generated_at, anchors, bool(learning)),
-            claims.html_section(rows, analysis, forest=_forest), sections,
+            claims_section.html_section(rows, analysis, forest=_forest), sections,
             _guard(guard), '<h2 id="results">All cases</h2>', _results(frame),
             '<h2 id="overview">Time and memory</h2>',
             f'<div class="grid">{_img(plots.resources_png(frame), "train time and peak memory per case")}</div>',
@@ -318,5 +318,5 @@ def claims_page(rows: Sequence[dict[str, Any]], analysis: claims.Analysis,
     return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>claims</title><style>{CSS}{cells.CSS}</style></head><body><main>"
-            + head + claims.html_section(rows, analysis, forest=_forest)
+            + head + claims_section.html_section(rows, analysis, forest=_forest)
             + "</main></body></html>\n")
