@@ -152,10 +152,14 @@ def test_xdist_workers_write_one_merged_run(study):
     (run_dir,) = _run_dirs(study.path)
     frame = pd.read_csv(run_dir / "results.csv")
     assert len(frame) == 4 and set(frame["status"]) == {"passed"}
-    workers = {json.loads(p.read_text())["provenance"]["worker"]
-               for p in (run_dir / "cases").glob("*.json")}
+    rows = [json.loads(p.read_text()) for p in (run_dir / "cases").glob("*.json")]
+    workers = {row["provenance"]["worker"] for row in rows}
     assert workers <= {"gw0", "gw1"} and len(workers) == 2
     result.stdout.fnmatch_lines(["report: *report.html"])
+    # Each row records what the user typed (the controller's line), not the worker's "-c".
+    typed = json.loads((run_dir / "run.json").read_text())["command_line"]
+    assert "-k table7" in typed and "-n 2" in typed
+    assert {row["provenance"]["command_line"] for row in rows} == {typed}
 
 
 INTERRUPT_SECOND_CASE = """

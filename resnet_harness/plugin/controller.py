@@ -18,7 +18,8 @@ from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_c
 from resnet_harness.plugin.interrupts import (install_sigterm_handler, one_line,
                                               restore_sigterm_handler)
 from resnet_harness.plugin.closing import RunEnd
-from resnet_harness.plugin.session import RUN_DIR_KEY, SessionError, load_baseline
+from resnet_harness.plugin.session import (COMMAND_LINE_KEY, RUN_DIR_KEY, SessionError,
+                                            load_baseline)
 from resnet_harness.storage.rundir import RunFolder
 
 class Controller:
@@ -127,7 +128,10 @@ class Controller:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
+        from resnet_harness.training.provenance import command_line
+
         node.workerinput[RUN_DIR_KEY] = str(self.folder.path)
+        node.workerinput[COMMAND_LINE_KEY] = command_line()
         hosts.configure_node(node)
 
     @pytest.hookimpl(optionalhook=True)

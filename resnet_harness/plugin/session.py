@@ -7,6 +7,7 @@ from __future__ import annotations
 import resnet_harness.plugin.options as options
 
 RUN_DIR_KEY = "resnet_harness_run_dir"  # workerinput: the controller's run folder
+COMMAND_LINE_KEY = "resnet_harness_command_line"  # workerinput: what the user typed
 
 
 class SessionError(Exception):

@@ -6,6 +6,7 @@ cases concerned, so the controller does not read an exit as a crash."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
@@ -13,11 +14,12 @@ import pytest
 import resnet_harness.plugin.options as options
 from resnet_harness.plugin.cases import (CaseRunner, activate_process, harness_cases,
                                          run_description)
-from resnet_harness.plugin.session import RUN_DIR_KEY, load_baseline
+from resnet_harness.plugin.session import COMMAND_LINE_KEY, RUN_DIR_KEY, load_baseline
 from resnet_harness.plugin import slurm
 from resnet_harness.plugin.hosts import HOST_SLOT_KEY
 from resnet_harness.plugin.interrupts import install_sigterm_handler, restore_sigterm_handler
 from resnet_harness.storage.rundir import RunFolder
+from resnet_harness.training import provenance
 
 
 class Worker:
@@ -30,6 +32,11 @@ class Worker:
         self.run = options.run_config(resolved)
         workerinput = getattr(config, "workerinput", None)
         self.task_case = None if workerinput else slurm.task_case()
+        # Rows record what the user typed: the controller's line (a worker's sys.argv is
+        # xdist's "-c"), or a SLURM task's own pytest arguments (its sys.argv is submitit's).
+        provenance.set_command_line(
+            workerinput.get(COMMAND_LINE_KEY) or provenance.command_line() if workerinput
+            else shlex.join(["pytest", *config.invocation_params.args]))
         self.folder = RunFolder(workerinput[RUN_DIR_KEY] if workerinput
                                 else slurm.task_run_dir())
         baseline, baseline_path = load_baseline(resolved)

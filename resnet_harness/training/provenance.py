@@ -57,11 +57,26 @@ def device() -> str:
     return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
+_COMMAND_LINE: list[str] = []  # the session's command line, where this process's is not it
+
+
+def set_command_line(text: str) -> None:
+    """The command line this process's rows record: a worker's own ``sys.argv`` is xdist's
+    ``-c`` (locally and over SSH) or submitit's, not what the user typed."""
+    _COMMAND_LINE[:] = [text]
+
+
+def command_line() -> str:
+    """What the user typed to start the session (this process's, unless set)."""
+    return _COMMAND_LINE[0] if _COMMAND_LINE else " ".join(
+        [os.path.basename(sys.argv[0])] + sys.argv[1:])
+
+
 def host() -> dict[str, str]:
     """Host name, worker id and the command line."""
     return {"hostname": socket.gethostname(),
             "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
-            "command_line": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])}
+            "command_line": command_line()}
 
 
 # The CPU flags oneDNN dispatches its kernels on: two machines that differ here compute the same
