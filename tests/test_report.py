@@ -618,3 +618,19 @@ def test_a_report_evaluates_the_claims_once_and_every_output_shows_that_evaluati
     lines = summary_lines(RunFolder(small_run), analysis=paths.analysis)
     assert len(calls) == 1 and any(line.startswith("claims (") for line in lines)
     assert paths.analysis.claims and paths["csv"].is_file()
+
+
+def test_a_one_epoch_curve_is_a_labelled_point_whose_tick_does_not_cover_the_axis_label():
+    import re
+
+    from resnet_harness.report import curves
+
+    svg = curves.case_svg([{"loss": [1.2345], "accuracy": [0.25]}])
+    loss, accuracy = svg.split('class="t">accuracy')
+    for panel, value in ((loss, "1.2"), (accuracy, "0.25")):
+        assert panel.count("<circle") == 1 and "<path" not in panel
+        assert ">epoch 1 of 1</text>" in panel and ">epoch</text>" not in panel
+        texts = re.findall(r'<text x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)</text>', panel)
+        assert any(t == value for _, _, t in texts), texts  # the point's value beside it
+        spots = [(x, y) for x, y, _ in texts]
+        assert len(spots) == len(set(spots))  # no two texts drawn at one place

@@ -161,17 +161,26 @@ def _panel(name: str, lines: Sequence[_Line], left: int, width: int, height: int
     for value in (low, (low + high) / 2, high):
         out.append(f'<text x="{x0 - 3}" y="{y(value) + 3:.1f}" text-anchor="end">'
                    f"{_tick(value)}</text>")
-    for epoch in sorted({0, epochs - 1}):
-        out.append(f'<text x="{x(epoch):.1f}" y="{y0 + 11}" text-anchor="middle">'
-                   f"{epoch + 1}</text>")
-    out.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{y0 + 11}" text-anchor="middle">'
-               "epoch</text>")
+    if epochs == 1:
+        # One epoch is one point in the middle: its tick and the axis label are one text, not
+        # two drawn over each other.
+        out.append(f'<text x="{x(0):.1f}" y="{y0 + 11}" text-anchor="middle">epoch 1 of 1</text>')
+    else:
+        for epoch in (0, epochs - 1):
+            out.append(f'<text x="{x(epoch):.1f}" y="{y0 + 11}" text-anchor="middle">'
+                       f"{epoch + 1}</text>")
+        out.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{y0 + 11}" text-anchor="middle">'
+                   "epoch</text>")
     keep = _thinned(epochs)
     for line in lines:
         if line.band:
             out += _band(line, keep, x, y)
     for line in lines:
         out += _path(line, keep, x, y)
+    if epochs == 1:  # a lone point's value, written beside it (no line shows where it lies)
+        for rank, line in enumerate(l for l in lines if l.values and _finite(l.values[0])):
+            out.append(f'<text x="{x(0) + 6:.1f}" y="{y(line.values[0]) + 3 + 9 * rank:.1f}" '
+                       f'fill="{line.color}">{_tick(line.values[0])}</text>')
     return "".join(out)
 
 
@@ -194,7 +203,7 @@ def _path(line: _Line, keep: Sequence[int], x, y) -> list[str]:
         points = [f"{x(e):.1f},{y(line.values[e]):.1f}" for e in run]
         if len(points) == 1:
             px, py = points[0].split(",")
-            pieces.append(f'<circle cx="{px}" cy="{py}" r="2" fill="{line.color}"/>')
+            pieces.append(f'<circle cx="{px}" cy="{py}" r="3" fill="{line.color}"/>')
         else:
             path.append(f"M{points[0]}L" + " ".join(points[1:]))
     if path:
