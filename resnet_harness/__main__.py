@@ -127,7 +127,10 @@ def _attach(args: argparse.Namespace) -> int:
         submission = slurm.Submission.load(run_dir)
     except slurm.TaskError as exc:
         raise UsageError(str(exc)) from exc
-    tally = slurm.wait(submission, run_dir, print)
+    try:
+        tally = slurm.wait(submission, run_dir, print)
+    except slurm.ClusterError as exc:
+        raise UsageError(str(exc)) from exc
     code = _report(argparse.Namespace(run_dirs=[str(run_dir)], out=None, title=None))
     # The report checks every row against its predictions: a case the tally counted as passed
     # may be corrupt there, and the exit status must say so.

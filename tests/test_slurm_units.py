@@ -8,6 +8,8 @@ import argparse
 import os
 import re
 
+import pandas as pd
+
 import pytest
 
 from resnet_harness.plugin import slurm
@@ -99,7 +101,8 @@ def test_wait_counts_a_task_seen_running_then_queued_as_requeued(tmp_path, monke
                      "slurm: job 5, 1 cases: 0 done, 0 failed, 1 running, 0 queued",
                      "slurm: job 5, 1 cases: 0 done, 0 failed, 0 running, 1 queued, 1 requeued",
                      "slurm: job 5, 1 cases: 0 done, 0 failed, 1 running, 0 queued, 1 requeued",
-                     "slurm: job 5, 1 cases: 1 done, 0 failed, 0 running, 0 queued, 1 requeued"]
+                     "slurm: job 5, 1 cases: 1 done, 0 failed, 0 running, 0 queued, 1 requeued",
+                     "slurm: 1 cases submitted: 1 passed, 0 failed, 0 ended without a row"]
 
 
 def test_submission_is_saved_and_loaded_and_a_folder_without_one_is_named(tmp_path):
@@ -245,3 +248,74 @@ def test_a_one_case_array_is_followed_though_squeue_shows_it_as_a_plain_job(monk
     (tmp_path / "8_0_log.out").write_text("log")
     assert submission.log(0) == tmp_path / "8_0_log.out"
     assert slurm.Submission(tmp_path, "9", ["a", "b"]).log(1) == tmp_path / "9_1_0_log.out"
+
+
+class _Scripts:
+    """Fake squeue/sacct/scontrol/scancel answers for the waiter, keyed by command."""
+
+    def __init__(self, answers):
+        self.answers, self.calls = answers, []
+
+    def __call__(self, command, *args, **kwargs):
+        self.calls.append(command)
+        return _Done(self.answers.get(command[0], ""))
+
+
+def test_a_waiting_line_shows_why_tasks_pend(tmp_path):
+    submission = slurm.Submission(tmp_path, "7", ["a", "b"])
+    tally = slurm.Tally(queued=["a", "b"])
+    assert tally.line(submission, {0: "Priority", 1: "Resources"}) == (
+        "slurm: job 7, 2 cases: 0 done, 0 failed, 0 running, 2 queued (Priority, Resources)")
+
+
+def test_an_array_that_can_never_start_is_cancelled_in_one_line(tmp_path, monkeypatch):
+    folder = RunFolder(tmp_path / "run").create({})
+    submission = slurm.Submission(folder.path / "slurm", "31", ["a", "b"])
+    scripts = _Scripts({"squeue": "0 PartitionConfig\n1 PartitionConfig\n"})
+    monkeypatch.setattr(slurm.subprocess, "run", scripts)
+    monkeypatch.setattr(slurm, "queue_states", lambda job_id: {0: "PENDING", 1: "PENDING"})
+    lines: list[str] = []
+    with pytest.raises(slurm.ClusterError) as exc:
+        slurm.wait(submission, folder.path, lines.append, poll_s=0)
+    message = str(exc.value)
+    assert "\n" not in message and "can never start job 31" in message
+    assert "PartitionConfig (the request exceeds what the partition's nodes offer)" in message
+    assert ["scancel", "31"] in scripts.calls
+    assert lines == ["slurm: job 31, 2 cases: 0 done, 0 failed, 0 running, 2 queued "
+                     "(PartitionConfig)"]
+
+
+@pytest.mark.parametrize("sacct, log, said", [
+    ("31_0|TIMEOUT\n31_1|COMPLETED\n", "", "timed out (it reached --slurm-time) [TIMEOUT]"),
+    ("31_0|CANCELLED by 1000\n", "", "cancelled (scancel) [CANCELLED]"),
+    ("31_0|OUT_OF_MEMORY\n", "", "out of memory (raise --slurm-mem) [OUT_OF_MEMORY]"),
+    ("31_0|NODE_FAIL\n", "", "its node failed [NODE_FAIL]"),
+    ("31_0|PREEMPTED\n", "", "preempted [PREEMPTED]"),
+    # no accounting: the signs slurmstepd leaves in the task's log
+    ("", "slurmstepd: error: *** JOB 31 ON vm CANCELLED AT 2026-12-07T01:00:00 DUE TO TIME "
+         "LIMIT ***", "timed out (it reached --slurm-time) [TIMEOUT]"),
+    ("", "slurmstepd: error: Detected 1 oom_kill event", "out of memory"),
+    ("", "no sign", "SLURM does not say how"),
+])
+def test_a_case_without_a_row_is_named_by_how_slurm_ended_it(tmp_path, monkeypatch, sacct, log,
+                                                            said):
+    from resnet_harness.report import build_report
+
+    folder = RunFolder(tmp_path / "run").create({})
+    folder.write_row(dict(passed_row(), case_id="b"))
+    submission = slurm.Submission(folder.path / "slurm", "31", ["a", "b"])
+    submission.folder.mkdir()
+    submission.log(0).write_text(log)
+    monkeypatch.setattr(slurm.subprocess, "run", _Scripts({"sacct": sacct}))
+    monkeypatch.setattr(slurm, "queue_states", lambda job_id: {})
+    lines: list[str] = []
+    tally = slurm.wait(submission, folder.path, lines.append, poll_s=0)
+    assert tally.lost == ["a"] and tally.done == ["b"]
+    assert any(line.startswith("slurm: a ended without a row: ") and said in line
+               for line in lines), lines
+    assert lines[-1] == "slurm: 2 cases submitted: 1 passed, 0 failed, 1 ended without a row"
+    paths = build_report([folder.path], folder.path)  # the report and results.csv name it
+    frame = pd.read_csv(paths["csv"]).set_index("case_id")
+    assert frame.loc["a", "status"] == "unfinished"
+    assert frame.loc["a", "error"].startswith("ended in SLURM without a row: ")
+    assert said in frame.loc["a", "error"]

@@ -418,6 +418,78 @@ def queue_states(job_id: str) -> dict[int, str]:
     return states
 
 
+# squeue reasons of a pending job that no waiting will change: the request exceeds what the
+# partition, its nodes or the account allow (SLURM's squeue(1), "JOB REASON CODES").
+NEVER_STARTS = {
+    "PartitionConfig": "the request exceeds what the partition's nodes offer",
+    "PartitionNodeLimit": "the request needs more nodes than the partition allows",
+    "PartitionTimeLimit": "the time limit exceeds the partition's",
+    "BadConstraints": "no node has the features or resources asked for",
+    "InvalidAccount": "the account is not valid",
+    "InvalidQOS": "the QOS is not valid",
+}
+# What sacct (or the task's log) says of a task that ended, in words.
+OUTCOMES = {
+    "TIMEOUT": "timed out (it reached --slurm-time)",
+    "CANCELLED": "cancelled (scancel)",
+    "PREEMPTED": "preempted",
+    "NODE_FAIL": "its node failed",
+    "BOOT_FAIL": "its node failed to boot",
+    "OUT_OF_MEMORY": "out of memory (raise --slurm-mem)",
+    "FAILED": "its process exited with an error",
+    "DEADLINE": "it missed its deadline",
+    "COMPLETED": "it completed without writing a row",
+}
+_LOG_SIGNS = (("DUE TO TIME LIMIT", "TIMEOUT"), ("DUE TO PREEMPTION", "PREEMPTED"),
+              ("DUE TO NODE FAILURE", "NODE_FAIL"), ("oom_kill", "OUT_OF_MEMORY"),
+              ("Out Of Memory", "OUT_OF_MEMORY"), ("CANCELLED AT", "CANCELLED"))
+
+
+def pending_reasons(job_id: str) -> dict[int, str]:
+    """``{array index: reason}`` of the array's pending tasks (``squeue %r``)."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-j", job_id, "-o", "%K %r"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    reasons = {}
+    for line in out.stdout.splitlines():
+        index, _, reason = line.strip().partition(" ")
+        if reason and reason != "None" and (index.isdigit() or index == "N/A"):
+            reasons[int(index) if index.isdigit() else 0] = reason.strip("()")
+    return reasons
+
+
+def ended_states(job_id: str) -> dict[int, str]:
+    """``{array index: SLURM state}`` of the array's finished tasks from accounting
+    (``sacct``); empty where accounting is not kept."""
+    try:
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    states = {}
+    for line in out.stdout.splitlines():
+        job, _, state = line.strip().partition("|")
+        index = job.split("_", 1)[1] if "_" in job else "0" if job == job_id else ""
+        if index.isdigit() and state:
+            states[int(index)] = state.split()[0].rstrip("+")
+    return states
+
+
+def outcome(submission: "Submission", index: int, states: dict[int, str]) -> str | None:
+    """How SLURM ended the task ``index`` in words (``timed out (...)``), from accounting, else
+    from the signs slurmstepd leaves in its log; None when neither tells."""
+    state = states.get(index)
+    if state is None:
+        try:
+            text = submission.log(index).read_text(errors="replace")
+        except OSError:
+            text = ""
+        state = next((found for sign, found in _LOG_SIGNS if sign in text), None)
+    return None if state is None else f"{OUTCOMES.get(state, state.lower())} [{state}]"
+
+
 def restart_counts(job_id: str) -> dict[int, int]:
     """``{array index: times requeued}`` from ``scontrol show job`` (SLURM keeps a finished
     task's record for ``MinJobAge``, 300 s by default); empty when it cannot tell."""
@@ -449,9 +521,12 @@ class Tally:
     def finished(self) -> bool:
         return not self.running and not self.queued
 
-    def line(self, submission: Submission) -> str:
+    def line(self, submission: Submission, reasons: dict[int, str] | None = None) -> str:
+        waiting = sorted({reasons[submission.cases.index(c)] for c in self.queued
+                          if submission.cases.index(c) in (reasons or {})})
         parts = [f"{len(self.done)} done", f"{len(self.failed)} failed",
-                 f"{len(self.running)} running", f"{len(self.queued)} queued"]
+                 f"{len(self.running)} running",
+                 f"{len(self.queued)} queued" + (f" ({', '.join(waiting)})" if waiting else "")]
         if submission.requeued:
             parts.append(f"{len(submission.requeued)} requeued")
         if self.lost:
@@ -502,13 +577,49 @@ def wait(submission: Submission, run_dir: Path, write: Callable[[str], None],
                                 restart_counts(submission.job_id).items()
                                 if count and index < len(submission.cases)}
         seen_running |= set(current.running)
-        line = current.line(submission)
+        reasons = pending_reasons(submission.job_id) if current.queued else {}
+        line = current.line(submission, reasons)
         if line != last:
             write(line)
             last = line
+        _refuse_never_starting(submission, current, reasons)
         if current.finished:
-            for case_id in current.lost:
-                index = submission.cases.index(case_id)
-                write(f"slurm: {case_id} ended without a row; its log: {submission.log(index)}")
+            _name_outcomes(submission, run_dir, current, write)
             return current
         time.sleep(poll_s)
+
+
+def _refuse_never_starting(submission: Submission, current: Tally,
+                           reasons: dict[int, str]) -> None:
+    """Cancel an array none of whose waiting tasks can ever start, and say why in one line
+    (``ClusterError``): waiting would never end."""
+    waiting = [reasons.get(submission.cases.index(c)) for c in current.queued]
+    if current.running or not waiting or not all(r in NEVER_STARTS for r in waiting):
+        return
+    subprocess.run(["scancel", submission.job_id], capture_output=True, timeout=60)
+    reason = waiting[0]
+    raise ClusterError(
+        f"SLURM can never start job {submission.job_id}: its tasks wait with reason {reason} "
+        f"({NEVER_STARTS[reason]}); cancelled it. Ask for less (--slurm-cpus, --slurm-mem, "
+        "--slurm-gpus, --slurm-time) or name another --slurm-partition")
+
+
+def _name_outcomes(submission: Submission, run_dir: Path, current: Tally,
+                   write: Callable[[str], None]) -> None:
+    """Each case that ended without a row gets SLURM's word for how it ended, in the terminal
+    and on its started mark (the report's "unfinished" line then says it); then the count."""
+    from resnet_harness.storage.rundir import RunFolder
+
+    folder = RunFolder(run_dir)
+    states = ended_states(submission.job_id) if current.lost else {}
+    restarts = restart_counts(submission.job_id) if current.lost else {}
+    for case_id in current.lost:
+        index = submission.cases.index(case_id)
+        said = outcome(submission, index, states) or "SLURM does not say how"
+        if restarts.get(index):
+            said += f", after {restarts[index]} requeue(s)"
+        folder.mark_started(case_id, dict(folder.started_info(case_id), scheduler=said))
+        write(f"slurm: {case_id} ended without a row: {said}; its log: "
+              f"{submission.log(index)}")
+    write(f"slurm: {len(submission.cases)} cases submitted: {len(current.done)} passed, "
+          f"{len(current.failed)} failed, {len(current.lost)} ended without a row")

@@ -51,6 +51,8 @@ class SlurmRun:
             return True
         try:
             self.tally = slurm.wait(self.submission, ctl.folder.path, write)
+        except slurm.ClusterError as exc:  # a job that can never start: cancelled, said once
+            pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM stops the waiting, not the array: say how to pick it up.
             job = self.submission.job_id

@@ -444,8 +444,10 @@ def unfinished_row(case_id: str, run_dir: Any, info: Mapping[str, Any] | None = 
                    run_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The row shown for a case that started and never wrote its result (the process died)."""
     info = info or {}
+    said = info.get("scheduler")  # how SLURM ended the task, where it ran as one
     row = {"case_id": case_id, "status": "unfinished", "run_dir": str(run_dir),
-           "error": "started but never finished (the process died inside this case)",
+           "error": (f"ended in SLURM without a row: {said}" if said else
+                     "started but never finished (the process died inside this case)"),
            "scale": info.get("scale"), "seed": info.get("seed"),
            "provenance": {"started_at": info.get("started_at"), "worker": info.get("worker")}}
     return _from_run(row, run_info)
