@@ -7,6 +7,9 @@ import pytest
 
 from helpers import CONFTEST, EXPERIMENTS
 
+# No process a test started outlives the session, Ctrl-C included (tests/reaper.py).
+from reaper import pytest_configure, pytest_unconfigure  # noqa: E402,F401
+
 
 @pytest.fixture
 def study(pytester: pytest.Pytester) -> pytest.Pytester:

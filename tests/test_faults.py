@@ -673,3 +673,44 @@ def test_every_top_level_field_of_a_row_of_the_wrong_type_does_not_crash_the_rep
             except Exception as exc:
                 raise AssertionError(f"{value!r} in {chunk}: {type(exc).__name__}: {exc}") from exc
             assert len(pd.read_csv(run / "results.csv")) == len(chunk)
+
+
+REAPED = '''
+import subprocess
+import sys
+import time
+
+
+def test_waits_on_a_child(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    (tmp_path.parent.parent / "child.pid").write_text(str(child.pid))
+    time.sleep(600)
+'''
+
+
+def test_ctrl_c_on_the_suite_leaves_no_child_process(pytester):
+    """A test interrupted (SIGINT, as Ctrl-C sends) while a process it started runs: the
+    suite's reaper (tests/reaper.py) ends that process with the session."""
+    import psutil
+
+    pytester.makeconftest('pytest_plugins = ["reaper"]\n')
+    pytester.makepyfile(test_waiting=REAPED)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    outer = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                              f"--basetemp={pytester.path / 'base'}"],
+                             cwd=pytester.path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    pid_file = pytester.path / "child.pid"
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline and outer.poll() is None:
+        time.sleep(0.2)
+    assert pid_file.exists(), outer.communicate(timeout=30)[0]
+    child = psutil.Process(int(pid_file.read_text()))
+    outer.send_signal(signal.SIGINT)
+    outer.communicate(timeout=120)
+    try:
+        child.wait(timeout=15)
+    except psutil.TimeoutExpired:
+        child.kill()
+        pytest.fail("the interrupted test's child process outlived the session")
