@@ -88,8 +88,8 @@ class Hooks:
     ``on_select_training`` -> ``on_training_set`` -> ``on_build_model`` / ``on_build_loss`` ->
     ``on_batches`` -> ``on_fit_start`` -> (``fit``) -> ``on_row``; a post-hoc case runs
     ``on_select_training`` -> ``on_training_set`` -> ``on_predictions`` -> ``on_row`` instead
-    of training. Two declarations are read, not run: :attr:`loss_name` and
-    :attr:`predictions_from`; :meth:`expected_train_counts` answers the bounds check.
+    of training. Declarations are read, not run: :attr:`loss_name`, :attr:`predictions_from`
+    and :attr:`score_every_epoch`; :meth:`expected_train_counts` answers the bounds check.
     """
 
     #: ``ModelCache`` key of the loss :meth:`on_build_loss` makes; None: sparse cross-entropy.
@@ -97,6 +97,10 @@ class Hooks:
     #: The case id (without seed) whose saved predictions this case transforms with
     #: :meth:`on_predictions` instead of training (post-hoc methods); None: this case trains.
     predictions_from: str | None = None
+    #: Score the test set at every epoch's end: the row then holds the best epoch's test
+    #: accuracy, chosen by the test set (optimistic) and by the validation set (the published
+    #: way), beside the last epoch's; each epoch's scoring is left out of the training times.
+    score_every_epoch: bool = False
 
     cfg: Any = None
     case: Any = None

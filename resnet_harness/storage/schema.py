@@ -121,6 +121,14 @@ FIELDS: tuple[Field, ...] = (
           doc="inference-mode accuracy on a fixed stratified training sample (reported model)"),
     Field("train_inference_accuracy_as_trained", "diagnostic", "higher", ".3f",
           doc="the same, before BatchNorm re-estimation"),
+    # Epoch selection (a study's Hooks.score_every_epoch): the reported scores are the last
+    # epoch's; published long-tail figures are a chosen epoch's.
+    Field("test_accuracy_best_epoch", "diagnostic", "higher", ".3f",
+          doc="the best test accuracy over the epochs: the test set chose the epoch "
+              "(optimistic)"),
+    Field("test_best_epoch", "count", None, "d", doc="that epoch (1-based)"),
+    Field("test_accuracy_at_validation_best", "diagnostic", "higher", ".3f",
+          doc="test accuracy at the epoch the validation set chose (--early-stopping-monitor)"),
     # Noisy on shared machines: relative tolerances (1.0 = may take twice as long). The paper's
     # time and memory are compared with the figures that do not depend on run order.
     Field("train_time_s", "time", "lower", ".1f", "relative", 1.0, label="train_s",

@@ -117,14 +117,65 @@ class _StepClock:
         return Clock()
 
 
-def fit_history(history, clock) -> dict[str, list]:
+class _EpochTestScores:
+    """A Keras callback that scores the test set at every epoch's end (a study's
+    ``Hooks.score_every_epoch``): ``test_accuracy`` and ``test_balanced_accuracy`` join the
+    epoch's logs (so the history), with the model as ``fit`` leaves it at that epoch (no
+    BatchNorm re-estimation). ``seconds`` holds each epoch's scoring time, which the training
+    times leave out."""
+
+    def __new__(cls, test, y_test: np.ndarray):
+        import keras
+
+        from resnet_harness.training.model import predict
+
+        class Scores(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.seconds: list[float] = []
+
+            def on_epoch_end(self, epoch, logs=None):
+                t0 = time.perf_counter()
+                predicted = predict(self.model, test).argmax(axis=1)
+                right = predicted == y_test
+                recall = [float(np.mean(right[y_test == c])) for c in np.unique(y_test)]
+                if logs is not None:
+                    logs["test_accuracy"] = float(np.mean(right))
+                    logs["test_balanced_accuracy"] = float(np.mean(recall))
+                self.seconds.append(time.perf_counter() - t0)
+
+        return Scores()
+
+
+def fit_history(history, clock, scoring_s: list[float] | None = None) -> dict[str, list]:
     """Every per-epoch figure ``fit`` logged (loss, accuracy, the validation figures when there
-    are any, a study's own metrics) plus each epoch's seconds: the row's learning curve."""
+    are any, the per-epoch test scores, a study's own metrics) plus each epoch's seconds of
+    training (``scoring_s``: the per-epoch test scoring, left out): the row's learning
+    curve."""
     logged = getattr(history, "history", None) or {}
     out: dict[str, list] = {name: [_finite(v) for v in values]
                             for name, values in sorted(logged.items())}
     ends = [clock.start, *clock.epoch_ends]
-    out["epoch_seconds"] = [b - a for a, b in zip(ends, ends[1:])]
+    # An epoch's scoring runs after the clock noted its end: it is in the next epoch's span.
+    spent = [0.0, *(scoring_s or [])] + [0.0] * len(ends)
+    out["epoch_seconds"] = [b - a - spent[i] for i, (a, b) in enumerate(zip(ends, ends[1:]))]
+    return out
+
+
+def epoch_selection_fields(history: dict[str, list], monitor: str | None) -> dict[str, Any]:
+    """From the per-epoch test scores: the best test accuracy over the epochs and its epoch
+    (the test set chose it: optimistic), and the test accuracy at the epoch the validation
+    set chose (``monitor``: the published way to pick an epoch). Empty without them."""
+    scores = history.get("test_accuracy") or []
+    finite = [(v, i) for i, v in enumerate(scores) if v is not None]
+    if not finite:
+        return {}
+    best, at = max(finite, key=lambda pair: (pair[0], -pair[1]))  # the first of equal bests
+    out: dict[str, Any] = {"test_accuracy_best_epoch": best, "test_best_epoch": at + 1}
+    watched = history.get(monitor or "") or []
+    chosen = [(v if monitor == "val_loss" else -v, i) for i, v in enumerate(watched)
+              if v is not None and i < len(scores) and scores[i] is not None]
+    if chosen:
+        out["test_accuracy_at_validation_best"] = scores[min(chosen)[1]]
     return out
 
 
@@ -247,12 +298,17 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
     # a new model anyway. The model's init and generator states are restored by ModelCache.
     validation, stopping = validation_inputs(cfg, variant)
     clock = _StepClock()
+    # Last: each epoch is scored as the other callbacks leave the model (a validation pass
+    # re-estimates BatchNorm), so the last epoch's score is the as-trained model's. Its time
+    # falls after the clock's epoch end and is taken out of the next epoch's seconds.
+    scorer = [_EpochTestScores(test, variant.y_test)] if cfg.hooks.score_every_epoch else []
     t0 = time.perf_counter()
     history = model.fit(train, epochs=cfg.epochs, verbose=0, shuffle=False,
                         steps_per_epoch=steps_per_epoch(train),
                         callbacks=[clock, *callbacks, *fit_extras.pop("callbacks", []),
-                                   *stopping], **validation, **fit_extras)
-    train_time = time.perf_counter() - t0
+                                   *stopping, *scorer], **validation, **fit_extras)
+    scoring_s = scorer[0].seconds if scorer else []
+    train_time = time.perf_counter() - t0 - sum(scoring_s)
     fields, arrays = evaluate(model, variant, cfg, test, history)
     peak_gpu = _gpu_peak_mb()
     n_train = len(variant.y_train)
@@ -262,6 +318,7 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
               if clock.first_batch_end else None)
     images_after_first = n_train * cfg.epochs - min(case.batch_size, n_train)
     test_time = fields["test_time_s"]
+    curves = fit_history(history, clock, scoring_s)
     row = rows.measured_row(cfg, **fields, **{
         "intervals": run_intervals(variant.y_test, arrays["y_pred"], seed=cfg.seed),
         "interval_method": INTERVAL_METHOD,
@@ -274,9 +331,11 @@ def _run(cfg: CaseConfig, raw, models: ModelCache, started: str, memory: "PeakMe
         "rss_model_ready_mb": model_ready_mb,
         "gpu_added_mb": (peak_gpu - gpu_before) if peak_gpu is not None else None,
         "model_reused": reused,
-        "history": fit_history(history, clock),
+        "history": curves,
         **validation_fields(history, variant, bool(cfg.early_stopping),
                            cfg.early_stopping_monitor),
+        **epoch_selection_fields(curves, cfg.early_stopping_monitor
+                                 if variant.y_val is not None else None),
         "train_samples": n_train, "test_samples": len(variant.y_test),
         "train_counts": variant.train_counts, "test_counts": variant.test_counts,
         "counts_before_imbalance": variant.counts_before_imbalance,
