@@ -135,6 +135,10 @@ def test_the_readmes_many_machines_recipe_runs_as_written(loopback_ssh, tmp_path
     rows = [json.loads((run_dir / "cases" / f"{case}.json").read_text())
             for case in frame["case_id"]]
     assert {row["provenance"]["worker"] for row in rows} == {"gw0", "gw1"}
+    # Both rows, the one made over SSH too, record what the user typed (not xdist's "-c").
+    typed = json.loads((run_dir / "run.json").read_text())["command_line"]
+    assert "--tx popen" in typed
+    assert {row["provenance"]["command_line"] for row in rows} == {typed}
     assert (run_dir / "report.html").is_file() and "report: " in output
     # nothing copied to the other host (no rsync of pytest or the project), no scratch left
     assert sorted(p.name for p in remote.iterdir() if p.name != "__pycache__") == [
