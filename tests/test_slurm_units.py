@@ -319,3 +319,12 @@ def test_a_case_without_a_row_is_named_by_how_slurm_ended_it(tmp_path, monkeypat
     assert frame.loc["a", "status"] == "unfinished"
     assert frame.loc["a", "error"].startswith("ended in SLURM without a row: ")
     assert said in frame.loc["a", "error"]
+
+
+def test_a_time_limit_shorter_than_a_cpu_case_is_warned_up_front():
+    said = slurm.time_limit_warning(10, "reduced", gpus=0)
+    assert said.startswith("slurm: warning: --slurm-time 10 leaves each task 8.5 min before "
+                           "submitit's signal; a reduced-scale case took about 30 min")
+    assert slurm.time_limit_warning(60, "reduced", gpus=0) is None
+    assert slurm.time_limit_warning(5, "smoke", gpus=0) is None  # 3.5 min for a 2-min case
+    assert slurm.time_limit_warning(10, "reduced", gpus=1) is None  # GPU times: not known

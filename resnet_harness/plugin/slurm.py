@@ -190,6 +190,24 @@ def _slurm_minutes(text: str) -> int | None:
     return (int(days) if days.isdigit() else 0) * 1440 + hours * 60 + minutes
 
 
+# What one case took on this project's 2-core CPU (README, docs/results.md): a time limit
+# under it, after submitit's signal delay, requeues the case at every limit without end.
+CPU_CASE_MINUTES = {"smoke": 2, "reduced": 30, "paper": 600}
+
+
+def time_limit_warning(time_min: int, scale: str, gpus: int) -> str | None:
+    """A warning when ``--slurm-time`` leaves a case less than it took here on a CPU (a CPU
+    task), ``None`` otherwise; on a GPU the times are not known, so nothing is said."""
+    expected = CPU_CASE_MINUTES.get(scale)
+    usable = time_min - SIGNAL_DELAY_S / 60
+    if gpus or expected is None or usable >= expected:
+        return None
+    return (f"slurm: warning: --slurm-time {time_min} leaves each task {usable:.1f} min before "
+            f"submitit's signal; a {scale}-scale case took about {expected} min on a 2-core CPU "
+            "here, and a task that reaches its limit is requeued to start its case again: "
+            "raise --slurm-time or ask for a GPU")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What each array task asks SLURM for (``--slurm-*`` options or ``harness_slurm_*`` ini).

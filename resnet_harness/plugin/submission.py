@@ -43,6 +43,9 @@ class SlurmRun:
 
                 shutil.rmtree(ctl.folder.path, ignore_errors=True)
             pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        warning = slurm.time_limit_warning(settings.time_min, ctl.run.scale, settings.gpus)
+        if warning:
+            write(warning)
         write(f"slurm: submitted {len(cases)} cases as job array {self.submission.job_id}; "
               f"logs in {self.submission.folder}")
         if not settings.wait:
