@@ -31,6 +31,9 @@ class SlurmRun:
         fresh = not ctl.folder.has_started()
         try:
             settings = slurm.Settings.for_cluster(ctl.resolved.values, slurm.read_partitions())
+            warning = slurm.time_limit_warning(settings.time_min, ctl.run.scale, settings.gpus)
+            if warning:
+                write(warning)
             if fresh:
                 ctl.folder.create(ctl.run_info())
             ctl.folder.record_selected(ctl.selected)
@@ -43,9 +46,6 @@ class SlurmRun:
 
                 shutil.rmtree(ctl.folder.path, ignore_errors=True)
             pytest.exit(f"resnet-harness: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
-        warning = slurm.time_limit_warning(settings.time_min, ctl.run.scale, settings.gpus)
-        if warning:
-            write(warning)
         write(f"slurm: submitted {len(cases)} cases as job array {self.submission.job_id}; "
               f"logs in {self.submission.folder}")
         if not settings.wait:
