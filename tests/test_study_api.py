@@ -246,3 +246,14 @@ def test_a_study_option_is_declared_once_and_before_pytest_parses(monkeypatch):
     with pytest.raises(ValueError, match="import its module from your conftest.py"):
         study.register(late)
     assert "mine" not in {s.name for s in study.studies()}
+
+
+def test_the_guides_hook_table_names_every_moment_and_nothing_else():
+    """docs/writing-a-study.md lists the moments a study may override: exactly Hooks' own."""
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "writing-a-study.md").read_text()
+    listed = set(re.findall(r"^\| `(on_\w+)\(", guide, flags=re.M))
+    moments = {name for name in vars(Hooks) if name.startswith("on_")}
+    assert listed == moments
