@@ -257,3 +257,19 @@ def test_the_guides_hook_table_names_every_moment_and_nothing_else():
     listed = set(re.findall(r"^\| `(on_\w+)\(", guide, flags=re.M))
     moments = {name for name in vars(Hooks) if name.startswith("on_")}
     assert listed == moments
+
+
+def test_a_study_options_default_is_recorded_as_before_so_older_folders_resume():
+    """run.json records every option's effective value; --cb-beta's default stays 0.9999 there
+    after the option moved into its study, so a folder made before resumes."""
+    from resnet_harness.plugin import options
+    from resnet_harness.plugin.resume import setting_differences
+
+    resolved = options.resolve(lambda dest: None, lambda name: None, environ={})
+    recorded = resolved.provenance(options.run_config(resolved))
+    assert recorded["cb_beta"] == {"value": 0.9999, "from": "default"}
+    assert recorded["la_tau"] == {"value": 1.0, "from": "default"}
+    older = {"options": {"cb_beta": {"value": 0.9999, "from": "default"},
+                         "la_tau": {"value": 1.0, "from": "default"}}}
+    current = {dest: entry["value"] for dest, entry in recorded.items()}
+    assert setting_differences(older, current) == []

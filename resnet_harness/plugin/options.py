@@ -214,9 +214,18 @@ class Resolved:
         """``{option: {"value": ..., "from": ...}}`` for run.json; an option left at its
         default records the value it took in ``effective`` (the session's ``RunConfig``)."""
         return {dest: {"value": _plain(value if value is not None
-                                       else getattr(effective, dest, None)),
+                                       else _effective(effective, dest)),
                        "from": self.origins[dest]}
                 for dest, value in self.values.items()}
+
+
+def _effective(run: Any, dest: str) -> Any:
+    """The value the session took for option ``dest``: a ``RunConfig`` field, or a study's own
+    option among its ``study_options`` (recorded as before they moved into the study, so a
+    folder made earlier resumes)."""
+    if hasattr(run, dest):
+        return getattr(run, dest)
+    return (getattr(run, "study_options", None) or {}).get(dest)
 
 
 def _plain(value: Any) -> Any:
