@@ -418,16 +418,20 @@ def submit(cases: list[str], args: list[str], cwd: Path, run_dir: Path,
     return submission
 
 
+def _ask(command: list[str]) -> str:
+    """What a SLURM client command prints; "" when it cannot be run or does not answer in a
+    minute (the waiter then reads it as "SLURM does not say")."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def queue_states(job_id: str) -> dict[int, str]:
     """``{array index: state}`` of the array's tasks SLURM still holds (``squeue``); a task
     not listed has ended."""
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-j", job_id, "-o", "%K %T"],
-                             capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return {}
     states = {}
-    for line in out.stdout.splitlines():
+    for line in _ask(["squeue", "-h", "-r", "-j", job_id, "-o", "%K %T"]).splitlines():
         index, _, state = line.strip().partition(" ")
         if index.isdigit():
             states[int(index)] = state
@@ -465,13 +469,9 @@ _LOG_SIGNS = (("DUE TO TIME LIMIT", "TIMEOUT"), ("DUE TO PREEMPTION", "PREEMPTED
 
 def pending_reasons(job_id: str) -> dict[int, str]:
     """``{array index: reason}`` of the array's pending tasks (``squeue %r``)."""
-    try:
-        out = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-j", job_id, "-o", "%K %r"],
-                             capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return {}
     reasons = {}
-    for line in out.stdout.splitlines():
+    for line in _ask(["squeue", "-h", "-r", "-t", "PENDING", "-j", job_id, "-o",
+                      "%K %r"]).splitlines():
         index, _, reason = line.strip().partition(" ")
         if reason and reason != "None" and (index.isdigit() or index == "N/A"):
             reasons[int(index) if index.isdigit() else 0] = reason.strip("()")
@@ -481,13 +481,8 @@ def pending_reasons(job_id: str) -> dict[int, str]:
 def ended_states(job_id: str) -> dict[int, str]:
     """``{array index: SLURM state}`` of the array's finished tasks from accounting
     (``sacct``); empty where accounting is not kept."""
-    try:
-        out = subprocess.run(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State"],
-                             capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return {}
     states = {}
-    for line in out.stdout.splitlines():
+    for line in _ask(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State"]).splitlines():
         job, _, state = line.strip().partition("|")
         index = job.split("_", 1)[1] if "_" in job else "0" if job == job_id else ""
         if index.isdigit() and state:
@@ -511,13 +506,8 @@ def outcome(submission: "Submission", index: int, states: dict[int, str]) -> str
 def restart_counts(job_id: str) -> dict[int, int]:
     """``{array index: times requeued}`` from ``scontrol show job`` (SLURM keeps a finished
     task's record for ``MinJobAge``, 300 s by default); empty when it cannot tell."""
-    try:
-        out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True,
-                             text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return {}
     counts = {}
-    for line in out.stdout.splitlines():
+    for line in _ask(["scontrol", "-o", "show", "job", job_id]).splitlines():
         fields = dict(part.partition("=")[::2] for part in line.split() if "=" in part)
         index, restarts = fields.get("ArrayTaskId", ""), fields.get("Restarts", "")
         if index.isdigit() and restarts.isdigit():
@@ -614,7 +604,7 @@ def _refuse_never_starting(submission: Submission, current: Tally,
     waiting = [reasons.get(submission.cases.index(c)) for c in current.queued]
     if current.running or not waiting or not all(r in NEVER_STARTS for r in waiting):
         return
-    subprocess.run(["scancel", submission.job_id], capture_output=True, timeout=60)
+    _ask(["scancel", submission.job_id])
     reason = waiting[0]
     raise ClusterError(
         f"SLURM can never start job {submission.job_id}: its tasks wait with reason {reason} "
