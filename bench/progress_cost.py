@@ -1,8 +1,10 @@
 """What live progress costs (docs/speed.md "What live progress costs"), two ways in one run:
 
 1. per call, without training: the Keras callback's per-step work when no line is due, one
-   in-place draw, one plain line, one progress file of an xdist worker, and one poll of the
-   xdist controller (reading two workers' files; once a second, in the controller's process);
+   in-place draw, one plain line, one snapshot an xdist worker sends on its progress channel
+   (``relay.ChannelSink`` over a real execnet channel to a popen gateway: serialising and
+   writing to the pipe, what a worker's send costs), and one poll of the xdist controller
+   (drawing two workers' snapshots; once a second, in the controller's process);
 2. end to end: the same small Keras model fitted with and without the progress callback, the
    arms interleaved (their order rotated every repeat, so load drift hits them alike), reported
    as ratios to the arm without progress: the median and quartiles over repeats of each
@@ -21,13 +23,12 @@ Run: ``python bench/progress_cost.py [--repeats N] [--epochs E] [--images N] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,9 +36,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from _pytest._io import TerminalWriter  # noqa: E402
 
-from resnet_harness.plugin.progress import (CaseProgress, FileSink,  # noqa: E402
-                                            ProgressPoller, SessionProgress, StatusLines,
-                                            TerminalSink, progress_callback)
+from resnet_harness.plugin.progress import (CaseProgress, ProgressPoller,  # noqa: E402
+                                            SessionProgress, StatusLines, TerminalSink,
+                                            progress_callback)
+from resnet_harness.plugin.relay import ChannelSink, Inbox  # noqa: E402
 from resnet_harness.training.runner import _StepClock  # noqa: E402
 
 BATCH = 32
@@ -69,14 +71,31 @@ def per_call_figures() -> dict[str, float]:
     lines = iter(range(10**9))
     figures["line"] = per_call(lambda: plain.publish(
         CaseProgress(state.case_id, step=next(lines)), False), 20_000)
-    with tempfile.TemporaryDirectory() as folder:
-        sink = FileSink(Path(folder), "gw0")
-        figures["file"] = per_call(lambda: sink.publish(state, False), 2_000)
-        FileSink(Path(folder), "gw1").publish(state, False)
-        poller = ProgressPoller(Path(folder), StatusLines(TerminalWriter(io.StringIO()), False),
-                                1e9, SessionProgress())
-        figures["poll"] = per_call(poller.poll, 2_000)
+    with channel_to_a_worker() as channel:
+        sink = ChannelSink(channel, "gw0")
+        figures["channel"] = per_call(lambda: sink.publish(state, False), 2_000)
+    inbox = Inbox()
+    for worker in ("gw0", "gw1"):
+        inbox.receive(worker, dict(vars(state), worker=worker))
+    poller = ProgressPoller(inbox.states, StatusLines(TerminalWriter(io.StringIO()), False),
+                            1e9, SessionProgress())
+    figures["poll"] = per_call(poller.poll, 2_000)
     return figures
+
+
+@contextlib.contextmanager
+def channel_to_a_worker():
+    """An execnet channel to a popen gateway whose task reads everything sent on it."""
+    import execnet
+
+    gateway = execnet.makegateway("execmodel=main_thread_only//popen")
+    try:
+        channel = gateway.remote_exec("for item in channel:\n    pass\n")
+        yield channel
+        channel.close()
+        channel.waitclose(timeout=60)
+    finally:
+        gateway.exit()
 
 
 def spread(ratios: list[float]) -> str:
@@ -111,7 +130,7 @@ def small_model(images: int, threads: int):
     return model, x, y
 
 
-def arms(folder: Path) -> dict[str, Callable[[], list]]:
+def arms(channel) -> dict[str, Callable[[], list]]:
     """Each arm: a function returning the extra callbacks of one fit."""
     def tty():
         writer = TerminalWriter(io.StringIO())
@@ -125,11 +144,12 @@ def arms(folder: Path) -> dict[str, Callable[[], list]]:
                             interval=0, session=SessionProgress())
         return [progress_callback(sink, "case-a", batch_size=BATCH)]
 
-    def file():
-        return [progress_callback(FileSink(folder, "gw0"), "case-a", batch_size=BATCH,
+    def worker():
+        return [progress_callback(ChannelSink(channel, "gw0"), "case-a", batch_size=BATCH,
                                   worker="gw0")]
 
-    return {"off": lambda: [], "tty 0.5 s": tty, "file 1 s": file, "every step": every_step}
+    return {"off": lambda: [], "tty 0.5 s": tty, "channel 1 s": worker,
+            "every step": every_step}
 
 
 def fit_figures(repeats: int, epochs: int, images: int,
@@ -138,8 +158,8 @@ def fit_figures(repeats: int, epochs: int, images: int,
     model, x, y = small_model(images, threads)
     model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)  # tracing, out of the timings
     times: dict[str, list[tuple[float, float]]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        named = list(arms(Path(folder)).items())
+    with channel_to_a_worker() as channel:
+        named = list(arms(channel).items())
         for repeat in range(repeats):
             shift = repeat % len(named)
             for name, extra in named[shift:] + named[:shift]:
@@ -166,9 +186,10 @@ def main() -> None:
     print(f"per step, no line due: {figures['step'] * 1e6:.2f} us")
     print(f"in-place draw (at most every 0.5 s): {figures['draw'] * 1e6:.1f} us")
     print(f"plain line: {figures['line'] * 1e6:.1f} us")
-    print(f"worker progress file (at most every 1 s and at epoch ends): "
-          f"{figures['file'] * 1e6:.1f} us")
-    print(f"controller poll of 2 workers' files (once a second): {figures['poll'] * 1e6:.1f} us")
+    print(f"worker snapshot on its channel (at most every 1 s and at epoch ends): "
+          f"{figures['channel'] * 1e6:.1f} us")
+    print(f"controller poll of 2 workers' snapshots (once a second): "
+          f"{figures['poll'] * 1e6:.1f} us")
 
     times = fit_figures(args.repeats, args.epochs, args.images, args.threads)
     steps = args.epochs * -(-args.images // BATCH)

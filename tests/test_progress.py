@@ -1,5 +1,5 @@
 """Live progress: the option, the line and its fitting, the cadence in logs, the session's ETA,
-the workers' files, and pytest runs in one process and under xdist."""
+the workers' channels, and pytest runs in one process and under xdist."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import FAST
-from resnet_harness.plugin.progress import (DROP_ORDER, TAG, CaseProgress, FileSink,
-                                            ProgressPoller, SessionProgress, StatusLines,
-                                            TerminalSink, fit, format_duration, parse_progress,
-                                            progress_callback, progress_mode, read_progress,
-                                            running_figures)
+from resnet_harness.plugin.progress import (DROP_ORDER, TAG, CaseProgress, ProgressPoller,
+                                            SessionProgress, StatusLines, TerminalSink, fit,
+                                            format_duration, parse_progress, progress_callback,
+                                            progress_mode, running_figures)
+from resnet_harness.plugin.relay import ChannelSink, Inbox
 
 CIFAR_TABLE7 = ("-k", "table7 and cifar10")
 CASE = "table7-cifar10-imbalanced-split_orig-reg_none"
@@ -288,56 +288,119 @@ def test_session_eta_is_mean_test_time_times_tests_left_over_workers():
     assert session.eta_s() is None and session.field().text == "10 done"
 
 
-# -- xdist: the workers' files and the controller ------------------------------------------------
-def test_file_sink_round_trip(tmp_path):
-    sink = FileSink(tmp_path / "progress", "gw1")
+# -- xdist: the workers' channels and the controller -------------------------------------------
+class FakeChannel:
+    """An execnet channel as the worker sees it: what it sends reaches ``inbox`` as ``worker``."""
+
+    def __init__(self, inbox, worker):
+        self.inbox, self.worker, self.closed = inbox, worker, False
+
+    def send(self, message):
+        if self.closed:
+            raise OSError("cannot send to a closed channel")
+        self.inbox.receive(self.worker, message)
+
+    def close(self):
+        self.closed = True
+        self.inbox.receive(self.worker, Inbox.CLOSED)
+
+
+def test_channel_sink_round_trip_into_the_inbox():
+    inbox = Inbox()
+    sink = ChannelSink(FakeChannel(inbox, "gw1"), "gw1")
     sink.publish(CaseProgress("case-a", epoch=1, epochs=2, step=3, steps=4, loss=0.5,
                               worker="gw1"), False)
-    (state,) = read_progress(tmp_path / "progress")
+    (state,) = inbox.states()
     assert (state.case_id, state.worker, state.step, state.loss) == ("case-a", "gw1", 3, 0.5)
-    (tmp_path / "progress" / "gw2.json").write_text("{broken")
-    assert len(read_progress(tmp_path / "progress")) == 1
+    inbox.receive("gw2", {"unknown": 1})  # a worker of another version: ignored
+    sink.finish(CaseProgress("case-a", done=True, worker="gw1"))
+    assert [s.done for s in inbox.states()] == [True]
 
 
-def test_file_sink_finish_marks_the_case_done(tmp_path):
-    sink = FileSink(tmp_path, "gw0")
-    sink.finish(CaseProgress("case-a", done=True, worker="gw0"))
-    assert read_progress(tmp_path)[0].done
-
-
-def test_closing_a_worker_removes_its_file_then_the_empty_folder(tmp_path):
-    folder = tmp_path / "progress"
-    gw0, gw1 = FileSink(folder, "gw0"), FileSink(folder, "gw1")
+def test_closing_a_workers_channel_takes_its_line_away():
+    inbox = Inbox()
+    gw0, gw1 = (ChannelSink(FakeChannel(inbox, w), w) for w in ("gw0", "gw1"))
     for sink in (gw0, gw1):
-        sink.publish(CaseProgress("case-a"), False)
+        sink.publish(CaseProgress("case-a", worker=sink.worker), False)
+    writer = _writer(80)
+    poller = ProgressPoller(inbox.states, StatusLines(writer, in_place=True), 0.5, _session())
     gw0.close()
-    assert sorted(path.name for path in folder.iterdir()) == ["gw1.json"]
+    assert [(s.worker, s.done) for s in inbox.states()] == [("gw0", True), ("gw1", False)]
+    assert [line.split()[0] for line in poller.render(
+        [s for s in inbox.states() if not s.done])[1:]] == ["[gw1]"]
     gw1.close()
-    assert not folder.exists()
-    gw1.close()  # twice: nothing left to remove, no error
+    assert all(s.done for s in inbox.states())
+    gw1.close()  # twice: no error
 
 
-def test_a_workers_session_end_removes_its_progress_file(tmp_path):
+def test_a_worker_sends_home_on_the_controllers_channel_and_closes_it(monkeypatch):
+    import sys
+
+    from resnet_harness.plugin import relay
     from resnet_harness.plugin.watch import WorkerWatch, watch_for
 
     config = SimpleNamespace(workerinput={"workerid": "gw0", "resnet_harness_progress": True},
                              option=SimpleNamespace())
-    watch = watch_for(config, SimpleNamespace(progress_dir=tmp_path / "progress"),
-                      progress="auto")
+    inbox = Inbox()
+    channel = FakeChannel(inbox, "gw0")
+    monkeypatch.setitem(sys.modules, relay.MODULE, SimpleNamespace(channel=channel))
+    watch = watch_for(config, None, progress="auto")
     assert isinstance(watch, WorkerWatch)
     (callback,) = watch.case_started(SimpleNamespace(id="case-a"), batch_size=4)
     _train(callback, FakeClock(), epochs=1, steps=2, step_s=1.0)
-    assert (tmp_path / "progress" / "gw0.json").is_file()
+    assert [(s.case_id, s.epochs_done) for s in inbox.states()] == [("case-a", 1)]
     watch.pytest_sessionfinish(None, 0)
-    assert not (tmp_path / "progress").exists()
+    assert channel.closed and [s.done for s in inbox.states()] == [True]
+    # No channel (a controller without progress): no progress, the case runs as ever.
+    monkeypatch.delitem(sys.modules, relay.MODULE)
+    assert watch_for(config, None, progress="auto").case_started(
+        SimpleNamespace(id="case-a"), batch_size=4) == []
 
 
-def test_poller_draws_session_and_workers_every_interval_and_at_epoch_ends(tmp_path):
+def _wait(condition, seconds=10.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_the_channel_opens_on_a_real_gateway_before_the_next_task():
+    """xdist's gateways run one task at a time on the main thread: the relay's task must be
+    done when xdist sends its own, and what the worker sends must arrive."""
+    execnet = pytest.importorskip("execnet")
+    from resnet_harness.plugin import relay
+
+    gateway = execnet.makegateway("execmodel=main_thread_only//popen")
+    try:
+        inbox = Inbox()
+        assert relay.open_channel(gateway, inbox, "gw0")
+        task = gateway.remote_exec(
+            "import sys\n"
+            f"relay = sys.modules[{relay.MODULE!r}].channel\n"
+            "relay.send(dict(case_id='case-a', epoch=1, epochs=3, worker='gw0'))\n"
+            "channel.send('sent')\n"
+            "channel.receive()\n"
+            "relay.close()\n")
+        assert task.receive(timeout=30) == "sent"
+        _wait(lambda: inbox.states())  # delivered by execnet's receiver thread
+        assert [(s.case_id, s.epochs) for s in inbox.states()] == [("case-a", 3)]
+        task.send("close")
+        task.waitclose(timeout=30)
+        _wait(lambda: inbox.states()[0].done)
+        assert inbox.states()[0].done  # the worker closed its channel: its line goes
+    finally:
+        gateway.exit()
+
+
+def test_poller_draws_session_and_workers_every_interval_and_at_epoch_ends():
     clock, writer = FakeClock(), _writer(80)
     session = _session(done=1, total=5, seconds=40.0)
     session.workers = 2
-    poller = ProgressPoller(tmp_path, StatusLines(writer, in_place=False), 30.0, session, clock)
-    sink = FileSink(tmp_path, "gw0")
+    inbox = Inbox()
+    poller = ProgressPoller(inbox.states, StatusLines(writer, in_place=False), 30.0, session,
+                            clock)
+    sink = ChannelSink(FakeChannel(inbox, "gw0"), "gw0")
     sink.publish(_state(case_id="case-a", epochs_done=0, worker="gw0"), False)
     clock.now = 10.0
     poller.poll()
@@ -356,9 +419,36 @@ def test_poller_draws_session_and_workers_every_interval_and_at_epoch_ends(tmp_p
         worker, "resnet-harness: 1/5 done, ETA 1:20", worker]
 
 
-def test_poller_fits_worker_lines_to_the_terminal(tmp_path):
+def test_a_cases_last_epoch_gets_its_line_though_it_finished_before_the_poll():
+    """One-epoch cases end their epoch and their training within a millisecond: the poller,
+    once a second, sees them done. Their epoch line is still written, once, and the worker
+    whose session ended before the next poll gets it when the poller stops."""
+    clock, writer = FakeClock(), _writer(80)
+    inbox = Inbox()
+    poller = ProgressPoller(inbox.states, StatusLines(writer, in_place=False), 30.0,
+                            _session(done=0, total=2), clock)
+    gw0, gw1 = (ChannelSink(FakeChannel(inbox, w), w) for w in ("gw0", "gw1"))
+    gw0.publish(_state(case_id="case-a", epochs=1, epoch=1, epochs_done=1, worker="gw0"), True)
+    gw0.finish(_state(case_id="case-a", epochs=1, epoch=1, epochs_done=1, worker="gw0",
+                      done=True))
+    clock.now = 1.0
+    poller.poll()
+    assert [line.split()[:2] for line in writer._file.getvalue().splitlines()] == [
+        ["[gw0]", "case"]]
+    clock.now = 2.0
+    poller.poll()  # not twice
+    assert len(writer._file.getvalue().splitlines()) == 1
+    gw1.finish(_state(case_id="case-b", epochs=1, epoch=1, epochs_done=1, worker="gw1",
+                      done=True))
+    gw1.close()  # its session ended before the next poll
+    poller.stop()
+    assert [line.split()[:3] for line in writer._file.getvalue().splitlines()][1:] == [
+        ["[gw1]", "case", "case-b"]]
+
+
+def test_poller_fits_worker_lines_to_the_terminal():
     writer = _writer(60)
-    poller = ProgressPoller(tmp_path, StatusLines(writer, in_place=True), 0.5, _session())
+    poller = ProgressPoller(list, StatusLines(writer, in_place=True), 0.5, _session())
     lines = poller.render([_state(worker="gw1")])
     assert lines == ["resnet-harness: 2/21 done, ETA 31:40",
                      "  [gw1] epoch 2/3 step 40/94 loss 1.235 acc 0.456 ETA 1:05"]
@@ -396,4 +486,4 @@ def test_xdist_controller_shows_each_workers_case(study):
     result.stdout.fnmatch_lines(["resnet-harness: ?/2 done*",
                                  "  [[]gw?[]] case table7-cifar10-* epoch */20 step */10 loss *"])
     (run_dir,) = (study.path / "reports" / "runs").iterdir()
-    assert not (run_dir / "progress").exists()  # the workers and the controller tidy up
+    assert not (run_dir / "progress").exists()  # progress travels on channels, not files

@@ -123,6 +123,9 @@ def test_the_readmes_many_machines_recipe_runs_as_written(loopback_ssh, tmp_path
     (tmp_path / "output.txt").write_text(output)
     assert done.returncode == 0, output[-3000:]
     assert "2 passed" in output and "INTERNALERROR" not in output
+    # Each worker's epoch line reaches this piped log, the one over SSH (gw0) too.
+    for worker in ("gw0", "gw1"):
+        assert f"  [{worker}] case table7-cifar10-" in output, output[-3000:]
     (run_dir,) = (here / "reports" / "runs").iterdir()
     (remote_run,) = (remote / "reports" / "runs").iterdir()
     assert remote_run.name == run_dir.name

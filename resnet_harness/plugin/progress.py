@@ -8,29 +8,24 @@ Four parts:
   speed is unchanged; ``bench/progress_cost.py`` measures it);
 - :class:`SessionProgress`, the controller's count of finished tests and its session ETA;
 - sinks: :class:`TerminalSink` (one process: draws on the terminal through pytest's terminal
-  writer, with output capture suspended for the write) and :class:`FileSink` (an xdist worker,
-  which cannot write to the controller's terminal: ``<run>/progress/<worker>.json``, replaced
-  atomically, removed when the worker's session ends);
+  writer, with output capture suspended for the write); an xdist worker, which cannot write to
+  the controller's terminal, sends its snapshots home (``relay.ChannelSink``);
 - :class:`StatusLines`, the drawing: on a terminal, lines below pytest's current line redrawn in
   place and fitted to the width by :func:`fit`; otherwise a plain line now and then (CI logs get
-  no carriage returns), and :class:`ProgressPoller`, the controller's thread that reads the
-  workers' files and draws them.
+  no carriage returns), and :class:`ProgressPoller`, the controller's thread that draws the
+  workers' latest snapshots.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import threading
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 PLAIN_INTERVAL_S = 30.0  # a plain line this often (and at each epoch end) when not a terminal
 TTY_INTERVAL_S = 0.5  # in-place redraws
-FILE_INTERVAL_S = 1.0  # progress files of xdist workers
 MAX_WORKER_LINES = 8
 
 # Which fields a line too wide for the terminal loses, first to go first. The case id goes
@@ -352,62 +347,20 @@ class TerminalSink:
             self._write(self.lines.clear)
 
 
-class FileSink:
-    """Progress of an xdist worker's cases as ``<folder>/<worker>.json`` (replaced atomically)."""
-
-    interval = FILE_INTERVAL_S
-
-    def __init__(self, folder: Path, worker: str):
-        self.path = Path(folder) / f"{worker}.json"
-
-    def publish(self, state: CaseProgress, force: bool) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(dict(asdict(state), updated=time.time())))
-            os.replace(tmp, self.path)  # no fsync: a lost progress file costs nothing
-        except OSError:
-            pass
-
-    def finish(self, state: CaseProgress) -> None:
-        self.publish(state, True)
-
-    def close(self) -> None:
-        """Remove this worker's file, and the folder once no other worker's file is in it (a
-        worker on another host has no controller there to tidy up after it)."""
-        for remove in (self.path.unlink, self.path.parent.rmdir):
-            try:
-                remove()
-            except OSError:  # already gone, or another worker's file is still there
-                pass
-
-
-def read_progress(folder: Path) -> list[CaseProgress]:
-    """The workers' progress files in ``folder`` (unreadable ones skipped), by worker."""
-    states = []
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-            data.pop("updated", None)
-            states.append(CaseProgress(**data))
-        except (OSError, ValueError, TypeError):
-            continue
-    return states
-
-
 class ProgressPoller:
-    """The xdist controller's thread: reads the workers' progress files and draws them under a
-    ``k/N done, ETA`` line (the session's).
+    """The xdist controller's thread: draws the workers' latest snapshots (``source()``, see
+    ``relay.Inbox``) under a ``k/N done, ETA`` line (the session's), local and remote workers
+    alike.
 
     In place it redraws at every poll; plain, it writes all lines every ``interval`` seconds and
     a worker's line whenever its case ended an epoch (seen at the next poll, at most a second
     later).
-    Workers on other machines write their files there, so only the session line shows them.
     """
 
-    def __init__(self, folder: Path, lines: StatusLines, interval: float,
-                 session: SessionProgress, clock: Callable[[], float] = time.monotonic):
-        self.folder = Path(folder)
+    def __init__(self, source: Callable[[], list[CaseProgress]], lines: StatusLines,
+                 interval: float, session: SessionProgress,
+                 clock: Callable[[], float] = time.monotonic):
+        self.source = source
         self.lines = lines
         self.interval = interval
         self.session = session
@@ -433,15 +386,18 @@ class ProgressPoller:
         return lines
 
     def poll(self) -> None:
-        """Read the files once and draw when a line is due."""
-        states = [state for state in read_progress(self.folder) if not state.done]
+        """Read the snapshots once and draw when a line is due."""
+        latest = self.source()
+        states = [state for state in latest if not state.done]
         lines = self.render(states)
         if self.lines.in_place:
             self.lines.show(lines)
             return
         now = self.clock()
         ended = []
-        for state in states:
+        # A case whose last epoch ended since the last poll is done by now, most often: its
+        # epoch's line is still due.
+        for state in latest:
             key = (state.worker, state.case_id)
             if state.epochs_done > self._epochs_done.get(key, 0):
                 ended.append(state)
@@ -449,7 +405,7 @@ class ProgressPoller:
         due = lines != self._last if self.interval <= 0 else now >= self._due
         if due:
             self._due = now + self.interval
-            self.lines.show(lines)
+            self.lines.show(lines + self.render([state for state in ended if state.done])[1:])
             self._last = lines
         elif ended:  # only the workers whose case ended an epoch: their lines say which
             self.lines.show(self.render(ended)[1:])
@@ -467,6 +423,11 @@ class ProgressPoller:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        if not self.lines.in_place:
+            try:
+                self.poll()  # an epoch that ended since the last poll still gets its line
+            except Exception:  # noqa: BLE001 - progress must never break a run
+                pass
         self.lines.clear()
 
 

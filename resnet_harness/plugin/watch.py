@@ -6,15 +6,14 @@ process a user started. :func:`watch_for` picks the role."""
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import pytest
 
 import resnet_harness.plugin.homecoming as homecoming
-from resnet_harness.plugin.progress import (FileSink, ProgressPoller, SessionProgress,
-                                             StatusLines, TerminalSink, progress_callback,
-                                             progress_mode)
+from resnet_harness.plugin import relay
+from resnet_harness.plugin.progress import (ProgressPoller, SessionProgress, StatusLines,
+                                             TerminalSink, progress_callback, progress_mode)
 
 
 class _Watch:
@@ -47,8 +46,8 @@ class _Watch:
 
 
 class WorkerWatch(_Watch):
-    """A worker's: progress into a file of the run folder (the controller's poller draws it),
-    the row and its predictions sent home with the report."""
+    """A worker's: progress sent home on its own channel (the controller's poller draws it;
+    ``relay``), the row and its predictions sent home with the report."""
 
     with_files = True
 
@@ -57,18 +56,19 @@ class WorkerWatch(_Watch):
         self.worker = config.workerinput["workerid"]
         enabled = progress_mode(progress, 0, False)[0] and \
             config.workerinput.get("resnet_harness_progress", True)
-        if enabled:
-            self.sink = FileSink(self.folder.progress_dir, self.worker)
+        channel = relay.worker_channel()
+        if enabled and channel is not None:
+            self.sink = relay.ChannelSink(channel, self.worker)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         if self.sink is not None:
-            self.sink.close()  # on another host no controller removes it
+            self.sink.close()  # the controller stops drawing this worker
 
 
 class ControllerWatch(_Watch):
     """The controller's: the session's progress (in place on a terminal, plain lines in a log;
-    the workers' files polled under xdist), rows received from workers, MLflow tracking."""
+    the workers' snapshots drawn under xdist), rows received from workers, MLflow tracking."""
 
     def __init__(self, config: pytest.Config, folder, *, run_info=dict, progress=None,
                  mlflow_uri: str | None = None):
@@ -81,6 +81,7 @@ class ControllerWatch(_Watch):
         self.session_progress = SessionProgress()  # tests done and the session's ETA
         self.workers: set[str] = set()
         self.poller: ProgressPoller | None = None
+        self.inbox = relay.Inbox()
         self.interval = 0.0
 
     def _setup_progress(self, setting: Any) -> None:
@@ -102,6 +103,12 @@ class ControllerWatch(_Watch):
                                      interval, self.session_progress)
 
     @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_newgateway(self, gateway) -> None:
+        # Before xdist starts its worker on the gateway (the worker looks for the channel).
+        if self.lines is not None:
+            relay.open_channel(gateway, self.inbox, gateway.id)
+
+    @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:
         node.workerinput["resnet_harness_progress"] = self.lines is not None
         self.workers.add(node.workerinput["workerid"])  # a restarted worker keeps its id
@@ -120,9 +127,7 @@ class ControllerWatch(_Watch):
         # Here, not in __init__: the terminal reporter is registered after pytest_configure.
         self._setup_progress(self.progress)
         if self.distributed and self.lines is not None:
-            folder = self.folder.progress_dir
-            shutil.rmtree(folder, ignore_errors=True)
-            self.poller = ProgressPoller(folder, self.lines, self.interval,
+            self.poller = ProgressPoller(self.inbox.states, self.lines, self.interval,
                                          self.session_progress).start()
         if self.mlflow_uri:  # a plugin of its own from here on (tracking.MlflowTracker)
             from resnet_harness.plugin.tracking import start_tracking
@@ -158,7 +163,6 @@ class ControllerWatch(_Watch):
             self.poller.stop()
         elif self.lines is not None:
             self.lines.clear()
-        shutil.rmtree(self.folder.progress_dir, ignore_errors=True)
 
 
 def watch_for(config: pytest.Config, folder, *, run_info=dict, progress=None,

@@ -100,11 +100,6 @@ class RunFolder(Housekeeping):
         path = Path(path)
         return cls(path).csv_path if path.is_dir() else path
 
-    @property
-    def progress_dir(self) -> Path:
-        """Where xdist workers leave their live-progress files for the controller."""
-        return self.path / "progress"
-
     def case_files(self, case_id: str) -> tuple[bytes | None, bytes | None]:
         """The bytes of a case's row and predictions files as stored (None where absent)."""
         def read(path: Path) -> bytes | None:
