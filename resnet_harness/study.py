@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from resnet_harness.storage import schema
 from resnet_harness.storage.identity import split_seed
+from resnet_harness.training.config import Imbalance
 from resnet_harness.training.model import Head
 
 __all__ = ["Bounds", "Case", "Check", "Claim", "Comparison", "Head", "Hooks", "PaperFigures",
@@ -153,8 +154,8 @@ class Hooks:
     def on_batches(self) -> dict[str, Any]:
         """How training batches are drawn, as keywords of the input pipeline:
         ``class_balanced`` (draw classes uniformly, or by ``class_weights``: per-class
-        probabilities) and ``augmentation_kind`` ("paper": the study's rotation, shift and
-        flip; "crop_flip": 4-pixel padding, random 32x32 crop per image, horizontal flip)."""
+        probabilities) and ``augmentation_kind`` ("rotate_shift_flip": the paper's rotation,
+        shift and flip; "crop_flip": 4-pixel padding, random 32x32 crop per image, horizontal flip)."""
         return {}
 
     def on_fit_start(self, model) -> dict[str, Any]:
@@ -220,11 +221,6 @@ class Case:
         return False
 
     @property
-    def uses_imbalance_recipe(self) -> bool:
-        """Whether the session's ``--imbalance`` recipe makes this case's training set."""
-        return False
-
-    @property
     def markers(self) -> tuple[str, ...]:
         """pytest markers of the case, beyond ``experiment`` and the study's own."""
         return (self.dataset,)
@@ -244,8 +240,16 @@ class Case:
         """Study settings stored in the row's ``config`` (so that resume compares them)."""
         return {}
 
-    def controlled(self) -> "Case | None":
-        """This case under ``--comparison controlled``, or None when that changes nothing."""
+    def in_session(self, options: Mapping[str, Any]) -> "Case":
+        """The case a session with these study options (``StudyOption.dest`` -> value) runs in
+        this one's place; itself by default. A study's option may swap in another arm, as the
+        paper's ``--comparison controlled`` does."""
+        return self
+
+    def imbalance(self, options: Mapping[str, Any]) -> "Imbalance | None":
+        """How this case's training set is thinned before training (which classes lose which
+        share: ``training.config.Imbalance``), from the session's study options; None: kept
+        as drawn. A study that selects its own subset uses ``Hooks.on_select_training``."""
         return None
 
     def hooks(self) -> Hooks:
@@ -384,9 +388,10 @@ class StudyOption:
         return self.flag.lstrip("-").replace("-", "_")
 
     def value(self, cfg) -> Any:
-        """This option's value in a case run (``cfg``: its ``CaseConfig``); the default when
-        the session did not set it."""
-        found = (getattr(cfg, "study_options", None) or {}).get(self.dest)
+        """This option's value in a case run (``cfg``: its ``CaseConfig``, or the session's
+        study options as a mapping); the default when the session did not set it."""
+        options = cfg if isinstance(cfg, Mapping) else getattr(cfg, "study_options", None)
+        found = (options or {}).get(self.dest)
         return self.default if found is None else found
 
 
@@ -394,8 +399,9 @@ _OPTIONS_PARSED = False  # set once pytest has declared the options (plugin.opti
 
 
 def options() -> tuple[StudyOption, ...]:
-    """Every registered study's options, in registration order."""
-    return tuple(o for s in _STUDIES.values() for o in s.options)
+    """Every registered study's options, in registration order, each once (studies may share
+    one)."""
+    return tuple({id(o): o for s in _STUDIES.values() for o in s.options}.values())
 
 
 def options_declared() -> None:
@@ -468,12 +474,15 @@ def register(study: Study, module: str | None = None) -> Study:
         if type(case).study != study.name:
             raise ValueError(f"study {study.name}: {type(case).__name__}.study is "
                              f"{type(case).study!r}; set it to {study.name!r}")
-    taken = {o.flag: s.name for s in _STUDIES.values() if s.name != study.name
+    # Two studies may share one option (the same object, from a module both import: the
+    # paper's imbalance recipe); two declarations of one flag would leave one unheard.
+    taken = {o.flag: (s.name, o) for s in _STUDIES.values() if s.name != study.name
              for o in s.options}
-    clash = [o.flag for o in study.options if o.flag in taken]
+    clash = [o.flag for o in study.options if o.flag in taken and taken[o.flag][1] is not o]
     if clash:
         raise ValueError(f"study {study.name}: option {clash[0]} is declared by study "
-                         f"{taken[clash[0]]} already; give it another name")
+                         f"{taken[clash[0]][0]} already; give it another name, or declare "
+                         "the same StudyOption object in both (import it from one module)")
     known = {o.flag for o in _STUDIES[study.name].options} if study.name in _STUDIES else set()
     if study.options and _OPTIONS_PARSED and {o.flag for o in study.options} - known:
         raise ValueError(f"study {study.name} declares options after pytest parsed the command "

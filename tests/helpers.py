@@ -205,3 +205,15 @@ def write_resnet50_weights(path: Path, shapes=None, keras3: bool = False,
 # The long-tail study's experiments module, for pytester runs.
 LONGTAIL_EXPERIMENTS = (Path(__file__).resolve().parents[1] / "experiments"
                         / "test_longtail.py").read_text()
+
+
+def session(**settings):
+    """A session's ``RunConfig`` from settings named as on the command line, the studies' own
+    options included (``imbalance``, ``comparison``, ``cb_beta``, ...: into ``study_options``)."""
+    from resnet_harness import study
+    from resnet_harness.training.config import RunConfig
+
+    study.load_builtin()
+    dests = {option.dest for option in study.options()}
+    options = {name: settings.pop(name) for name in list(settings) if name in dests}
+    return RunConfig(**settings, study_options=options)

@@ -51,7 +51,7 @@ def test_the_matrix():
         assert case.head == study.Head() and case.learning_rate == 1e-3
         assert case.batch_size == 32 and case.augment and case.weights == "imagenet"
         assert case.epochs == {"cifar10": 25, "fashion_mnist": 5}[case.dataset]
-        assert case.uses_imbalance_recipe == (case.variant == "imbalanced")
+        assert (case.imbalance({}) is not None) == (case.variant == "imbalanced")
     # The ResNet50 balanced case is Table 7's balanced run, with its published figures.
     assert CASES[0].id == "arch-cifar10-resnet50-balanced" and CASES[0].paper.accuracy == 0.67
     stops = {c.id: (c.validation_split, c.early_stopping) for c in CASES if c.protocol}

@@ -12,7 +12,9 @@ import pytest
 from helpers import find_case
 from resnet_harness.training import config as cfg
 from resnet_harness.training import values
-from resnet_harness.training.config import IMBALANCE_READINGS, SCALES, RunConfig
+from resnet_harness.studies.paper import parse_comparison
+from resnet_harness.studies.profiles import IMBALANCE_READINGS, parse_imbalance
+from resnet_harness.training.config import SCALES, RunConfig
 from resnet_harness.studies.paper import CASES, CASES_BY_ID, DROPOUTS, REDUCED_FLOORS, SPLITS, get_case
 from resnet_harness.training.data.sources import DATASETS
 from resnet_harness.training.model import Head
@@ -145,8 +147,8 @@ def test_parse_data_dir(tmp_path):
 
 def test_parse_imbalance():
     for name in ("text", "table2", "table4", "table6"):
-        assert values.parse_imbalance(name) == name
-    bad(values.parse_imbalance, "table5", "text, table4, table6, table2")
+        assert parse_imbalance(name) == name
+    bad(parse_imbalance, "table5", "text, table4, table6, table2")
 
 
 def test_parse_classes():
@@ -187,9 +189,9 @@ def test_parse_backbone():
 
 
 def test_parse_comparison_and_delta():
-    assert values.parse_comparison("study") == "study"
-    assert values.parse_comparison("controlled") == "controlled"
-    bad(values.parse_comparison, "paired", "study, controlled")
+    assert parse_comparison("study") == "study"
+    assert parse_comparison("controlled") == "controlled"
+    bad(parse_comparison, "paired", "study, controlled")
     assert values.parse_delta("0.01") == 0.01
     for value in ("0", "1", "-0.1", "nan"):
         bad(values.parse_delta, value, "strictly between 0 and 1")
@@ -224,7 +226,8 @@ def test_reduced_scale_keeps_the_frozen_base_cases_epochs():
     assert RunConfig(scale="reduced", epochs=2).for_case(frozen).epochs == 2
     assert RunConfig(scale="smoke").for_case(frozen).epochs == 1
     # Under --comparison controlled the arm trains its whole network like its balanced arm.
-    assert RunConfig(scale="reduced", comparison="controlled").for_case(frozen).epochs == 3
+    assert RunConfig(scale="reduced", study_options={"comparison": "controlled"}).for_case(
+        frozen).epochs == 3
 
 
 def test_parse_bn_recalibrate():
@@ -260,9 +263,9 @@ def test_every_validator_is_tested():
     # parse_seeds: tests/test_stats.py; parse_validation_split, parse_patience:
     # tests/test_validation.py
     tested = {"parse_validation_split", "parse_patience", "parse_monitor", "parse_batch_order",
-              "parse_seeds", "parse_comparison", "parse_delta", "parse_scale",
+              "parse_seeds", "parse_delta", "parse_scale",
               "parse_positive_int", "parse_seed", "parse_weights",
-              "parse_data_dir", "parse_imbalance", "parse_classes", "parse_fraction",
+              "parse_data_dir", "parse_classes", "parse_fraction",
               "parse_on_off", "parse_data_source", "parse_backbone", "parse_sample_cap",
               "parse_flag", "parse_path", "parse_bn_recalibrate", "parse_epochs",
               "parse_report_dir", "parse_augment"}
@@ -322,17 +325,39 @@ def test_for_case_imbalance():
     c = RunConfig().for_case(CIFAR_IMB)
     assert c.imbalance == IMBALANCE_READINGS["text"]
     assert c.imbalance.classes == (0, 1, 2) and c.imbalance.remove_fraction == 0.1
-    c = RunConfig(imbalance="table4", imbalance_classes=(5, 6)).for_case(CIFAR_IMB)
+    c = _with(imbalance="table4", imbalance_classes=(5, 6)).for_case(CIFAR_IMB)
     assert c.imbalance.remove_total == 5000 and c.imbalance.classes == (5, 6)
-    c = RunConfig(imbalance="table2", imbalance_fraction=0.3).for_case(CIFAR_IMB)
+    c = _with(imbalance="table2", imbalance_fraction=0.3).for_case(CIFAR_IMB)
     assert c.imbalance.remove_fraction == 0.3
     assert c.imbalance.keep_per_class is None and c.imbalance.remove_total is None
     assert c.imbalance.reading == "table2+fraction"
-    assert RunConfig(imbalance="table6").for_case(CIFAR_BAL).imbalance is None
+    assert _with(imbalance="table6").for_case(CIFAR_BAL).imbalance is None
+    # Classes read back from run.json (a list) are the same recipe.
+    assert _with(imbalance_classes=[5, 6]).for_case(CIFAR_IMB).imbalance.classes == (5, 6)
+
+
+def _with(**study_options) -> RunConfig:
+    """A session with these study options (the paper's imbalance recipe, --comparison)."""
+    return RunConfig(study_options=study_options)
+
+
+def test_the_recipe_and_comparison_reach_only_the_studies_that_declare_them():
+    """The paper's imbalance recipe is in the configs of the paper's and the architectures
+    study's rows (None where balanced), ``comparison`` in the paper's alone: a long-tail row
+    carries neither."""
+    from resnet_harness.studies import architectures, longtail
+
+    paper_cfg = _with(imbalance="table6").for_case(CIFAR_BAL).as_dict()
+    assert paper_cfg["imbalance"] is None and paper_cfg["comparison"] == "study"
+    arch = next(c for c in architectures.CASES if c.variant == "imbalanced")
+    assert _with().for_case(arch).as_dict()["imbalance"]["reading"] == "text"
+    assert "comparison" not in _with().for_case(arch).as_dict()
+    lt = _with().for_case(longtail.CASES[0]).as_dict()
+    assert "imbalance" not in lt and "comparison" not in lt and "recipe" not in lt
 
 
 def test_case_config_as_dict():
-    d = RunConfig(imbalance="table6").for_case(FMNIST_IMB).as_dict()
+    d = _with(imbalance="table6").for_case(FMNIST_IMB).as_dict()
     assert d["head"]["dense_units"] == 1024 and d["head"]["freeze_base"] is True
     assert d["imbalance"]["remove_fraction"] == 0.5 and d["batch_size"] == 32
     assert d["learning_rate"] == 1e-3

@@ -9,9 +9,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from helpers import (class_value, decode_id, fashion_arrays, find_case, id_raw, idx_bytes,
+from helpers import (session, class_value, decode_id, fashion_arrays, find_case, id_raw, idx_bytes,
                      write_cifar_batches, write_idx, write_idx_folder, write_image_folders)
-from resnet_harness.training.config import IMBALANCE_READINGS, RunConfig
+from resnet_harness.studies.profiles import IMBALANCE_READINGS
+from resnet_harness.training.config import RunConfig
 from resnet_harness.training.data import (DataError, expected_train_counts, load_raw, make_variant,
                                  synthetic)
 from resnet_harness.training.data.pipeline import augmentation, make_dataset
@@ -400,7 +401,7 @@ def test_load_keras_shapes(monkeypatch):
 
 def _variant(case, raw=None, **run):
     run.setdefault("data_source", "synthetic")
-    cfg = RunConfig(**run).for_case(get_case(case.id))
+    cfg = session(**run).for_case(get_case(case.id))
     return make_variant(raw if raw is not None else synthetic(cfg.case.dataset, 60, 20), cfg)
 
 
@@ -759,7 +760,7 @@ def test_training_batches_hold_every_image_once_per_epoch():
 
 def test_imbalanced_arm_sees_the_balanced_order_without_its_removed_images():
     raw = id_raw("cifar10")
-    run = RunConfig(data_source="synthetic", comparison="controlled")
+    run = session(data_source="synthetic", comparison="controlled")
     balanced, imbalanced = (run.for_case(get_case(c.id)) for c in (T7_CIFAR_BAL, T7_CIFAR_IMB))
     left, right = (_epoch_ids(cfg, make_variant(raw, cfg)) for cfg in (balanced, imbalanced))
     for full, reduced in zip(left, right):
@@ -785,7 +786,7 @@ def test_common_order_is_a_permutation_per_epoch_and_depends_only_on_the_keys():
     assert not np.array_equal(common_order(keys, 4, 4), orders)
 
 
-@pytest.mark.parametrize("kind", ["paper", "crop_flip"])
+@pytest.mark.parametrize("kind", ["rotate_shift_flip", "crop_flip"])
 def test_augmentation_draws_per_image_not_per_batch(kind):
     """A batch of 64 copies of one image must come out as many different images, as
     torchvision's transforms make them (Keras 3's RandomCrop alone gave 2: the flip's two)."""

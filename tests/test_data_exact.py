@@ -13,9 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from helpers import (CONFTEST, EXPERIMENTS, class_value, fashion_arrays, find_case, idx_bytes,
+from helpers import (session, CONFTEST, EXPERIMENTS, class_value, fashion_arrays, find_case, idx_bytes,
                      write_idx_folder, write_image_folders)
-from resnet_harness.training.config import RunConfig
 from resnet_harness.training.data import DataError, make_variant, synthetic
 from resnet_harness.training.data import images
 from resnet_harness.training.data.sources import (CLASS_NAMES, IDX_FILES, RawData, load_local,
@@ -574,7 +573,7 @@ def test_printable():
 def _cfg(**run):
     run.setdefault("data_source", "synthetic")
     run.setdefault("scale", "paper")
-    return RunConfig(**run).for_case(get_case(T7_CIFAR_IMB.id))
+    return session(**run).for_case(get_case(T7_CIFAR_IMB.id))
 
 
 # id: (RunConfig settings, the error's pattern)

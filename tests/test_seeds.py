@@ -47,7 +47,7 @@ def test_seeds_with_xdist_resume_baseline_and_claims(study):
     rows = {p.stem: json.loads(p.read_text()) for p in (run_dir / "cases").glob("*.json")}
     assert sorted(rows) == sorted(f"{c}-seed{s}" for c in (BAL, IMB) for s in (0, 1))
     row = rows[f"{IMB}-seed1"]
-    assert row["seed"] == 1 and row["config"]["recipe"] == "study"
+    assert row["seed"] == 1 and row["config"]["comparison"] == "study"
     assert rows[f"{IMB}-seed0"]["seed"] == 0
     # The interval recomputes from the saved predictions, and holds the measured figure.
     with np.load(run_dir / row["predictions_file"]) as saved:

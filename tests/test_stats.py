@@ -91,10 +91,10 @@ def test_seeded_cases_have_the_seed_in_id_and_config():
 
 
 def test_controlled_comparison_gives_imbalanced_arm_the_balanced_recipe():
-    study, controlled = cfg.RunConfig(), cfg.RunConfig(comparison="controlled")
+    study, controlled = cfg.RunConfig(), cfg.RunConfig(study_options={"comparison": "controlled"})
     f_study, f_ctl = study.for_case(FASHION_IMB), controlled.for_case(FASHION_IMB)
-    assert f_study.recipe == "study" and f_study.case.head.dense_units == 1024
-    assert f_ctl.recipe == "controlled" and f_ctl.as_dict()["recipe"] == "controlled"
+    assert f_study.case.comparison == "study" and f_study.case.head.dense_units == 1024
+    assert f_ctl.case.comparison == "controlled" and f_ctl.as_dict()["comparison"] == "controlled"
     balanced = controlled.for_case(FASHION_BAL)
     assert (f_ctl.case.head, f_ctl.epochs, f_ctl.augment) == (
         balanced.case.head, balanced.epochs, balanced.augment)
@@ -281,8 +281,8 @@ def test_confounds_of_table7_fashion_study_and_controlled():
     assert any(f.startswith("head.dense_units: none -> 1024") for f in found)
     assert any(f.startswith("head.freeze_base: False -> True") for f in found)
     assert not any(f.startswith("augment") for f in found)
-    assert not any(f.startswith(("balance", "imbalance", "recipe", "seed")) for f in found)
-    controlled = cfg.RunConfig(scale="reduced", comparison="controlled")
+    assert not any(f.startswith(("balance", "imbalance", "comparison", "seed")) for f in found)
+    controlled = cfg.RunConfig(scale="reduced", study_options={"comparison": "controlled"})
     rows = [make_row(FASHION_BAL, 0, 0.6, run=controlled),
             make_row(FASHION_IMB, 0, 0.6, run=controlled)]
     assert comparisons.confounds(rows[0], rows[1], "balance") == []

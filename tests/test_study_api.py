@@ -214,7 +214,12 @@ def test_a_study_declares_its_own_options_and_its_cases_read_them():
                                environ={"RESNET_HARNESS_CB_BETA": "0.99"})
     assert resolved.origins["cb_beta"] == "environment variable RESNET_HARNESS_CB_BETA"
     run = options.run_config(resolved)
-    assert run.study_options == {"cb_beta": 0.99, "la_tau": 1.0}
+    assert run.study_options == {"cb_beta": 0.99, "la_tau": 1.0, "comparison": "study",
+                                 "imbalance": "text", "imbalance_classes": None,
+                                 "imbalance_fraction": None}
+    # The paper's options left the core too: only the studies declare them.
+    assert not {"--comparison", "--imbalance", "--imbalance-classes", "--imbalance-fraction"} \
+        & {o.flag for o in options.OPTIONS}
     case = longtail.CASES_BY_ID["longtail-cifar10-exp100-cb_focal"]
     config = run.for_case(case)
     assert longtail.CB_BETA.value(config) == 0.99
@@ -240,6 +245,19 @@ def test_a_study_option_is_declared_once_and_before_pytest_parses(monkeypatch):
     study.load_builtin()
     with pytest.raises(ValueError, match="option --cb-beta is declared by study longtail"):
         study.register(clash)
+    # The same StudyOption object, imported from the module that declares it, is shared: the
+    # paper's imbalance recipe belongs to two studies and appears once in the option table.
+    from resnet_harness.studies.profiles import IMBALANCE
+
+    with monkeypatch.context() as undo:  # the registry as it was, after
+        undo.setattr(study, "_STUDIES", dict(study._STUDIES))
+        undo.setattr(study, "_BY_CASE", dict(study._BY_CASE))
+        undo.setattr(study, "_OPTIONS_PARSED", False)  # as a conftest.py import would be
+        study.register(study.Study("mine", "m", (Mine(dataset="cifar10"),),
+                                   options=(IMBALANCE,)))
+        assert [o.flag for o in study.options()].count("--imbalance") == 1
+        assert {s.name for s in study.studies() if IMBALANCE in s.options} == {
+            "paper", "architectures", "mine"}
     monkeypatch.setattr(study, "_OPTIONS_PARSED", True)
     late = study.Study("mine", "m", (Mine(dataset="cifar10"),),
                        options=(StudyOption("--mine-knob", float, "a knob"),))

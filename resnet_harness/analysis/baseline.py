@@ -200,7 +200,8 @@ class Baseline:
 
 def _record(line: dict[str, Any]) -> dict[str, Any]:
     # A results.csv line as a row the identity can read: empty cells absent, JSON cells parsed.
-    from resnet_harness.analysis.table import JSON_COLUMNS, json_cells  # pandas: load lazily
+    from resnet_harness.analysis.table import (JSON_COLUMNS, PARTIAL_CONFIG,  # pandas: lazily
+                                               json_cells)
 
     out = {k: v for k, v in line.items() if not (isinstance(v, float) and math.isnan(v))
            and k not in JSON_COLUMNS}
@@ -208,7 +209,7 @@ def _record(line: dict[str, Any]) -> dict[str, Any]:
     if "seed" in out:
         out["seed"] = int(out["seed"])
     if not isinstance(out.get("config"), dict):  # written before the config column
-        out["config"] = {k: out[k] for k in ("epochs", "weights", "recipe") if k in out}
+        out["config"] = identity.current_names({k: out[k] for k in PARTIAL_CONFIG if k in out})
         out["config_partial"] = True  # no defaults of later settings are assumed for it
     return out
 

@@ -17,6 +17,7 @@ from resnet_harness import study
 from resnet_harness.analysis.comparisons import predicted_classes
 from resnet_harness.training.data.sources import NUM_CLASSES
 from resnet_harness.storage import schema
+from resnet_harness.storage.identity import current_names
 from resnet_harness.storage.schema import FIELDS, PAPER_KEYS, PAPER_METRIC
 
 # Every row's identity columns; each registered study adds the keys that place its cases
@@ -32,12 +33,15 @@ RESOURCE_KEYS = tuple(key for key in PAPER_KEYS
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 INTEGER_COLUMNS = ("seed", "epochs") + tuple(f.name for f in FIELDS if f.kind == "count")
 _TEXT_COLUMNS = ("case_id", "study", "table", "dataset", "balance", "regularization", "scale", "status",
-                 "error", "weights", "recipe", "paper_source", "reduced_classes",
+                 "error", "weights", "comparison", "recipe", "paper_source", "reduced_classes",
                  "bounds_violations", "baseline_regressions", "baseline_improvements",
                  "finished_at", "run_dir", "bn_recalibrated", "warnings", "model_reused",
                  "baseline_status", "identity", "data_source", "data_fingerprint", "git_commit",
                  "config", "versions", "environment", "predictions_digest", "test_set",
                  "test_outcomes")
+# The settings a results.csv line holds outside its config column (all a CSV written before
+# that column has): "recipe" is the old name of "comparison" (storage.identity.current_names).
+PARTIAL_CONFIG = ("epochs", "weights", "comparison", "recipe")
 # Objects stored as JSON text in one column each: with them a results.csv row has the whole
 # identity of its result (storage/identity.py), so a baseline is matched like a stored row.
 JSON_COLUMNS = ("config", "versions", "environment")
@@ -106,7 +110,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     flat["best_epoch"] = row.get("best_epoch")
     flat["validation_samples"] = _total(row.get("validation_counts"))
     flat["weights"] = config.get("weights")
-    flat["recipe"] = config.get("recipe")
+    flat["comparison"] = current_names(config).get("comparison")
     flat.update({f"paper_{key}": _number(paper.get(key)) for key in PAPER_KEYS})
     flat["paper_source"] = paper.get("source")
     flat["reduced_classes"] = " ".join(str(k) for k in reduced)
@@ -148,8 +152,9 @@ def baseline_status(row: dict[str, Any]) -> str | None:
 def rows_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Result rows rebuilt from a ``results.csv`` frame (the inverse of :func:`flatten_row` for
     what comparisons and claims read: identity, scores and their intervals, per-class recall,
-    counts, time, memory, model reuse and the recipe). The CSV keeps no full configuration, so
-    confounds are found among epochs, weights and recipe only."""
+    counts, time, memory, model reuse and the paper's comparison). A CSV written before it kept
+    the configuration has its epochs, weights and comparison (``recipe`` in older files) only:
+    confounds are found among those."""
     rows = []
     for line in frame.to_dict("records"):
         get = {k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -180,7 +185,7 @@ def rows_from_table(frame: pd.DataFrame) -> list[dict[str, Any]]:
         reused = get("model_reused")
         row["model_reused"] = (None if reused is None else
                                str(reused).strip().lower() in ("true", "1", "1.0"))
-        row["config"] = {k: get(k) for k in ("epochs", "weights", "recipe") if get(k) is not None}
+        row["config"] = current_names({k: get(k) for k in PARTIAL_CONFIG if get(k) is not None})
         row.update(json_cells(line))
         row.update({k: get(k) for k in ("data_source", "data_fingerprint", "git_commit",
                                         "predictions_digest", "test_set", "test_outcomes")

@@ -61,9 +61,6 @@ OPTIONS: tuple[Option, ...] = (
            "run every case once per seed, the seed in its id (-seed3): 0,1,2,3,4 or 0-4 (at "
            "most 1000); auto[:MAX]: rounds of 3 seeds until every claim touched is decided "
            "(O'Brien-Fleming alpha spending, MAX 12 by default)"),
-    Option("--comparison", values.parse_comparison,
-           "study (default: each arm as the paper ran it) or controlled (Table 7's imbalanced "
-           "arm with its balanced arm's head, epochs and augmentation)"),
     Option("--equivalence-delta", values.parse_delta,
            "margin within which two arms count as equivalent in comparisons (default 0.01)"),
     Option("--weights", values.parse_weights,
@@ -76,13 +73,6 @@ OPTIONS: tuple[Option, ...] = (
            "local data: a folder with cifar10/ and fashion_mnist/ subfolders, or NAME=PATH per "
            "data set (repeatable; the environment separates entries with ':')",
            kind="list", separator=os.pathsep),
-    Option("--imbalance", values.parse_imbalance,
-           "reading of the paper's imbalance recipe: text (default, 10%% removed), table2, "
-           "table4, table6"),
-    Option("--imbalance-classes", values.parse_classes,
-           "classes reduced in imbalanced variants (default 0,1,2)"),
-    Option("--imbalance-fraction", values.parse_fraction,
-           "share of each reduced class removed, overriding --imbalance"),
     Option("--hflip", values.parse_on_off,
            "horizontal flip in augmentation: on (default, text and Table 5) or off (Table 3)"),
     Option("--backbone", values.parse_backbone,

@@ -5,7 +5,7 @@ A row's identity has six parts (:data:`PARTS`):
 ``case``
     study, case (its id without the ``-seedN`` suffix) and seed;
 ``settings``
-    scale and the effective configuration (``CaseConfig.as_dict``: epochs, caps, recipe, every
+    scale and the effective configuration (``CaseConfig.as_dict``: epochs, caps, every
     option that changes training or evaluation, the study's own);
 ``data``
     the kind of source (``synthetic``, ``image-folders``, ``idx``, ...; not its path, which may
@@ -42,7 +42,13 @@ UNKNOWN = "unknown"
 
 # Settings added after rows were first written; a stored config without them had these values.
 _LATER_SETTINGS = {"xla": False, "mixed_precision": False, "deterministic": False,
-                   "recipe": "study", "bn_recalibrate": False}
+                   "bn_recalibrate": False}
+# Renamed since (old -> new): the paper's study/controlled arm was the core's "recipe"; it is
+# the paper study's "comparison" now ("recipe" is the long-tail study's training recipe).
+_RENAMED = {"recipe": "comparison"}
+# Settings a config records only where its study has them; rows made when every study's
+# config carried them hold these values, which say nothing.
+_IMPLIED = {"comparison": "study", "imbalance": None}
 _SEED_SUFFIX = re.compile(r"-seed(\d+)$")
 
 
@@ -61,8 +67,18 @@ def comparable_config(config: Mapping[str, Any] | None) -> Any:
     ``data_source`` has no default: a row that did not record it is never reused.
     """
     if isinstance(config, Mapping):
-        config = {**_LATER_SETTINGS, **config}
+        config = {k: v for k, v in current_names({**_LATER_SETTINGS, **config}).items()
+                  if not (k in _IMPLIED and v == _IMPLIED[k])}
     return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def current_names(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored config with its renamed settings under their current names."""
+    out = dict(config)
+    for old, new in _RENAMED.items():
+        if old in out:
+            out.setdefault(new, out.pop(old))
+    return out
 
 
 def source_kind(data_source: Any) -> str | None:
@@ -92,9 +108,9 @@ def parts(row: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     config = row.get("config")
     if isinstance(config, Mapping):
         # A baseline written before the config column kept a few settings only (its
-        # epochs, weights, recipe): those are compared, and nothing is assumed of the rest.
+        # epochs, weights, comparison): those are compared, and nothing is assumed of the rest.
         settings["config"] = (comparable_config(config) if not row.get("config_partial")
-                              else json.loads(json.dumps(dict(config), default=str)))
+                              else json.loads(json.dumps(current_names(config), default=str)))
     return {
         "case": {"study": row.get("study"), "case": split_seed(str(row.get("case_id")))[0],
                  "seed": _seed(row)},

@@ -46,7 +46,8 @@ from typing import Any, Mapping, Sequence
 
 from resnet_harness.storage.schema import Field
 from resnet_harness.studies import paper
-from resnet_harness.studies.profiles import PROFILES, apply_profile
+from resnet_harness.studies.profiles import (IMBALANCE_OPTIONS, PROFILES, apply_profile,
+                                             imbalance_config, imbalance_recipe)
 from resnet_harness.study import (Bounds, Case, Check, Claim, Comparison, Hooks, PaperFigures,
                                   Study, register)
 from resnet_harness.training.data.sources import DATASETS
@@ -142,10 +143,6 @@ class ArchitectureCase(Case):
         return self.variant != "balanced"
 
     @property
-    def uses_imbalance_recipe(self) -> bool:
-        return self.variant == "imbalanced"
-
-    @property
     def markers(self) -> tuple[str, ...]:
         if self.protocol:
             return (self.dataset, "table7", self.variant, "early_stopping")
@@ -163,7 +160,12 @@ class ArchitectureCase(Case):
                                  "protocol": self.protocol}}
 
     def config_fields(self, cfg) -> dict[str, Any]:
-        return {"architecture": {"variant": self.variant}}
+        return {"architecture": {"variant": self.variant}, **imbalance_config(cfg)}
+
+    def imbalance(self, options: Mapping[str, Any]):
+        """The paper's imbalance recipe for the ``imbalanced`` variant (``exp100`` selects its
+        own subset in ``on_select_training``)."""
+        return imbalance_recipe(options) if self.variant == "imbalanced" else None
 
     def hooks(self) -> "ArchitectureHooks":
         return ArchitectureHooks(self)
@@ -487,5 +489,5 @@ STUDY = register(Study(
                for name, app in KERAS_APPLICATIONS.items()),
              ("early_stopping", "architectures study: Table 7 with a validation set, with and "
                                 "without early stopping")),
-    comparisons=COMPARISONS, claims=CLAIMS, fields=FIELDS,
+    comparisons=COMPARISONS, claims=CLAIMS, fields=FIELDS, options=IMBALANCE_OPTIONS,
     factor_fields=FACTOR_FIELDS, report=section), __name__)

@@ -8,15 +8,21 @@ Its comparisons and claims are declared below as data; its report section (the p
 measured beside printed) is in :mod:`resnet_harness.studies.paper_report`.
 
 Where the paper contradicts itself the choice made here is named in a comment and can be changed
-from the command line (see ``resnet_harness.training.config``).
+from the command line: the study's own options, ``--comparison`` (below) and the imbalance
+recipe's ``--imbalance``, ``--imbalance-classes``, ``--imbalance-fraction``
+(:mod:`resnet_harness.studies.profiles`, shared with the architectures study).
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, replace
+from typing import Any, Mapping
 
+from resnet_harness.studies.profiles import IMBALANCE_OPTIONS, imbalance_config, imbalance_recipe
 from resnet_harness.study import (Bounds, Case, Check, Claim, Comparison, Head, PaperFigures,
-                                   Study, register)
+                                   Study, StudyOption, register)
+from resnet_harness.training.config import Imbalance
 from resnet_harness.training.data.sources import DATASETS
 
 SPLITS = (0.5, 0.6, 0.7, 0.8, 0.9)  # train fraction of Table 9's pooled train+test data
@@ -61,6 +67,24 @@ def paper_floors(paper: PaperFigures, margin: float = PAPER_FLOOR_MARGIN) -> dic
     return floors
 
 
+COMPARISON_KINDS = ("study", "controlled")
+
+
+def parse_comparison(value: str) -> str:
+    """``study`` (each arm as the paper ran it) or ``controlled`` (Table 7's imbalanced arm with
+    its balanced arm's head, epochs, augmentation and freezing, so only the data differs)."""
+    if value not in COMPARISON_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown comparison {value!r}; use one of: {', '.join(COMPARISON_KINDS)}")
+    return value
+
+
+COMPARISON = StudyOption("--comparison", parse_comparison,
+                         "study (default: each arm as the paper ran it) or controlled (Table "
+                         "7's imbalanced arm with its balanced arm's head, epochs and "
+                         "augmentation)", default="study")
+
+
 @dataclass(frozen=True)
 class PaperCase(Case):
     """One scenario of the paper: its table, balance, split and regularization (keyword
@@ -71,6 +95,9 @@ class PaperCase(Case):
     table: str  # "table7" | "table9" | "table10"
     balance: str  # "balanced" | "imbalanced"
     regularization: str  # "none" | "l1" | "l2" | "dropout0.3" ...
+    # "controlled": Table 7's imbalanced arm with its balanced arm's recipe (in_session); in
+    # the row's config, so a controlled row is never taken for the study's arm.
+    comparison: str = "study"
 
     @property
     def base_id(self) -> str:
@@ -83,10 +110,6 @@ class PaperCase(Case):
     @property
     def imbalanced(self) -> bool:
         return self.balance == "imbalanced"
-
-    @property
-    def uses_imbalance_recipe(self) -> bool:
-        return self.imbalanced
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -108,15 +131,24 @@ class PaperCase(Case):
         return {"table": self.table, "dataset": self.dataset, "balance": self.balance,
                 "split": self.split, "regularization": self.regularization}
 
-    def controlled(self) -> "PaperCase | None":
-        """Table 7's imbalanced arm with its balanced arm's head, epochs and augmentation, so
-        the two arms differ in their data only (``--comparison controlled``)."""
-        if self.table != "table7" or not self.imbalanced:
-            return None
+    def config_fields(self, cfg) -> dict[str, Any]:
+        return {"comparison": self.comparison, **imbalance_config(cfg)}
+
+    def imbalance(self, options: Mapping[str, Any]) -> Imbalance | None:
+        """The paper's imbalance recipe (``--imbalance`` and its overrides) for an
+        imbalanced case."""
+        return imbalance_recipe(options) if self.imbalanced else None
+
+    def in_session(self, options: Mapping[str, Any]) -> "PaperCase":
+        """Under ``--comparison controlled``: Table 7's imbalanced arm with its balanced arm's
+        head, epochs and augmentation, so the two arms differ in their data only."""
+        if COMPARISON.value(options) != "controlled" or self.table != "table7" \
+                or not self.imbalanced:
+            return self
         balanced = CASES_BY_ID[replace(self, balance="balanced", seed=None).id]
         controlled = replace(self, head=balanced.head, epochs=balanced.epochs,
                              augment=balanced.augment)
-        return controlled if controlled != self else None
+        return self if controlled == self else replace(controlled, comparison="controlled")
 
 
 # Tables 3 and 5: epochs of the balanced runs; Tables 4 and 6: of the imbalanced runs.
@@ -268,7 +300,7 @@ def _comparisons() -> tuple[Comparison, ...]:
 COMPARISONS = _comparisons()
 # Fields that a comparison's declared factor changes by design: not confounds.
 FACTOR_FIELDS = {
-    "balance": ("balance", "imbalance", "recipe"),
+    "balance": ("balance", "imbalance", "comparison"),
     "split": ("split",),
     "regularization": ("regularization", "head.dropout", "head.regularizer"),
     "dataset": ("dataset",),
@@ -330,4 +362,5 @@ STUDY = register(Study(
              ("table10", "the paper's Table 10 cases (regularization)"),
              ("balanced", "cases on balanced data"), ("imbalanced", "cases on imbalanced data")),
     comparisons=COMPARISONS, claims=CLAIMS, factor_fields=FACTOR_FIELDS,
+    options=(COMPARISON, *IMBALANCE_OPTIONS),
     report="resnet_harness.studies.paper_report:section"), __name__)

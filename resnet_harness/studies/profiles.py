@@ -1,20 +1,73 @@
-"""Training-set imbalance profiles that several studies use (one home: a study imports them).
+"""Training-set imbalance that several studies use (one home: a study imports it).
 
-``exp``/``step`` are the long-tail literature's (Cao et al. 2019, LDAM-DRW's
-``imb_type``/``imb_factor``); ``paper`` is the paper's text reading, whose classes and share are
-the core's ``--imbalance text`` recipe (``training.config.IMBALANCE_READINGS``): one
-definition of "10% of classes 0-2".
+- The paper's imbalance recipe and its four readings (:data:`IMBALANCE_READINGS`), with the
+  options that choose and adjust one (``--imbalance``, ``--imbalance-classes``,
+  ``--imbalance-fraction``: :data:`IMBALANCE_OPTIONS`, declared by every study whose cases
+  use the recipe, the paper's and the architectures study);
+- the profiles: ``exp``/``step`` are the long-tail literature's (Cao et al. 2019, LDAM-DRW's
+  ``imb_type``/``imb_factor``); ``paper`` is the paper's text reading, whose classes and share
+  are ``IMBALANCE_READINGS["text"]``: one definition of "10% of classes 0-2".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+import argparse
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from resnet_harness.training.config import IMBALANCE_READINGS
+from resnet_harness.study import StudyOption
+from resnet_harness.training import values
+from resnet_harness.training.config import Imbalance
 from resnet_harness.training.data.sources import NUM_CLASSES
+
+# The paper gives four incompatible recipes (see README, "Readings of the paper").
+IMBALANCE_READINGS = {
+    "text": Imbalance("text", remove_fraction=0.10),  # "10% of training samples are removed"
+    "table4": Imbalance("table4", remove_total=5000),  # "Number to remove: 5000"
+    "table6": Imbalance("table6", remove_fraction=0.50),  # "Imbalance factor: 0.5"
+    "table2": Imbalance("table2", keep_per_class={"cifar10": 4950, "fashion_mnist": 4500}),
+}
+
+
+def parse_imbalance(value: str) -> str:
+    """A reading of the paper's imbalance recipe: text, table2, table4 or table6."""
+    if value not in IMBALANCE_READINGS:
+        raise argparse.ArgumentTypeError(
+            f"unknown imbalance reading {value!r}; use one of: {', '.join(IMBALANCE_READINGS)}")
+    return value
+
+
+IMBALANCE = StudyOption("--imbalance", parse_imbalance,
+                        "reading of the paper's imbalance recipe: text (default, 10%% "
+                        "removed), table2, table4, table6", default="text")
+IMBALANCE_CLASSES = StudyOption("--imbalance-classes", values.parse_classes,
+                                "classes reduced in imbalanced variants (default 0,1,2)")
+IMBALANCE_FRACTION = StudyOption("--imbalance-fraction", values.parse_fraction,
+                                 "share of each reduced class removed, overriding --imbalance")
+IMBALANCE_OPTIONS = (IMBALANCE, IMBALANCE_CLASSES, IMBALANCE_FRACTION)
+
+
+def imbalance_recipe(options: Mapping[str, Any]) -> Imbalance:
+    """The paper's imbalance recipe as the session's options read it: the ``--imbalance``
+    reading, its classes replaced by ``--imbalance-classes`` and its share by
+    ``--imbalance-fraction`` when given."""
+    recipe = IMBALANCE_READINGS[IMBALANCE.value(options)]
+    classes, fraction = IMBALANCE_CLASSES.value(options), IMBALANCE_FRACTION.value(options)
+    if classes is not None:
+        recipe = replace(recipe, classes=tuple(classes))
+    if fraction is not None:
+        recipe = replace(recipe, reading=f"{recipe.reading}+fraction", remove_fraction=fraction,
+                         remove_total=None, keep_per_class=None)
+    return recipe
+
+
+def imbalance_config(cfg) -> dict[str, Any]:
+    """The row's ``config`` entry of a study that uses the recipe: the case's thinning (None
+    for its balanced cases), compared by ``--resume`` like any setting."""
+    return {"imbalance": asdict(cfg.imbalance) if cfg.imbalance else None}
+
 
 _TEXT = IMBALANCE_READINGS["text"]
 PAPER_CLASSES = _TEXT.classes  # the study's text reading: 10% of classes 0-2 removed

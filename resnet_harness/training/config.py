@@ -1,4 +1,4 @@
-"""Run configuration: scales, the paper's contested readings, and how a case's settings are resolved.
+"""Run configuration: scales, and how a case's settings are resolved.
 
 A :class:`RunConfig` is built once per pytest session from the command line, ini file and
 environment; :meth:`RunConfig.for_case` turns one matrix row into the concrete settings of one run.
@@ -61,10 +61,12 @@ SCALES = {
 
 @dataclass(frozen=True)
 class Imbalance:
-    """How the imbalanced variants are made from the training set.
+    """How a case's training set is thinned into an imbalanced one (``Case.imbalance``):
+    ``classes`` lose a share of their images, a seeded random choice.
 
     Exactly one of ``remove_fraction`` (per reduced class), ``remove_total`` (spread evenly over
-    the reduced classes) or ``keep_per_class`` is set.
+    the reduced classes) or ``keep_per_class`` is set. ``reading`` names where the recipe came
+    from (the paper's readings: ``studies/profiles.py``).
     """
 
     reading: str
@@ -72,15 +74,6 @@ class Imbalance:
     remove_fraction: float | None = None
     remove_total: int | None = None
     keep_per_class: dict[str, int] | None = None  # data set -> samples kept per reduced class
-
-
-# The paper gives four incompatible recipes (see README, "Readings of the paper").
-IMBALANCE_READINGS = {
-    "text": Imbalance("text", remove_fraction=0.10),  # "10% of training samples are removed"
-    "table4": Imbalance("table4", remove_total=5000),  # "Number to remove: 5000"
-    "table6": Imbalance("table6", remove_fraction=0.50),  # "Imbalance factor: 0.5"
-    "table2": Imbalance("table2", keep_per_class={"cifar10": 4950, "fashion_mnist": 4500}),
-}
 
 
 AUTO_MAX_SEEDS = 12  # --seeds auto: the default most seeds a sequential design may spend
@@ -162,7 +155,6 @@ class CaseConfig:
     mixed_precision: bool = False
     data_source: str = "auto"
     deterministic: bool = False
-    recipe: str = "study"  # "controlled": Table 7's imbalanced arm ran its balanced arm's recipe
     bn_recalibrate: bool = False  # resolved from RunConfig.bn_recalibrate and the scale
     # The studies' own options (``Study.options``) by name, at their session values; a study
     # reads its own through ``StudyOption.value`` and records them in ``config_fields``.
@@ -191,8 +183,6 @@ class CaseConfig:
             "xla": self.xla, "mixed_precision": self.mixed_precision,
             "data_source": self.data_source, "deterministic": self.deterministic,
             "bn_recalibrate": self.bn_recalibrate,
-            "imbalance": asdict(self.imbalance) if self.imbalance else None,
-            "recipe": self.recipe,
             # Only when used, so that rows made without a validation set keep their identity.
             **({"validation_split": self.validation_split,
                 "early_stopping": self.early_stopping} if self.validation_split else {}),
@@ -215,9 +205,6 @@ class RunConfig:
     weights: str | None = None
     data_source: str = "auto"
     data_dirs: dict[str | None, Path] = field(default_factory=dict)
-    imbalance: str = "text"
-    imbalance_classes: tuple[int, ...] | None = None
-    imbalance_fraction: float | None = None
     hflip: bool = True
     report_dir: Path = Path("reports")
     backbone: str = "resnet50"
@@ -225,7 +212,6 @@ class RunConfig:
     xla: bool = False
     mixed_precision: bool = False
     seeds: "tuple[int, ...] | AutoSeeds | None" = None  # --seeds: every case once per seed
-    comparison: str = "study"
     equivalence_delta: float = 0.01  # |difference| below which two arms count as equivalent
     bn_recalibrate: str = "auto"
     augment: str = "auto"
@@ -240,27 +226,17 @@ class RunConfig:
     def for_case(self, case: Case) -> CaseConfig:
         """The concrete settings of ``case`` at this scale, overrides applied.
 
-        A seeded case (``--seeds``) runs with its own seed instead of ``--seed``. Under
-        ``--comparison controlled`` Table 7's imbalanced arm takes its balanced arm's head,
-        epochs and augmentation, so the two arms differ in their data only. A case that sets
+        A seeded case (``--seeds``) runs with its own seed instead of ``--seed``. The studies'
+        options may put another case in its place (``Case.in_session``: the paper's
+        ``--comparison controlled``) and set how its training set is thinned
+        (``Case.imbalance``: the paper's ``--imbalance`` readings). A case that sets
         its own ``validation_split`` keeps its validation protocol (share and patience; what
         early stopping watches is ``--early-stopping-monitor``'s); ``--weights
         BACKBONE=PATH`` reaches only the cases that train that backbone.
         """
         scale = SCALES[self.scale]
-        recipe = "study"
-        controlled = case.controlled() if self.comparison == "controlled" else None
-        if controlled is not None:
-            case, recipe = controlled, "controlled"
-        imbalance = None
-        if case.uses_imbalance_recipe:
-            imbalance = IMBALANCE_READINGS[self.imbalance]
-            if self.imbalance_classes is not None:
-                imbalance = replace(imbalance, classes=self.imbalance_classes)
-            if self.imbalance_fraction is not None:
-                imbalance = replace(imbalance, reading=f"{imbalance.reading}+fraction",
-                                    remove_fraction=self.imbalance_fraction, remove_total=None,
-                                    keep_per_class=None)
+        case = case.in_session(self.study_options)
+        imbalance = case.imbalance(self.study_options)
         # A case that names its backbone (the long-tail literature recipe's ResNet-32)
         # trains it unless the session asked for another than the default (--backbone tiny).
         backbone = (case.backbone if case.backbone and self.backbone == "resnet50"
@@ -280,7 +256,7 @@ class RunConfig:
             imbalance=imbalance, augment=resolve_augment(self.augment, self.scale, case.augment),
             hflip=self.hflip, backbone=backbone,
             xla=self.xla, mixed_precision=self.mixed_precision, data_source=self.data_source,
-            deterministic=self.deterministic, recipe=recipe,
+            deterministic=self.deterministic,
             study_options=dict(self.study_options),
             validation_split=case.validation_split if own else self.validation_split,
             early_stopping=case.early_stopping if own else self.early_stopping,

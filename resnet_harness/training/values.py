@@ -11,8 +11,8 @@ import math
 import os
 from pathlib import Path
 
-from resnet_harness.training.config import (AUTO_MAX_SEEDS, BN_RECALIBRATE_MODES,
-                                            IMBALANCE_READINGS, SCALES, AutoSeeds)
+from resnet_harness.training.config import (AUTO_MAX_SEEDS, BN_RECALIBRATE_MODES, SCALES,
+                                            AutoSeeds)
 from resnet_harness.training.data.sources import DATASETS, NUM_CLASSES
 
 
@@ -120,18 +120,6 @@ def parse_seeds(value: str) -> "tuple[int, ...] | AutoSeeds":
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"seeds {value!r} name a seed twice; list each once")
     return tuple(seeds)
-
-
-COMPARISONS = ("study", "controlled")
-
-
-def parse_comparison(value: str) -> str:
-    """``study`` (each arm as the paper ran it) or ``controlled`` (Table 7's imbalanced arm with
-    its balanced arm's head, epochs, augmentation and freezing, so only the data differs)."""
-    if value not in COMPARISONS:
-        raise argparse.ArgumentTypeError(
-            f"unknown comparison {value!r}; use one of: {', '.join(COMPARISONS)}")
-    return value
 
 
 def parse_delta(value: str) -> float:
@@ -270,14 +258,6 @@ def parse_data_dir(value: str) -> tuple[str | None, Path]:
             f"data dir {str(target)!r} does not exist or is not a folder; "
             "pass an existing folder (see README, 'Using local data')")
     return name, target
-
-
-def parse_imbalance(value: str) -> str:
-    """A reading of the paper's imbalance recipe: text, table2, table4 or table6."""
-    if value not in IMBALANCE_READINGS:
-        raise argparse.ArgumentTypeError(
-            f"unknown imbalance reading {value!r}; use one of: {', '.join(IMBALANCE_READINGS)}")
-    return value
 
 
 def parse_classes(value: str) -> tuple[int, ...]:

@@ -128,15 +128,18 @@ def common_order(keys: np.ndarray, seed: int, epochs: int) -> np.ndarray:
     return out
 
 
+AUGMENTATION_KINDS = ("rotate_shift_flip", "crop_flip")
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: bool, seed: int,
                  augment: bool = False, hflip: bool = True, class_balanced: bool = False,
-                 augmentation_kind: str = "paper", class_weights=None,
+                 augmentation_kind: str = "rotate_shift_flip", class_weights=None,
                  order_keys: np.ndarray | None = None, epochs: int | None = None):
     """A batched ``tf.data.Dataset`` of ``(float32 images in [0, 1], int64 labels)``.
 
     ``class_balanced`` (training only): batches drawn by :func:`class_balanced_indices`, with
-    ``class_weights`` as the classes' probabilities when given. ``augmentation_kind``: "paper"
-    (:func:`augmentation`) or "crop_flip" (:func:`crop_flip`).
+    ``class_weights`` as the classes' probabilities when given. ``augmentation_kind``:
+    "rotate_shift_flip" (:func:`augmentation`, the paper's) or "crop_flip" (:func:`crop_flip`).
 
     ``order_keys`` and ``epochs`` (training, not class-balanced): the images' indices into the
     data set; the dataset then holds all ``epochs`` epochs in :func:`common_order` and must be
@@ -158,8 +161,9 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
         return images
     needs_resize = tuple(x.shape[1:3]) != INPUT_SHAPE[:2]
     gray = x.shape[-1] == 1
-    if augmentation_kind not in ("paper", "crop_flip"):
-        raise ValueError(f"unknown augmentation {augmentation_kind!r}; use paper or crop_flip")
+    if augmentation_kind not in AUGMENTATION_KINDS:
+        raise ValueError(f"unknown augmentation {augmentation_kind!r}; use "
+                         f"{' or '.join(AUGMENTATION_KINDS)}")
     layers = [] if not augment else crop_flip(seed) if augmentation_kind == "crop_flip" \
         else augmentation(seed, hflip)
 
