@@ -371,6 +371,12 @@ def main(argv=None) -> None:
     parser.add_argument("--out", dest="out_dir", default=None)
     args = parser.parse_args(argv)
     args.out = args.out_dir or args.out
+    if "=" in args.data_dir:  # cifar10=PATH, as the harness's --data-dir takes it
+        name, _, path = args.data_dir.partition("=")
+        if name != "cifar10":
+            raise SystemExit(f"--data-dir {args.data_dir}: this bench reads CIFAR-10; give "
+                             "cifar10=PATH or PATH")
+        args.data_dir = path
     if args.mode == "summarise":
         summarise(Path(args.out))
         return

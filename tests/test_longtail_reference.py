@@ -210,3 +210,26 @@ def test_the_literature_head_is_initialised_and_decayed_as_each_reference():
                           decay_output_bias=False)
     np.testing.assert_allclose(bias, -np.log(9), rtol=1e-6)
     assert layer.bias_regularizer is None
+
+
+def test_the_committed_side_by_side_table_regenerates_from_its_rows(tmp_path):
+    """docs/longtail-reference/summary.md is what bench/longtail_reference.py summarise makes
+    of the committed epochs.csv (no PyTorch needed to check it)."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "longtail_reference", root / "bench" / "longtail_reference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    committed = root / "docs" / "longtail-reference"
+    copy = tmp_path / "docs" / "longtail-reference"
+    shutil.copytree(committed, copy)
+    (copy / "summary.md").unlink()
+    text = bench.summarise(copy)
+    assert text.replace(str(copy), "docs/longtail-reference") == \
+        (committed / "summary.md").read_text()
+    # Every figure of every epoch, both sides, three seeds each.
+    assert text.count("| balanced test accuracy |") == 3 and text.count("of 3 |") == 15
