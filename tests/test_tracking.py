@@ -337,7 +337,7 @@ def test_statuses_and_the_parents_figures_and_files(study, tmp_path):
     figures = parent.data.metrics
     assert (figures["cases_passed"], figures["cases_error"], figures["cases_unfinished"],
             figures["cases_not_run"]) == (1, 1, 1, 1)
-    assert figures["table7/accuracy_mean"] == pytest.approx(row["metrics"]["accuracy"])
+    assert figures["paper/accuracy_mean"] == pytest.approx(row["metrics"]["accuracy"])
     assert any(key.startswith("claims_") for key in figures)
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == PARENT_ARTIFACTS
     local = client.download_artifacts(parent.info.run_id, "claims.csv", str(tmp_path / "down"))

@@ -238,7 +238,7 @@ def case_tags(row: dict[str, Any]) -> dict[str, str]:
 def session_metrics(folder) -> dict[str, float]:
     """The session's figures for the parent run: cases per status (``cases_passed``, ...,
     ``cases_not_run``), the mean of the headline scores over the rows that have them, overall
-    (``accuracy_mean``) and per table (``table7/accuracy_mean``, ``table7/cases``), and the
+    (``accuracy_mean``) and per study (``paper/accuracy_mean``, ``longtail/cases``), and the
     claims per verdict (``claims_supported``, ...) as ``claims.csv`` gives them."""
     from resnet_harness.storage.schema import STATUSES
 
@@ -252,7 +252,7 @@ def session_metrics(folder) -> dict[str, float]:
     out["cases"] = float(sum(v for k, v in out.items() if k.startswith("cases_")))
     groups: dict[str, list[dict]] = {"": rows}
     for row in rows:
-        groups.setdefault(f"{row.get('table') or 'other'}/", []).append(row)
+        groups.setdefault(f"{row.get('study') or 'other'}/", []).append(row)
     for prefix, members in groups.items():
         if prefix:
             out[f"{prefix}cases"] = float(len(members))

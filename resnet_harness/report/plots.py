@@ -19,8 +19,7 @@ from resnet_harness.report.cells import MEASURED  # one home for the report's "m
 from resnet_harness.storage.identity import split_seed
 
 DPI = 80  # small images keep the HTML at a few hundred KB
-PAPER = "#9a9a9a"
-DATASET_COLORS = {"cifar10": MEASURED, "fashion_mnist": "#c0392b"}
+PUBLISHED = "#9a9a9a"  # a published figure beside a measured one
 
 
 def png_bytes(fig: Figure) -> bytes:
@@ -30,53 +29,6 @@ def png_bytes(fig: Figure) -> bytes:
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     fig.clear()  # drop artists now rather than at garbage collection
     return buffer.getvalue()
-
-
-def split_png(table9: pd.DataFrame) -> bytes | None:
-    """Test accuracy against train fraction per data set, the paper's Table 9 as dashed lines."""
-    if table9.empty:
-        return None
-    fig = Figure(figsize=(5.6, 3.4), layout="constrained")
-    ax = fig.add_subplot()
-    for dataset, part in table9.groupby("dataset", sort=False):
-        color = DATASET_COLORS.get(str(dataset), MEASURED)
-        part = part.sort_values("split")
-        measured = part.dropna(subset=["accuracy_measured"])
-        if not measured.empty:
-            ax.plot(measured["split"], measured["accuracy_measured"], marker="o", color=color,
-                    label=f"{dataset} measured")
-        ax.plot(part["split"], part["accuracy_paper"], marker="s", linestyle="--", color=color,
-                alpha=0.55, label=f"{dataset} paper")
-    ax.set_xlabel("train fraction of pooled data", fontsize=8)
-    ax.set_ylabel("test accuracy", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_title("Table 9: accuracy vs train/test split", fontsize=9)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
-    return png_bytes(fig)
-
-
-def regularization_png(table10: pd.DataFrame) -> bytes | None:
-    """Table 10 / Figure 4: accuracy and AUC per regularization, measured beside the paper."""
-    if table10.empty:
-        return None
-    fig = Figure(figsize=(7.2, 3.2), layout="constrained")
-    labels = list(table10["regularization"])
-    positions = range(len(labels))
-    for index, (key, name) in enumerate((("accuracy", "accuracy"), ("roc_auc", "ROC AUC"))):
-        ax = fig.add_subplot(1, 2, index + 1)
-        ax.bar([p - 0.2 for p in positions], table10[f"{key}_measured"].fillna(0), width=0.4,
-               color=MEASURED, label="measured")
-        ax.bar([p + 0.2 for p in positions], table10[f"{key}_paper"].fillna(0), width=0.4,
-               color=PAPER, label="paper")
-        ax.set_xticks(list(positions), labels, rotation=45, ha="right", fontsize=7)
-        ax.set_ylim(0, 1.22)  # headroom for the legend above bars that reach 1
-        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-        ax.set_title(f"Table 10: {name}", fontsize=9)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
-    return png_bytes(fig)
 
 
 def _case_label(case_id: str) -> str:
@@ -127,7 +79,7 @@ def resources_png(frame: pd.DataFrame) -> bytes | None:
                         xerr=[mean - data[f"{column}_low"][spread],
                               data[f"{column}_high"][spread] - mean],
                         fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2)
-        ax.scatter(data[paper_column], rows, color="black", s=12, zorder=3, label="paper")
+        ax.scatter(data[paper_column], rows, color="black", s=12, zorder=3, label="published")
         values = pd.concat([data[column], data[paper_column]]).dropna()
         values = values[values > 0]
         # Smoke runs take seconds while the paper reports thousands: a linear axis would hide them.

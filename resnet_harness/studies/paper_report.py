@@ -8,6 +8,7 @@ from html import escape
 from typing import Any, Callable, Sequence
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from resnet_harness.report import html as H
 from resnet_harness.analysis import table
@@ -181,8 +182,59 @@ def section(rows: Sequence[dict[str, Any]], ctx) -> str:
     """The section: the paper's tables, measured beside printed, and the overview plots."""
     tables = paper_tables(ctx.frame)
     colour = set(ctx.frame["scale"].dropna()) == {"paper"}
-    plots_html = [ctx.img(plots.split_png(tables["table9"]), "accuracy against train fraction"),
-                  ctx.img(plots.regularization_png(tables["table10"]),
+    plots_html = [ctx.img(split_png(tables["table9"]), "accuracy against train fraction"),
+                  ctx.img(regularization_png(tables["table10"]),
                           "regularization comparison")]
     return (_summary(tables, colour=colour) + f'<div class="grid">{"".join(plots_html)}</div>'
             + _counts_note())
+
+
+# -- the paper's own figures ---------------------------------------------------------------------
+DATASET_COLORS = {"cifar10": plots.MEASURED, "fashion_mnist": "#c0392b"}
+
+
+def split_png(table9: pd.DataFrame) -> bytes | None:
+    """Test accuracy against train fraction per data set, the paper's Table 9 as dashed lines."""
+    if table9.empty:
+        return None
+    fig = Figure(figsize=(5.6, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    for dataset, part in table9.groupby("dataset", sort=False):
+        color = DATASET_COLORS.get(str(dataset), plots.MEASURED)
+        part = part.sort_values("split")
+        measured = part.dropna(subset=["accuracy_measured"])
+        if not measured.empty:
+            ax.plot(measured["split"], measured["accuracy_measured"], marker="o", color=color,
+                    label=f"{dataset} measured")
+        ax.plot(part["split"], part["accuracy_paper"], marker="s", linestyle="--", color=color,
+                alpha=0.55, label=f"{dataset} paper")
+    ax.set_xlabel("train fraction of pooled data", fontsize=8)
+    ax.set_ylabel("test accuracy", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title("Table 9: accuracy vs train/test split", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return plots.png_bytes(fig)
+
+
+def regularization_png(table10: pd.DataFrame) -> bytes | None:
+    """Table 10 / Figure 4: accuracy and AUC per regularization, measured beside the paper."""
+    if table10.empty:
+        return None
+    fig = Figure(figsize=(7.2, 3.2), layout="constrained")
+    labels = list(table10["regularization"])
+    positions = range(len(labels))
+    for index, (key, name) in enumerate((("accuracy", "accuracy"), ("roc_auc", "ROC AUC"))):
+        ax = fig.add_subplot(1, 2, index + 1)
+        ax.bar([p - 0.2 for p in positions], table10[f"{key}_measured"].fillna(0), width=0.4,
+               color=plots.MEASURED, label="measured")
+        ax.bar([p + 0.2 for p in positions], table10[f"{key}_paper"].fillna(0), width=0.4,
+               color=plots.PUBLISHED, label="paper")
+        ax.set_xticks(list(positions), labels, rotation=45, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.22)  # headroom for the legend above bars that reach 1
+        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+        ax.set_title(f"Table 10: {name}", fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.legend(fontsize=7, loc="upper center", ncol=2, frameon=False)
+    return plots.png_bytes(fig)
