@@ -286,6 +286,17 @@ def test_confounds_of_table7_fashion_study_and_controlled():
     rows = [make_row(FASHION_BAL, 0, 0.6, run=controlled),
             make_row(FASHION_IMB, 0, 0.6, run=controlled)]
     assert comparisons.confounds(rows[0], rows[1], "balance") == []
+    # Rows stored before the paper's arm choice was renamed (config "recipe"), alone or beside
+    # new ones, and a long-tail-style row that still holds the core's old "imbalance": None:
+    # nothing of it is a confound.
+    older = [dict(r, config={**{k: v for k, v in r["config"].items() if k != "comparison"},
+                             "recipe": r["config"]["comparison"]}) for r in rows]
+    assert comparisons.confounds(older[0], older[1], "balance") == []
+    assert comparisons.confounds(older[0], rows[1], "balance") == []
+    assert comparisons.confounds(rows[0], older[1], "balance") == []
+    assert comparisons.confounds(dict(rows[1], config={**rows[1]["config"], "imbalance": None}),
+                                 dict(rows[1], config={k: v for k, v in rows[1]["config"].items()
+                                                       if k != "imbalance"}), "dataset") == []
     paper = cfg.RunConfig(scale="paper")
     rows = [make_row(FASHION_BAL, 0, 0.6, run=paper), make_row(FASHION_IMB, 0, 0.6, run=paper)]
     assert {"epochs: 5 -> 7", "augment: True -> False"} <= set(

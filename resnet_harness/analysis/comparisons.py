@@ -39,6 +39,7 @@ from resnet_harness.analysis import pairing
 from resnet_harness.analysis.stats import (Summary, detectable, holm, paired_difference,
                                           seed_summary, seeds_needed)
 from resnet_harness.storage import schema
+from resnet_harness.storage.identity import comparable_config
 from resnet_harness.study import Comparison
 
 ALPHA = 0.05
@@ -253,8 +254,12 @@ def confounds(a: dict[str, Any], b: dict[str, Any], factor: str) -> list[str]:
     """Each field (config and case fields) in which rows ``a`` and ``b`` differ, besides
     ``factor`` and what it implies: ``"epochs: 5 -> 7"``."""
     keys = _case_fields()
-    left = dict(_flat("", a.get("config") or {}), **{k: a.get(k) for k in keys})
-    right = dict(_flat("", b.get("config") or {}), **{k: b.get(k) for k in keys})
+    # Configs as the identity reads them: a row stored before a setting was renamed (the
+    # paper's "recipe", now "comparison") is compared under the new name.
+    left = dict(_flat("", comparable_config(a.get("config") or {})),
+                **{k: a.get(k) for k in keys})
+    right = dict(_flat("", comparable_config(b.get("config") or {})),
+                 **{k: b.get(k) for k in keys})
     skip = study.factor_fields(factor)
     out = []
     for key in sorted(set(left) | set(right)):
