@@ -147,7 +147,7 @@ def test_the_readmes_many_machines_recipe_runs_as_written(loopback_ssh, tmp_path
     assert sorted(p.name for p in remote.iterdir() if p.name != "__pycache__") == [
         "conftest.py", "experiments", "pytest.ini", "reports"]
     # the other host keeps a run folder of its own rows (mergeable with `python -m
-    # resnet_harness report`), not the live progress files its worker wrote
+    # resnet_harness report`); its worker's live progress came home on a channel
     assert sorted(p.name for p in remote_run.iterdir()) == ["cases", "run.json", "started"]
 
 

@@ -122,14 +122,14 @@ def test_history_becomes_per_epoch_metrics_timed_back_from_the_end_of_fit():
     assert history_metrics({"status": "error"}, 10_000, 0) == []
 
 
-def test_session_metrics_count_statuses_and_average_per_table(tmp_path):
+def test_session_metrics_count_statuses_and_average_per_study(tmp_path):
     folder = RunFolder(tmp_path).create()
     row = passed_row()
     accuracy = row["metrics"]["accuracy"]
     folder.write_row(dict(row, case_id="a"))
     folder.write_row(dict(row, case_id="b", status="failed",
                           metrics=dict(row["metrics"], accuracy=accuracy / 2)))
-    folder.write_row(dict(row, case_id="c", table="table9"))
+    folder.write_row(dict(row, case_id="c", study="longtail"))
     folder.mark_started("d", {})  # started, no row
     folder.record_selected(["a", "b", "c", "d", "e"])  # e never started
     folder.claims_paths["claims"].write_text(
@@ -139,9 +139,10 @@ def test_session_metrics_count_statuses_and_average_per_table(tmp_path):
                                     "cases_unfinished", "cases_not_run", "cases")} == {
         "cases_passed": 2, "cases_failed": 1, "cases_error": 0, "cases_unfinished": 1,
         "cases_not_run": 1, "cases": 5}
-    assert figures[f"{row['table']}/accuracy_mean"] == pytest.approx(0.75 * accuracy)
-    assert figures[f"{row['table']}/cases"] == 2 and figures["table9/cases"] == 1
-    assert figures["table9/accuracy_mean"] == pytest.approx(accuracy)
+    assert row["study"] == "paper"
+    assert figures["paper/accuracy_mean"] == pytest.approx(0.75 * accuracy)
+    assert figures["paper/cases"] == 2 and figures["longtail/cases"] == 1
+    assert figures["longtail/accuracy_mean"] == pytest.approx(accuracy)
     assert figures["accuracy_mean"] == pytest.approx(2.5 * accuracy / 3)
     assert figures["claims_supported"] == 1 and figures["claims_not_run"] == 2
 
