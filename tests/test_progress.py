@@ -374,7 +374,7 @@ def test_the_channel_opens_on_a_real_gateway_before_the_next_task():
     gateway = execnet.makegateway("execmodel=main_thread_only//popen")
     try:
         inbox = Inbox()
-        assert relay.open_channel(gateway, inbox, "gw0")
+        assert relay.open_channel(gateway, inbox)
         task = gateway.remote_exec(
             "import sys\n"
             f"relay = sys.modules[{relay.MODULE!r}].channel\n"

@@ -40,8 +40,9 @@ except Exception:
 """
 
 
-def open_channel(gateway, inbox: "Inbox", worker: str) -> bool:
-    """Controller side: give ``gateway``'s worker a progress channel into ``inbox``. False
+def open_channel(gateway, inbox: "Inbox") -> bool:
+    """Controller side: give ``gateway``'s worker (xdist names it by the gateway's id, ``gw0``)
+    a progress channel into ``inbox``. False
     (progress of that worker not shown, the run unaffected) when it cannot be opened."""
     try:
         task = gateway.remote_exec(_REMOTE)
@@ -51,6 +52,7 @@ def open_channel(gateway, inbox: "Inbox", worker: str) -> bool:
         return False
     if relay is None:
         return False
+    worker = gateway.id
     relay.setcallback(lambda message: inbox.receive(worker, message), endmarker=Inbox.CLOSED)
     # Held: execnet keeps channels weakly, and one collected here tells the worker's end to
     # stop delivering (CHANNEL_LAST_MESSAGE), so its close would never be seen.

@@ -106,7 +106,7 @@ class ControllerWatch(_Watch):
     def pytest_xdist_newgateway(self, gateway) -> None:
         # Before xdist starts its worker on the gateway (the worker looks for the channel).
         if self.lines is not None:
-            relay.open_channel(gateway, self.inbox, gateway.id)
+            relay.open_channel(gateway, self.inbox)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node) -> None:

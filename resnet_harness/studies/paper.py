@@ -15,13 +15,13 @@ recipe's ``--imbalance``, ``--imbalance-classes``, ``--imbalance-fraction``
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from resnet_harness.studies.profiles import IMBALANCE_OPTIONS, imbalance_config, imbalance_recipe
 from resnet_harness.study import (Bounds, Case, Check, Claim, Comparison, Head, PaperFigures,
                                    Study, StudyOption, register)
+from resnet_harness.training import values
 from resnet_harness.training.config import Imbalance
 from resnet_harness.training.data.sources import DATASETS
 
@@ -73,10 +73,7 @@ COMPARISON_KINDS = ("study", "controlled")
 def parse_comparison(value: str) -> str:
     """``study`` (each arm as the paper ran it) or ``controlled`` (Table 7's imbalanced arm with
     its balanced arm's head, epochs, augmentation and freezing, so only the data differs)."""
-    if value not in COMPARISON_KINDS:
-        raise argparse.ArgumentTypeError(
-            f"unknown comparison {value!r}; use one of: {', '.join(COMPARISON_KINDS)}")
-    return value
+    return values.one_of(value, COMPARISON_KINDS, "comparison")
 
 
 COMPARISON = StudyOption("--comparison", parse_comparison,

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping, Sequence
 
@@ -33,10 +32,7 @@ IMBALANCE_READINGS = {
 
 def parse_imbalance(value: str) -> str:
     """A reading of the paper's imbalance recipe: text, table2, table4 or table6."""
-    if value not in IMBALANCE_READINGS:
-        raise argparse.ArgumentTypeError(
-            f"unknown imbalance reading {value!r}; use one of: {', '.join(IMBALANCE_READINGS)}")
-    return value
+    return values.one_of(value, IMBALANCE_READINGS, "imbalance reading")
 
 
 IMBALANCE = StudyOption("--imbalance", parse_imbalance,

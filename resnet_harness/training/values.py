@@ -16,12 +16,18 @@ from resnet_harness.training.config import (AUTO_MAX_SEEDS, BN_RECALIBRATE_MODES
 from resnet_harness.training.data.sources import DATASETS, NUM_CLASSES
 
 
+def one_of(value: str, choices, what: str) -> str:
+    """``value`` when it is one of ``choices``; else the one-line error ``unknown WHAT 'x';
+    use one of: a, b``. For validators of named choices, the studies' own included."""
+    if value not in choices:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {value!r}; use one of: {', '.join(choices)}")
+    return value
+
+
 def parse_scale(value: str) -> str:
     """A scale name: smoke, reduced or paper."""
-    if value not in SCALES:
-        raise argparse.ArgumentTypeError(
-            f"unknown scale {value!r}; use one of: {', '.join(SCALES)}")
-    return value
+    return one_of(value, SCALES, "scale")
 
 
 # Upper bounds, so that a typo (an extra zero, 1e12) is refused instead of trying to allocate
@@ -353,10 +359,7 @@ def parse_augment(value: str) -> str:
 
 
 def _parse_mode(value: str, flag: str) -> str:
-    if value not in BN_RECALIBRATE_MODES:
-        raise argparse.ArgumentTypeError(
-            f"unknown {flag} mode {value!r}; use one of: {', '.join(BN_RECALIBRATE_MODES)}")
-    return value
+    return one_of(value, BN_RECALIBRATE_MODES, f"{flag} mode")
 
 
 def parse_backbone(value: str) -> str:
